@@ -1,18 +1,35 @@
-"""transferkit: fine-tune pretrained Keras 3 models with the regularization done right."""
+"""transferkit: fine-tune pretrained Keras 3 models with the regularization done right.
+
+The public verbs are imported on first use, so that `import transferkit` (and
+`transferkit --version`) does not pay for importing Keras and its backend.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from transferkit.audit import AuditEntry, AuditMismatch, RegularizationAudit, audit
-from transferkit.errors import TransferkitError
-from transferkit.penalties import get_penalty
-from transferkit.regularize import regularize
+_EXPORTS = {
+    "AuditEntry": "transferkit.audits",
+    "AuditMismatch": "transferkit.audits",
+    "RegularizationAudit": "transferkit.audits",
+    "audit": "transferkit.audits",
+    "TransferkitError": "transferkit.errors",
+    "get_penalty": "transferkit.penalties",
+    "regularize": "transferkit.regularization",
+    "load_model": "transferkit.saving",
+    "save_model": "transferkit.saving",
+}
 
-__all__ = [
-    "AuditEntry",
-    "AuditMismatch",
-    "RegularizationAudit",
-    "TransferkitError",
-    "audit",
-    "get_penalty",
-    "regularize",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

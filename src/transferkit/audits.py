@@ -62,8 +62,9 @@ class RegularizationAudit:
 
     def __init__(self, entries, variables=()):
         self.entries = list(entries)
-        # The regularized variables, parallel to the weight entries, so that
-        # `verify` can find each one's term in `model.losses`.
+        # `(variable, regularizer)` pairs, parallel to the weight entries, so
+        # that `verify` can find each one's term in `model.losses` and compare
+        # it with the penalty promised here.
         self._variables = list(variables)
 
     @property
@@ -109,7 +110,7 @@ class RegularizationAudit:
         terms = _weight_terms(model)
         problems = []
         weight_entries = [e for e in self.entries if e.weight != ACTIVITY]
-        for entry, variable in zip(weight_entries, self._variables):
+        for entry, (variable, regularizer) in zip(weight_entries, self._variables):
             where = f"{entry.layer}.{entry.weight}"
             term = terms.get(id(variable))
             if not entry.active:
@@ -117,7 +118,7 @@ class RegularizationAudit:
             if term is None:
                 problems.append(f"{where}: {entry.penalty} is not in model.losses")
                 continue
-            expected = penalties.penalty_value(variable.regularizer, variable)
+            expected = penalties.penalty_value(regularizer, variable)
             if not math.isclose(term, expected, rel_tol=rtol, abs_tol=atol):
                 problems.append(f"{where}: loss has {term:.6g}, numpy gives {expected:.6g}")
         if problems:
@@ -229,7 +230,7 @@ def build_audit(model, slots):
                 saved=saved and getattr(layer, attribute, None) is regularizer,
             )
         )
-        variables.append(variable)
+        variables.append((variable, regularizer))
     return RegularizationAudit(weight_entries + activity_entries, variables)
 
 

@@ -1,0 +1,388 @@
+"""Read a PyTorch `.pth` state dict into NumPy arrays, safely, without torch.
+
+`torch.load` unpickles with the full power of `pickle`: a crafted checkpoint
+can run any code. This reader admits only the handful of globals a state dict
+of plain tensors is made of, maps each to a small stand-in defined here, and
+refuses everything else with `UnsafePickleError` before it is called.
+
+Both formats `torch.save` writes are read:
+
+* the legacy stream (torch < 1.6, or `_use_new_zipfile_serialization=False`):
+  five pickles in a row (magic number, protocol version, system info, the
+  object, the list of storage keys), then each storage as an 8-byte
+  little-endian element count and its raw bytes;
+* the zip archive (torch >= 1.6): `<archive>/data.pkl` holds the object and
+  `<archive>/data/<key>` the raw bytes of each storage.
+"""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+from transferkit.errors import TransferkitError
+
+# The first pickle of a legacy file; torch/serialization.py writes it so.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+# The storage classes torch pickles by name, and the element type of each.
+# BFloat16 has no NumPy type: its 16 bits are read as such and widened to
+# float32 below, which is exact.
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": np.uint16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class UnsafePickleError(TransferkitError):
+    """The file asks the unpickler for something a tensor state dict never needs."""
+
+
+class _Sealed:
+    """Base of the stand-ins: the pickle cannot reach inside them.
+
+    The BUILD opcode sets attributes on whatever object is on the stack; on a
+    stand-in it could swap a validated shape for one that reads past a
+    buffer. Defining `__setstate__` puts BUILD under our control: refused.
+    """
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise UnsafePickleError(
+            f"Refusing to set state on {type(self).__name__.lstrip('_')} in the "
+            "checkpoint: a tensor state dict never does that."
+        )
+
+
+class _Function(_Sealed):
+    """An allowed global that is called while unpickling (sealed, see `_Sealed`)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+
+class _StorageType(_Sealed):
+    """Stand-in for a `torch.*Storage` class: only its element type matters."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = np.dtype(_STORAGE_DTYPES[name])
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _Storage(_Sealed):
+    """A flat run of elements, filled in once the raw bytes have been read."""
+
+    __slots__ = ("storage_type", "key", "numel", "array", "root", "root_offset")
+
+    def __init__(self, storage_type, key, numel):
+        self.storage_type = storage_type
+        self.key = key
+        self.numel = numel
+        self.array = None  # 1-D NumPy array, set by the reader.
+        self.root = None  # For a view: the storage it lies in, and where.
+        self.root_offset = 0
+
+
+class _Tensor(_Sealed):
+    """What `torch._utils._rebuild_tensor_v2` would build, kept as a recipe."""
+
+    __slots__ = ("storage", "offset", "shape", "strides")
+
+    def __init__(self, storage, offset, shape, strides):
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+        self.strides = strides
+
+    def to_numpy(self):
+        """Returns a fresh, contiguous array with this tensor's values."""
+        storage = self.storage
+        if storage.root is None:
+            base = storage.array
+        else:
+            base = storage.root.array[storage.root_offset : storage.root_offset + storage.numel]
+        itemsize = base.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            base[self.offset :],
+            shape=self.shape,
+            strides=tuple(s * itemsize for s in self.strides),
+            writeable=False,
+        )
+        array = np.array(view, copy=True)
+        if storage.storage_type.name == "BFloat16Storage":
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        return array
+
+
+def _check_ints(value, what):
+    if not isinstance(value, tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise UnsafePickleError(
+            f"Malformed tensor in checkpoint: {what} must be a tuple of "
+            f"non-negative ints, got {value!r}."
+        )
+
+
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
+    """Stand-in for `torch._utils._rebuild_tensor_v2`; validates, then defers."""
+    if not isinstance(storage, _Storage):
+        raise UnsafePickleError(
+            f"Malformed tensor in checkpoint: its storage is {type(storage).__name__}, "
+            "not a persistent storage reference."
+        )
+    _check_ints((storage_offset,), "the storage offset")
+    _check_ints(size, "the size")
+    _check_ints(stride, "the stride")
+    if len(size) != len(stride):
+        raise UnsafePickleError(
+            f"Malformed tensor in checkpoint: size {size} and stride {stride} differ in rank."
+        )
+    # as_strided trusts its arguments: a view past the storage's end would
+    # read whatever memory follows. Check the last element lies inside.
+    if 0 not in size:
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.numel:
+            raise UnsafePickleError(
+                f"Malformed tensor in checkpoint: size {size}, stride {stride} and "
+                f"offset {storage_offset} reach element {last} of a storage of "
+                f"{storage.numel}."
+            )
+    return _Tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+    """Stand-in for `torch._utils._rebuild_parameter`: a parameter is its tensor."""
+    if not isinstance(data, _Tensor):
+        raise UnsafePickleError("Malformed parameter in checkpoint: it does not wrap a tensor.")
+    return data
+
+
+def _allowed_globals():
+    """The globals a state dict may name, fresh for each file (nothing shared)."""
+    allowed = {
+        # The built-in class: immutable, so BUILD cannot alter it.
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _Function(_rebuild_tensor_v2),
+        ("torch._utils", "_rebuild_parameter"): _Function(_rebuild_parameter),
+        ("torch._utils", "_rebuild_parameter_with_state"): _Function(_rebuild_parameter),
+    }
+    for name in _STORAGE_DTYPES:
+        allowed[("torch", name)] = _StorageType(name)
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of a tensor state dict.
+
+    Args:
+        file: a binary file object positioned at the start of a pickle.
+        storages: dict, filled with key -> `_Storage` for each persistent id
+            seen. `None` (default) refuses persistent ids altogether.
+        byteorder: `"<"` or `">"`, the byte order of the raw storages.
+    """
+
+    def __init__(self, file, storages=None, byteorder="<"):
+        super().__init__(file)
+        self._globals = _allowed_globals()
+        self._storages = storages
+        self._byteorder = byteorder
+
+    def find_class(self, module, name):
+        try:
+            return self._globals[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"Refusing to load global '{module}.{name}' from the checkpoint: a "
+                "tensor state dict never needs it, and unpickling it could run code. "
+                "Only plain state dicts of tensors can be read."
+            ) from None
+
+    def persistent_load(self, pid):
+        if self._storages is None:
+            raise UnsafePickleError("Unexpected persistent id in a checkpoint header.")
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise UnsafePickleError(f"Unsupported persistent id in checkpoint: {pid!r:.80}.")
+        _, storage_type, key, _location, numel = pid[:5]
+        view_metadata = pid[5] if len(pid) == 6 else None
+        if not isinstance(storage_type, _StorageType):
+            raise UnsafePickleError(f"Unsupported storage type in checkpoint: {storage_type!r:.80}.")
+        if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+            raise UnsafePickleError(f"Malformed storage reference in checkpoint: {pid!r:.80}.")
+        storage = self._storages.get(key)
+        if storage is None:
+            storage = _Storage(storage_type, key, numel)
+            self._storages[key] = storage
+        elif storage.storage_type is not storage_type or storage.numel != numel:
+            raise UnsafePickleError(f"Storage {key!r} is described two different ways.")
+        if view_metadata is not None:
+            # torch < 0.4 could pickle a view into a storage as its own storage.
+            return _storage_view(storage, view_metadata)
+        return storage
+
+
+def _storage_view(root, view_metadata):
+    if not (
+        isinstance(view_metadata, tuple)
+        and len(view_metadata) == 3
+        and all(isinstance(v, int) for v in view_metadata[1:])
+    ):
+        raise UnsafePickleError(f"Malformed storage view in checkpoint: {view_metadata!r:.80}.")
+    _view_key, offset, size = view_metadata
+    if offset < 0 or size < 0 or offset + size > root.numel:
+        raise UnsafePickleError("Storage view in checkpoint lies outside its storage.")
+    view = _Storage(root.storage_type, root.key, size)
+    view.root, view.root_offset = root, offset
+    return view
+
+
+def _unpickle(data, storages=None):
+    return _RestrictedUnpickler(data, storages).load()
+
+
+def _to_state_dict(obj, path):
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # A training checkpoint wrapping the state dict.
+    if not isinstance(obj, dict):
+        raise TransferkitError(
+            f"{path} holds a {type(obj).__name__}, not a state dict (name -> tensor)."
+        )
+    result = {}
+    for name, value in obj.items():
+        if not isinstance(value, _Tensor):
+            raise TransferkitError(
+                f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor."
+            )
+        result[name] = value.to_numpy()
+    return result
+
+
+def _load_legacy(f, path):
+    magic = _unpickle(f)
+    if magic != _LEGACY_MAGIC:
+        raise TransferkitError(f"{path} is not a PyTorch checkpoint (bad magic number).")
+    protocol = _unpickle(f)
+    if protocol != _LEGACY_PROTOCOL:
+        raise TransferkitError(f"{path}: unsupported PyTorch legacy protocol {protocol!r}.")
+    sys_info = _unpickle(f)
+    byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
+
+    storages = {}
+    obj = _RestrictedUnpickler(f, storages, byteorder).load()
+    keys = _unpickle(f)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise TransferkitError(f"{path}: malformed list of storage keys.")
+    for key in keys:
+        header = f.read(8)
+        if len(header) != 8:
+            raise TransferkitError(f"{path} is truncated (storage {key!r} is missing).")
+        (numel,) = struct.unpack("<q", header)
+        storage = storages.get(key)
+        if storage is None or storage.root is not None:
+            raise TransferkitError(f"{path}: storage {key!r} is not referenced by any tensor.")
+        if numel != storage.numel:
+            raise TransferkitError(
+                f"{path}: storage {key!r} has {numel} elements, the tensors expect {storage.numel}."
+            )
+        dtype = storage.storage_type.dtype.newbyteorder(byteorder)
+        raw = f.read(numel * dtype.itemsize)
+        if len(raw) != numel * dtype.itemsize:
+            raise TransferkitError(f"{path} is truncated (in storage {key!r}).")
+        storage.array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+    missing = [k for k, s in storages.items() if s.array is None and s.root is None]
+    if missing:
+        raise TransferkitError(f"{path}: storages {missing[:3]} have no data.")
+    return _to_state_dict(obj, path)
+
+
+def _load_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise TransferkitError(f"{path} is a zip file but not a PyTorch checkpoint.")
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "<"
+        if prefix + "byteorder" in names:
+            byteorder = "<" if archive.read(prefix + "byteorder") == b"little" else ">"
+        storages = {}
+        obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), storages, byteorder).load()
+        for key, storage in storages.items():
+            member = f"{prefix}data/{key}"
+            if member not in names:
+                raise TransferkitError(f"{path}: storage {key!r} is missing from the archive.")
+            dtype = storage.storage_type.dtype.newbyteorder(byteorder)
+            raw = archive.read(member)
+            if len(raw) < storage.numel * dtype.itemsize:
+                raise TransferkitError(f"{path}: storage {key!r} is truncated.")
+            raw = raw[: storage.numel * dtype.itemsize]
+            storage.array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+        return _to_state_dict(obj, path)
+
+
+def load_torch_state_dict(path):
+    """Reads a PyTorch state dict file into NumPy arrays, without torch.
+
+    Only plain state dicts (a dict of name -> tensor, possibly wrapped in a
+    dict under `"state_dict"`) are read. Any global beyond what those need is
+    refused before it is looked up, so a malicious file cannot run code.
+
+    Args:
+        path: str or path-like, a file written by `torch.save(state_dict, path)`,
+            in the legacy or the zip format.
+
+    Returns:
+        dict of str -> `np.ndarray`, in the file's order, each array a fresh
+        C-contiguous copy with the tensor's shape and dtype.
+
+    Raises:
+        UnsafePickleError: the file asks for a global a state dict never needs.
+        TransferkitError: the file is missing, or not a PyTorch state dict.
+
+    Example:
+
+    >>> weights = load_torch_state_dict("resnet18.pth")  # doctest: +SKIP
+    >>> weights["conv1.weight"].shape  # doctest: +SKIP
+    (64, 3, 7, 7)
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise TransferkitError(f"No such PyTorch checkpoint: {path}")
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path)
+        with open(path, "rb") as f:
+            return _load_legacy(f, path)
+    except TransferkitError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
+        raise TransferkitError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
+    except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
+        # An allowed global called with arguments no torch version writes.
+        raise TransferkitError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
