@@ -1,0 +1,143 @@
+"""The command line: audits printed, outputs atomic, one-line errors, exit 2."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import loss_total, numpy_penalty, snapshot
+
+import transferkit
+from transferkit.cli import main
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    path = tmp_path / "in.keras"
+    model.save(path)
+    return path
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_regularize_writes_a_model_whose_loss_has_the_penalties(model_file, tmp_path, capsys):
+    out = tmp_path / "out.keras"
+    assert run("regularize", model_file, "-o", out, "--kernel", "l2:1e-2", "--bias", "l1:1e-3") == 0
+    printed = capsys.readouterr().out
+    rows = [line.split()[:3] for line in printed.splitlines()[1:5]]
+    assert rows == [["conv", "kernel", "3x3x3x4"], ["conv", "bias", "4"],
+                    ["head", "kernel", "64x2"], ["head", "bias", "2"]]
+    assert "Verified" in printed
+
+    original = keras.saving.load_model(model_file)
+    result = keras.saving.load_model(out)
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(original), snapshot(result)))
+    assert loss_total(result) == pytest.approx(numpy_penalty(result, l2=1e-2, l1=1e-3), rel=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["in.keras", "out.keras"]  # no temporary left
+
+
+def test_layers_filter_and_audit_command(model_file, tmp_path, capsys):
+    out = tmp_path / "out.keras"
+    assert run("regularize", model_file, "-o", out, "--kernel", "l2:1e-2", "--layers", "^head$") == 0
+    capsys.readouterr()
+    assert run("audit", out) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[1:2]] == [["head", "kernel"]]
+    assert lines[-1].startswith("Verified")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--kernel", "l3:1e-4"], "Unknown penalty"),
+        (["--kernel", "l2:-1"], ">= 0"),
+        (["--kernel", "l2:lots"], "not a number"),
+        (["--kernel", "l2:1e-4", "--layers", "nothing_like_this"], "matches no layer"),
+        ([], "Nothing to apply"),
+    ],
+)
+def test_bad_specs_and_filters_exit_2_with_one_line_and_no_output(model_file, tmp_path, capsys, args, words):
+    out = tmp_path / "out.keras"
+    assert run("regularize", model_file, "-o", out, *args) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["in.keras"]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: None, "No such file"),
+    (lambda p: p.write_text("not a model"), "not a Keras model file"),
+    (lambda p: p.write_bytes(b"PK\x03\x04garbage"), "not a Keras model file"),
+])
+def test_missing_or_non_keras_input_exit_2(tmp_path, capsys, make, words):
+    bad = tmp_path / "bad.keras"
+    make(bad)
+    out = tmp_path / "out.keras"
+    assert run("regularize", bad, "-o", out, "--kernel", "l2:1e-4") == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_truncated_keras_archive_exit_2(model_file, tmp_path, capsys):
+    data = model_file.read_bytes()
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(data[: len(data) // 2])
+    assert run("audit", broken) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("transferkit: error:") and len(err.splitlines()) == 1
+
+
+def test_output_must_differ_from_input_and_end_in_keras(model_file, capsys):
+    assert run("regularize", model_file, "-o", model_file, "--kernel", "l2:1e-4") == 2
+    assert run("regularize", model_file, "-o", "out.h5", "--kernel", "l2:1e-4") == 2
+    assert "must end in .keras" in capsys.readouterr().err
+
+
+def test_interrupted_save_leaves_nothing(model_file, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out.keras"
+    monkeypatch.setattr(keras.Model, "save", fail)
+    with pytest.raises(KeyboardInterrupt):
+        run("regularize", model_file, "-o", out, "--kernel", "l2:1e-4")
+    assert sorted(os.listdir(tmp_path)) == ["in.keras"]
+
+
+def test_console_script_version_help_and_exit_code(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "transferkit")
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"transferkit {transferkit.__version__}"
+    for command in ("demo", "regularize", "audit"):
+        shown = subprocess.run([exe, command, "--help"], capture_output=True, text=True)
+        assert shown.returncode == 0 and "usage: transferkit " + command in shown.stdout
+    missing = subprocess.run([exe, "audit", str(tmp_path / "none.keras")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("transferkit: error: No such file")
+    assert "Traceback" not in missing.stderr
+
+
+def test_demo_shows_the_pitfall_and_the_fix():
+    from transferkit.demo import regularization_demo
+
+    lines = []
+    results = regularization_demo(input_size=32, echo=lines.append)
+    assert results["naive_penalties"] == 0
+    assert results["rebuild_penalties"] > 0 and results["rebuild_max_weight_change"] > 0
+    assert results["weights_kept"] and results["penalties"] > 50
+    assert results["penalty_total"] == pytest.approx(results["audit_total"], rel=1e-5)
+    assert results["frozen_penalties"] == 0
+    assert any("no penalty reaches the loss" in line for line in lines)
