@@ -25,8 +25,8 @@ class AuditEntry:
         weight: `kernel`, `bias`, `depthwise_kernel`, ..., or `activity`.
         penalty: the regularizer, e.g. `l2(0.0001)`.
         shape: the weight's shape (`None` for activity).
-        value: the penalty's current value, computed with NumPy from the
-            weight (`None` for activity: it depends on the inputs).
+        value: the penalty's current value (`None` for activity: it depends
+            on the inputs).
         active: whether Keras adds it to the loss now. Keras counts penalties
             of trainable weights only: a frozen weight's penalty is inactive
             until it is unfrozen.
@@ -225,7 +225,9 @@ def build_audit(model, slots):
                 weight=variable.name,
                 penalty=penalties.describe(regularizer),
                 shape=tuple(variable.shape),
-                value=penalties.penalty_value(regularizer, variable),
+                # Keras' own computation, fast on any backend; `verify` checks
+                # it independently with NumPy.
+                value=float(keras.ops.convert_to_numpy(regularizer(variable))),
                 active=id(variable) in trainable,
                 saved=saved and getattr(layer, attribute, None) is regularizer,
             )

@@ -63,18 +63,22 @@ def describe(regularizer):
 
 
 def penalty_value(regularizer, weight):
-    """The penalty of one weight array, computed with NumPy in float64.
+    """The penalty of one weight array, computed with NumPy (float64 sums).
 
     L1, L2 and L1L2 are evaluated from their strengths
     (`l1 * sum(|w|) + l2 * sum(w**2)`); any other regularizer is called on the
     weight.
     """
-    weight = np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float64)
+    weight = np.asarray(keras.ops.convert_to_numpy(weight))
     config = _l1_l2_config(regularizer)
     if config is None:
         return float(keras.ops.convert_to_numpy(regularizer(weight)))
     l1, l2 = config
-    return float(l1 * np.abs(weight).sum() + l2 * np.square(weight).sum())
+    # Accumulate in float64 without a float64 copy of the whole weight.
+    total = l1 * np.abs(weight).sum(dtype=np.float64) if l1 else 0.0
+    if l2:
+        total += l2 * np.square(weight).sum(dtype=np.float64)
+    return float(total)
 
 
 def _l1_l2_config(regularizer):
