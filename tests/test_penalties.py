@@ -4,6 +4,9 @@ import pytest
 from transferkit import TransferkitError, get_penalty
 from transferkit.penalties import describe, penalty_value
 
+# Backend-agnostic core: also run on JAX and PyTorch (`-m backends`).
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize(
     "spec, cls, config",

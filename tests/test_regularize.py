@@ -8,6 +8,9 @@ from conftest import loss_total, numpy_penalty, snapshot
 import transferkit
 from transferkit import AuditMismatch, TransferkitError
 
+# Backend-agnostic core: also run on JAX and PyTorch (`-m backends`).
+pytestmark = pytest.mark.backends
+
 
 def every_kind_of_weight_layer():
     """One model with each layer type whose weights take a penalty."""
