@@ -205,14 +205,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         file: a binary file object positioned at the start of a pickle.
         storages: dict, filled with key -> `_Storage` for each persistent id
             seen. `None` (default) refuses persistent ids altogether.
-        byteorder: `"<"` or `">"`, the byte order of the raw storages.
     """
 
-    def __init__(self, file, storages=None, byteorder="<"):
+    def __init__(self, file, storages=None):
         super().__init__(file)
         self._globals = _allowed_globals()
         self._storages = storages
-        self._byteorder = byteorder
 
     def find_class(self, module, name):
         try:
@@ -232,7 +230,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel = pid[:5]
         view_metadata = pid[5] if len(pid) == 6 else None
         if not isinstance(storage_type, _StorageType):
-            raise UnsafePickleError(f"Unsupported storage type in checkpoint: {storage_type!r:.80}.")
+            raise UnsafePickleError(
+                f"Unsupported storage type in checkpoint: {storage_type!r:.80}."
+            )
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise UnsafePickleError(f"Malformed storage reference in checkpoint: {pid!r:.80}.")
         storage = self._storages.get(key)
@@ -262,8 +262,9 @@ def _storage_view(root, view_metadata):
     return view
 
 
-def _unpickle(data, storages=None):
-    return _RestrictedUnpickler(data, storages).load()
+def _unpickle(f):
+    """Reads one pickle that may name no global and no storage at all."""
+    return _RestrictedUnpickler(f).load()
 
 
 def _to_state_dict(obj, path):
@@ -291,11 +292,13 @@ def _load_legacy(f, path):
     if protocol != _LEGACY_PROTOCOL:
         raise TransferkitError(f"{path}: unsupported PyTorch legacy protocol {protocol!r}.")
     sys_info = _unpickle(f)
-    byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
+    little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
+    byteorder = "<" if little else ">"
 
     storages = {}
-    obj = _RestrictedUnpickler(f, storages, byteorder).load()
+    obj = _RestrictedUnpickler(f, storages).load()
     keys = _unpickle(f)
+    file_size = os.fstat(f.fileno()).st_size
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise TransferkitError(f"{path}: malformed list of storage keys.")
     for key in keys:
@@ -304,18 +307,22 @@ def _load_legacy(f, path):
             raise TransferkitError(f"{path} is truncated (storage {key!r} is missing).")
         (numel,) = struct.unpack("<q", header)
         storage = storages.get(key)
-        if storage is None or storage.root is not None:
+        if storage is None:
             raise TransferkitError(f"{path}: storage {key!r} is not referenced by any tensor.")
         if numel != storage.numel:
             raise TransferkitError(
                 f"{path}: storage {key!r} has {numel} elements, the tensors expect {storage.numel}."
             )
         dtype = storage.storage_type.dtype.newbyteorder(byteorder)
+        # Checked before reading: read(n) allocates n bytes up front, and n
+        # comes from the file.
+        if numel * dtype.itemsize > file_size - f.tell():
+            raise TransferkitError(f"{path} is truncated (in storage {key!r}).")
         raw = f.read(numel * dtype.itemsize)
         if len(raw) != numel * dtype.itemsize:
             raise TransferkitError(f"{path} is truncated (in storage {key!r}).")
         storage.array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-    missing = [k for k, s in storages.items() if s.array is None and s.root is None]
+    missing = [k for k, s in storages.items() if s.array is None]
     if missing:
         raise TransferkitError(f"{path}: storages {missing[:3]} have no data.")
     return _to_state_dict(obj, path)
@@ -332,7 +339,7 @@ def _load_zip(path):
         if prefix + "byteorder" in names:
             byteorder = "<" if archive.read(prefix + "byteorder") == b"little" else ">"
         storages = {}
-        obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), storages, byteorder).load()
+        obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
         for key, storage in storages.items():
             member = f"{prefix}data/{key}"
             if member not in names:
@@ -383,6 +390,6 @@ def load_torch_state_dict(path):
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
         raise TransferkitError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
-    except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
+    except (TypeError, AttributeError, IndexError, KeyError, ValueError, OverflowError) as e:
         # An allowed global called with arguments no torch version writes.
         raise TransferkitError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
