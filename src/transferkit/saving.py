@@ -1,7 +1,8 @@
 """Reading and writing `.keras` files: clear errors in, nothing half-written out."""
 
+import contextlib
 import os
-import tempfile
+import uuid
 import zipfile
 
 import keras
@@ -53,10 +54,32 @@ def save_model(model, path):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise TransferkitError(f"Output folder {directory} does not exist; create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         model.save(tmp, overwrite=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary name beside `path`; renames it to `path` on success.
+
+    The temporary file keeps `path`'s extension (Keras checks it) and sits in
+    the same folder, so that `os.replace` is one step on one file system: a
+    reader sees the old file or the complete new one, never half of it. On
+    any error, or an interrupt, the temporary file is removed.
+
+    Example:
+
+    >>> with atomic_output("cache/model.weights.h5") as tmp:  # doctest: +SKIP
+    ...     model.save_weights(tmp)
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    # Not mkstemp: its 0600 mode would stick to the result. The pid and a
+    # random part keep concurrent writers apart.
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -19,13 +19,13 @@ the same patterns address blocks in either model.
 import hashlib
 import os
 import tempfile
-import uuid
 import warnings
 
 import keras
 from keras import layers
 
 from transferkit.errors import TransferkitError
+from transferkit.saving import atomic_output
 
 # (expand ratio, kernel size, first stride, output channels, repeats) per
 # stage, as in the EfficientNet-B0 paper table; Lite0 keeps depth and width.
@@ -368,29 +368,10 @@ def _load_imagenet_weights(model, include_top):
         )
     convert_torch_weights(model, load_torch_state_dict(source), include_top)
     try:
-        _save_atomically(model, cached)
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        with atomic_output(cached) as tmp:
+            model.save_weights(tmp, overwrite=True)
     except OSError as e:
         # The model has its weights already; only the next load gets slower.
         warnings.warn(f"Could not cache the converted weights at {cached}: {e}", stacklevel=3)
     return cached
-
-
-def _save_atomically(model, path):
-    """Saves `model`'s weights to `path` so that no reader sees half a file.
-
-    The weights go to a temporary name in the same directory (so the rename
-    stays on one file system), then `os.replace` puts them in place in one
-    step; two processes converting at once both end with a complete file.
-    """
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    # Not mkstemp: its 0600 mode would stick to the cache file. The pid and
-    # a random part keep concurrent writers apart.
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.weights.h5")
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
