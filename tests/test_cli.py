@@ -139,5 +139,6 @@ def test_demo_shows_the_pitfall_and_the_fix():
     assert results["rebuild_penalties"] > 0 and results["rebuild_max_weight_change"] > 0
     assert results["weights_kept"] and results["penalties"] > 50
     assert results["penalty_total"] == pytest.approx(results["audit_total"], rel=1e-5)
+    assert results["reloaded_total"] == pytest.approx(results["audit_total"], rel=1e-6)
     assert results["frozen_penalties"] == 0
     assert any("no penalty reaches the loss" in line for line in lines)

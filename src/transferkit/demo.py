@@ -1,9 +1,14 @@
 """The regularization pitfall of seed 000, shown on a `keras.applications` model."""
 
+import os
+import tempfile
+
 import keras
 import numpy as np
 
+from transferkit.audits import audit
 from transferkit.regularization import regularize
+from transferkit.saving import load_model, save_model
 
 
 def regularization_demo(input_size=96, strength=1e-4, seed=0, echo=print):
@@ -75,10 +80,20 @@ def regularization_demo(input_size=96, strength=1e-4, seed=0, echo=print):
     )
     echo(report.to_table(max_rows=6))
     echo(f"   model.losses has {len(model.losses)} terms summing to {measured:.6g}; "
-         f"the audit's NumPy total is {report.total:.6g}; every weight "
+         f"the audit, checked with NumPy, gives {report.total:.6g}; every weight "
          f"{'identical' if kept else 'CHANGED'}.")
 
-    echo("\n4. Frozen layers: Keras counts penalties of trainable weights only.")
+    echo("\n4. Save and load: the penalties travel with the .keras file.")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "regularized.keras")
+        save_model(model, path)
+        loaded = load_model(path)
+    reloaded = audit(loaded).verify(loaded)
+    results["reloaded_total"] = reloaded.total
+    echo(f"   The reloaded model carries {len(reloaded)} penalties, total "
+         f"{reloaded.total:.6g}, verified against its model.losses.")
+
+    echo("\n5. Frozen layers: Keras counts penalties of trainable weights only.")
     model.trainable = False
     frozen_terms = len(model.losses)
     model.trainable = True
