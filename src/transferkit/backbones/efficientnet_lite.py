@@ -18,13 +18,13 @@ the same patterns address blocks in either model.
 
 import hashlib
 import os
-import tempfile
 import warnings
 
 import keras
 from keras import layers
 
 from transferkit.errors import TransferkitError
+from transferkit.backbones.cache import cached_weights_path
 from transferkit.saving import atomic_output
 
 # (expand ratio, kernel size, first stride, output channels, repeats) per
@@ -219,28 +219,10 @@ def EfficientNetLite0(
 # --- ImageNet weights: conversion and cache ---------------------------------
 
 
-def _keras_cache_dir():
-    """Returns `<KERAS_HOME>/models`, read now rather than at import.
-
-    Keras reads `KERAS_HOME` once, when it is imported; reading it per call
-    lets a caller (or a test) point the cache elsewhere afterwards. When the
-    directory cannot be written, Keras falls back to `/tmp/.keras`; so do we.
-    """
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    probe = base
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    if not os.access(probe, os.W_OK):
-        base = os.path.join(tempfile.gettempdir(), ".keras")
-    return os.path.join(base, "models")
-
-
 def _cache_path(include_top):
     suffix = "" if include_top else "_notop"
-    return os.path.join(
-        _keras_cache_dir(),
-        f"efficientnet_lite0_{_TORCH_SHA256[:8]}_imagenet{suffix}.weights.h5",
-    )
+    # The same folder keras.applications downloads its ImageNet weights to.
+    return cached_weights_path(f"efficientnet_lite0_{_TORCH_SHA256[:8]}_imagenet{suffix}.weights.h5")
 
 
 def _torch_checkpoint_path():
