@@ -1,0 +1,52 @@
+"""Training curves as PNG files (matplotlib, no display needed)."""
+
+import os
+
+
+def plot_history(history, path, *, title=None, phases=None):
+    """Plots loss (and accuracy, if logged) per epoch, phases marked.
+
+    Args:
+        history: dict of per-epoch lists (`loss`, `val_loss`, `accuracy`,
+            ...; `None` where not logged), e.g. `FineTuner.history_`.
+        path: the `.png` file to write.
+        title: optional figure title.
+        phases: optional list of dicts with `first_epoch` and `name` (as in
+            `FineTuner.phases_`); a dashed line marks where each phase after
+            the first starts.
+
+    Example:
+
+    >>> plot_history({"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}, "curves.png")  # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    panels = [("loss", "loss")]
+    accuracy = next((k for k in ("accuracy", "binary_accuracy") if k in history), None)
+    if accuracy:
+        panels.append((accuracy, "accuracy"))
+    figure = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    for index, (key, label) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            values = history.get(name)
+            if values:
+                points = [(e + 1, v) for e, v in enumerate(values) if v is not None]
+                if points:
+                    axes.plot(*zip(*points), style, marker="o", markersize=3,
+                              label="validation" if name.startswith("val_") else "training")
+        for phase in (phases or [])[1:]:
+            axes.axvline(phase["first_epoch"] + 0.5, color="grey", linestyle=":", linewidth=1)
+            axes.annotate(phase.get("name", ""), (phase["first_epoch"] + 0.6, 1.0),
+                          xycoords=("data", "axes fraction"), va="top", fontsize=8,
+                          color="grey")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    figure.savefig(os.fspath(path), dpi=100)
