@@ -197,7 +197,7 @@ class FineTuner:
             for index, phase in enumerate(phases):
                 if index and os.path.exists(checkpoint):
                     # Each phase starts from the best weights so far.
-                    model.load_weights(checkpoint)
+                    _load_weights(model, checkpoint)
                 summary = freeze(model, phase.unfreeze, batchnorm=self.batchnorm,
                                  blocks=self.blocks)
                 if self.verbose:
@@ -206,13 +206,14 @@ class FineTuner:
                 model.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
                 saver = keras.callbacks.ModelCheckpoint(
                     checkpoint, monitor=monitor, save_best_only=True, save_weights_only=True,
-                    initial_value_threshold=best, verbose=0,
+                    initial_value_threshold=best, mode=_mode(monitor), verbose=0,
                 )
                 callbacks = [saver] + list(self.callbacks or [])
                 stopper = None
                 if self.patience is not None:
                     stopper = keras.callbacks.EarlyStopping(
-                        monitor=monitor, patience=self.patience, restore_best_weights=False
+                        monitor=monitor, mode=_mode(monitor), patience=self.patience,
+                        restore_best_weights=False,
                     )
                     callbacks.append(stopper)
                 first = len(history.get("loss", []))
@@ -245,7 +246,7 @@ class FineTuner:
                     f"({', '.join(k for k in history if k not in ('phase', 'learning_rate'))})."
                 )
             if os.path.exists(checkpoint):
-                model.load_weights(checkpoint)
+                _load_weights(model, checkpoint)
         finally:
             if cleanup:
                 cleanup()
@@ -306,6 +307,16 @@ def _head(model):
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", None) or "linear"
     return name, int(model.outputs[0].shape[-1])
+
+
+def _load_weights(model, path):
+    # The checkpoint also holds the optimizer of the phase that wrote it;
+    # only the model's weights matter here (each phase compiles afresh).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
 
 
 def _mode(monitor):

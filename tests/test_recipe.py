@@ -1,0 +1,191 @@
+"""The phased fine-tuning recipe, source-model reuse, and the digits demo."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import snapshot
+
+import transferkit
+from transferkit.errors import TransferkitError
+from transferkit.recipe import FineTuner, Phase, default_recipe
+from transferkit.transfer import reuse
+
+
+def source_model():
+    return keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="hidden1"),
+         keras.layers.Dense(16, activation="relu", name="hidden2"),
+         keras.layers.Dense(4, activation="softmax", name="output")],
+        name="model_a",
+    )
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
+    return x, y
+
+
+def test_default_recipe_lowers_the_rate_tenfold():
+    head, tune = default_recipe(epochs=(3, 7), learning_rate=2e-3)
+    assert (head.epochs, head.unfreeze, tune.epochs, tune.unfreeze) == (3, "none", 7, "all")
+    assert tune.learning_rate == pytest.approx(2e-4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=-1, learning_rate=1e-3), "epochs"),
+    (dict(epochs=2, learning_rate=0), "learning rate"),
+    (dict(epochs=2, learning_rate=float("nan")), "learning rate"),
+    (dict(epochs=2, learning_rate=1e-3, optimizer="adamm"), "Unknown optimizer"),
+    (dict(epochs=2, learning_rate=1e-3, unfreeze="most"), "Unknown freeze plan"),
+])
+def test_phase_validation(kwargs, match):
+    with pytest.raises(TransferkitError, match=match):
+        Phase(**kwargs)
+
+
+def test_phase_one_trains_the_head_only_then_phase_two_the_backbone():
+    a = source_model()
+    model = reuse(a, 2, head="binary")
+    backbone = model.get_layer("backbone")
+    x, y = data()
+    start = snapshot(backbone)
+    tuner = FineTuner([Phase(2, 1e-2, "none")], patience=None, verbose=0, seed=0)
+    tuner.fit(model, x, y)
+    assert all(np.array_equal(a_, b_) for a_, b_ in zip(start, snapshot(backbone)))
+
+    tuner = FineTuner(default_recipe((2, 3), 1e-2), patience=None, verbose=0, seed=0)
+    tuner.fit(model, x, y, validation_data=data(32, seed=1))
+    assert not np.array_equal(start[0], snapshot(backbone)[0])
+    history = tuner.history_
+    assert history["phase"] == [0, 0, 1, 1, 1]
+    assert history["learning_rate"] == pytest.approx([1e-2] * 2 + [1e-3] * 3)
+    assert len(history["val_loss"]) == 5 and len(history["accuracy"]) == 5
+    assert [p["first_epoch"] for p in tuner.phases_] == [0, 2]
+    assert tuner.phases_[0]["trainable_params"] == 0
+    assert tuner.phases_[1]["trainable_params"] == 6 * 16 + 16 + 16 * 16 + 16
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_the_best_weights_over_all_phases_are_restored():
+    # Phase 2 at an absurd rate wrecks the model; the result must be phase 1's best.
+    model = reuse(source_model(), 2, head="binary")
+    x, y = data()
+    val = data(32, seed=1)
+    phases = [Phase(4, 1e-2, "none", name="head"), Phase(3, 9.0, "all", optimizer="sgd")]
+    tuner = FineTuner(phases, patience=None, verbose=0, seed=0).fit(
+        model, x, y, validation_data=val)
+    losses = tuner.history_["val_loss"]
+    assert tuner.best_epoch_ == int(np.nanargmin(np.array(losses, dtype=float)))
+    assert tuner.best_epoch_ < 4, "phase 2 should have been worse"
+    assert model.evaluate(*val, verbose=0)[0] == pytest.approx(losses[tuner.best_epoch_], rel=1e-4)
+    assert tuner.best_["val_loss"] == losses[tuner.best_epoch_]
+
+
+def test_early_stopping_ends_a_phase():
+    model = reuse(source_model(), 2, head="binary")
+    x, y = data()
+    phases = [Phase(2, 1e-2, "none"), Phase(30, 9.0, "all", optimizer="sgd")]
+    tuner = FineTuner(phases, patience=2, verbose=0, seed=0).fit(
+        model, x, y, validation_data=data(32, seed=1))
+    assert tuner.phases_[1]["stopped_early"]
+    assert tuner.phases_[1]["epochs_run"] < 30
+    assert len(tuner.history_["loss"]) == 2 + tuner.phases_[1]["epochs_run"]
+
+
+def test_checkpoint_file_holds_the_best_weights(tmp_path):
+    model = reuse(source_model(), 2, head="binary")
+    path = tmp_path / "best.weights.h5"
+    FineTuner(default_recipe((2, 2), 1e-2), checkpoint=path, verbose=0, seed=0).fit(
+        model, *data(), validation_data=data(32, seed=1))
+    other = reuse(source_model(), 2, head="binary")
+    other.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot(model), snapshot(other)))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(phases=[]), "non-empty"),
+    (dict(phases=[Phase(0, 1e-3)]), "0 epochs"),
+    (dict(patience=0), "patience"),
+    (dict(batchnorm="on"), "batchnorm"),
+    (dict(checkpoint="best.h5"), ".weights.h5"),
+    (dict(monitor="val_auc"), "not among the logged metrics"),
+])
+def test_fine_tuner_validation(kwargs, match):
+    model = reuse(source_model(), 2, head="binary")
+    kwargs.setdefault("phases", [Phase(1, 1e-3)])
+    with pytest.raises(TransferkitError, match=match):
+        FineTuner(verbose=0, **kwargs).fit(model, *data())
+
+
+def test_reuse_clones_so_training_b_never_changes_a():
+    a = source_model()
+    a_weights = snapshot(a)
+    b = reuse(a, 2, head="binary")
+    b_layers = {id(layer) for _, layer, _ in _walk(b)}
+    assert not b_layers & {id(layer) for layer in a.layers}
+    # On A: starts from A's hidden layers; from scratch: same shapes, new values.
+    assert all(np.array_equal(u, v) for u, v in zip(a_weights[:4], snapshot(b.get_layer("backbone"))))
+    scratch = reuse(a, 2, head="binary", from_scratch=True)
+    scratch_weights = snapshot(scratch.get_layer("backbone"))
+    assert [w.shape for w in scratch_weights] == [w.shape for w in a_weights[:4]]
+    assert not np.array_equal(scratch_weights[0], a_weights[0])
+
+    FineTuner(default_recipe((2, 2), 1e-2), patience=None, verbose=0).fit(b, *data())
+    assert all(np.array_equal(u, v) for u, v in zip(a_weights, snapshot(a)))
+    assert not np.array_equal(a_weights[0], snapshot(b.get_layer("backbone"))[0])
+
+
+def test_reuse_cuts_at_a_named_layer_and_from_a_file(tmp_path):
+    a = source_model()
+    path = tmp_path / "a.keras"
+    a.save(path)
+    b = reuse(str(path), 3, cut_at="hidden1")
+    assert [layer.name for layer in b.get_layer("backbone").layers][-1] == "hidden1"
+    assert b.output.shape[-1] == 3
+    with pytest.raises(TransferkitError, match="no layer 'hiden1'.*did you mean 'hidden1'"):
+        reuse(a, 3, cut_at="hiden1")
+
+
+def _walk(model):
+    from transferkit._walk import iter_layers
+
+    return iter_layers(model)
+
+
+def test_digits_demo_writes_a_run_and_transfer_helps(tmp_path):
+    from transferkit.transfer_demo import transfer_demo
+
+    lines = []
+    out = tmp_path / "demo"
+    results = transfer_demo(out, echo=lines.append)
+    # Stated floors (seed 0): both reach 95% on B's test images, A 95% on its own.
+    assert results["a_test_accuracy"] >= 0.95
+    assert results["scratch"]["accuracy"] >= 0.95
+    assert results["on_a"]["accuracy"] >= 0.95
+    assert results["on_a"]["loss"] < results["scratch"]["loss"]
+    assert any("from scratch" in line for line in lines)
+    names = {p.name for p in out.iterdir()}
+    assert {"model_a.keras", "model_b_scratch.keras", "model_b_on_a.keras", "metrics.json",
+            "config.json", "curves_b_on_a.png", "history_b_on_a.json"} <= names
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["on_a"]["accuracy"] == pytest.approx(results["on_a"]["accuracy"])
+    assert (out / "curves_b_on_a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reloaded = keras.saving.load_model(out / "model_b_on_a.keras")
+    assert reloaded.output.shape[-1] == 1
+
+
+def test_demo_refuses_bad_classes_and_an_occupied_folder(tmp_path):
+    from transferkit.transfer_demo import transfer_demo
+
+    with pytest.raises(TransferkitError, match="two different digits"):
+        transfer_demo(None, classes=(5, 5))
+    with pytest.raises(TransferkitError, match="train_size"):
+        transfer_demo(None, train_size=5000)
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(TransferkitError, match="not empty"):
+        transfer_demo(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
