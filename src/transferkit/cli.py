@@ -88,6 +88,70 @@ def _parser():
     aud.add_argument("--max-rows", type=int, default=40, help="rows to print (default 40; 0 for all)")
     aud.set_defaults(command="audit", run=_audit)
 
+    tr = commands.add_parser(
+        "train",
+        help="fine-tune a backbone on an image folder (one subfolder per class)",
+        description="Train the head on a frozen backbone, then fine-tune it with a lower "
+        "learning rate; keep the best epoch. Writes model.keras, history.json, "
+        "metrics.json, config.json and curves.png to --out (complete or not at all).",
+    )
+    tr.add_argument("data_dir", help="training images, one subfolder per class")
+    tr.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
+    tr.add_argument("--out", required=True, help="run folder to create")
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
+    where.add_argument("--val-split", type=float, default=0.2,
+                       help="share of DATA_DIR held out for validation (default 0.2)")
+    tr.add_argument("--epochs", default="5,10", metavar="HEAD,FINE",
+                    help="epochs of the head phase and the fine-tuning phase (default 5,10)")
+    tr.add_argument("--lr", default="1e-3", metavar="LR[,LR2]",
+                    help="learning rate of the head phase, optionally the fine-tuning one "
+                    "(default 1e-3; fine-tuning 10x lower)")
+    tr.add_argument("--unfreeze", default="all", metavar="PLAN",
+                    help="what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
+                    "blocks:N (default all)")
+    tr.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, rmsprop, nadam, adagrad")
+    tr.add_argument("--train-batchnorm", action="store_true",
+                    help="let BatchNormalization layers train (default: inference mode)")
+    tr.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
+    tr.add_argument("--bias", metavar="SPEC", help="bias penalty, e.g. l1:1e-5")
+    tr.add_argument("--dropout", type=float, default=0.2, help="dropout before the head (default 0.2)")
+    tr.add_argument("--augment", default="default", metavar="SPEC",
+                    help="augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
+                    "shift=0.1,zoom=0.2,contrast=0.2")
+    tr.add_argument("--no-augment", dest="augment", action="store_const", const="none",
+                    help="no augmentation")
+    tr.add_argument("--image-size", type=int, help="image side in pixels (default: the backbone's)")
+    tr.add_argument("--batch-size", type=int, default=32, help="default 32")
+    tr.add_argument("--patience", type=int, default=5,
+                    help="early-stopping patience in epochs, 0 for none (default 5)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--weights", default="imagenet",
+                    help="imagenet (default), none, or a weights file")
+    tr.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    tr.set_defaults(command="train", run=_train)
+
+    pr = commands.add_parser(
+        "predict",
+        help="classify image files with a trained run",
+        description="Print the predicted class and its probability for each image.",
+    )
+    pr.add_argument("run_dir", help="a train run folder")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    pr.add_argument("--csv", action="store_true", help="CSV output with every class's probability")
+    pr.set_defaults(command="predict", run=_predict)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="accuracy, per-class precision/recall and confusion matrix on a labelled folder",
+        description="Evaluate a trained run on a folder with one subfolder per class.",
+    )
+    ev.add_argument("run_dir", help="a train run folder")
+    ev.add_argument("data_dir", help="labelled images, one subfolder per class")
+    ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ev.set_defaults(command="evaluate", run=_evaluate)
+
     bb = commands.add_parser(
         "backbones",
         help="list the pretrained backbones and whether their weights are here",
@@ -177,6 +241,85 @@ def _backbones(args):
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(f"Weights cache: {transferkit.keras_models_dir()}")
+
+
+def _train(args):
+    from transferkit.training import train
+
+    epochs = _int_list("--epochs", args.epochs)
+    if len(epochs) != 2 or min(epochs) < 0:
+        _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got {args.epochs!r}.")
+    rates = _float_list("--lr", args.lr)
+    if len(rates) not in (1, 2) or min(rates) <= 0:
+        _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
+    factor = rates[1] / rates[0] if len(rates) == 2 else 0.1
+    if factor > 1:
+        _fail(f"--lr {args.lr}: the fine-tuning rate should not exceed the head's.")
+    if not 0 < args.val_split < 1:
+        _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
+    if not 0 <= args.dropout < 1:
+        _fail(f"--dropout must be in [0, 1); got {args.dropout}.")
+    _check_positive("--batch-size", args.batch_size)
+    _check_positive("--patience", args.patience, minimum=0)
+    train(
+        args.data_dir, args.backbone, args.out, val=args.val, val_split=args.val_split,
+        epochs=tuple(epochs), learning_rate=rates[0], fine_tune_factor=factor,
+        unfreeze=args.unfreeze, optimizer=args.optimizer,
+        batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
+        bias=args.bias, dropout=args.dropout, augment=args.augment, image_size=args.image_size,
+        batch_size=args.batch_size, patience=args.patience or None, seed=args.seed,
+        weights=None if args.weights == "none" else args.weights, strict=args.strict,
+        overwrite=args.overwrite,
+    )
+
+
+def _predict(args):
+    import csv
+
+    from transferkit.inference import load_run, predict
+
+    run = load_run(args.run_dir)
+    rows = predict(run, args.images)
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "class", "probability"] + [f"p_{c}" for c in run.class_names])
+        for row in rows:
+            writer.writerow([row["path"], row["class"], f"{row['probability']:.6f}"]
+                            + [f"{p:.6f}" for p in row["probabilities"]])
+        return
+    width = max(len(row["path"]) for row in rows)
+    for row in rows:
+        print(f"{row['path'].ljust(width)}  {row['class']}  {row['probability']:.4f}")
+
+
+def _evaluate(args):
+    import json
+
+    from transferkit.inference import evaluate
+
+    result = evaluate(args.run_dir, args.data_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    names = result["class_names"]
+    print(f"accuracy {result['accuracy']:.4f} on {result['images']} images")
+    width = max(len(n) for n in names + ["class"])
+    print(f"{'class'.ljust(width)}  precision  recall  support")
+    for name in names:
+        c = result["classes"][name]
+        print(f"{name.ljust(width)}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['support']:7d}")
+    print("confusion matrix (rows: true class, columns: predicted)")
+    cell = max(width, max(len(str(v)) for row in result["confusion_matrix"] for v in row))
+    print(" " * (width + 2) + "  ".join(n.rjust(cell) for n in names))
+    for name, row in zip(names, result["confusion_matrix"]):
+        print(name.ljust(width) + "  " + "  ".join(str(v).rjust(cell) for v in row))
+
+
+def _float_list(flag, text):
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        _fail(f"{flag} takes comma-separated numbers like 1e-3,1e-4; got {text!r}.")
 
 
 def _check_positive(flag, value, minimum=1):

@@ -33,6 +33,7 @@ def build(
     kernel=None,
     bias=None,
     activity=None,
+    augmentation=None,
     name=None,
 ):
     """Builds an image classifier: raw images -> backbone -> pooling -> head.
@@ -69,6 +70,10 @@ def build(
         bias: optional penalty for every bias, same forms. Defaults to `None`.
         activity: optional penalty for layer outputs, same forms. Defaults to
             `None`.
+        augmentation: optional layer applied to the images before the
+            backbone, active in training only, e.g.
+            `transferkit.data.get_augmentation("default")`. Defaults to
+            `None`.
         name: the model's name. Defaults to `"<catalogue name>_classifier"`,
             or `"classifier"`.
 
@@ -96,7 +101,8 @@ def build(
         backbone, weights=weights, input_shape=input_shape, cut_at=cut_at, name=BACKBONE
     )
     inputs = keras.Input(features.inputs[0].shape[1:], name="image")
-    x = features(inputs)
+    x = inputs if augmentation is None else augmentation(inputs)
+    x = features(x)
     if len(x.shape) == 4:
         x = _POOLING[pooling](name=f"{pooling}_pool")(x)
     elif len(x.shape) != 2:

@@ -1,0 +1,236 @@
+"""Data augmentation as Keras layers: random flips, shifts, rotations, zooms, contrast.
+
+The layers go inside the model, in front of the backbone, so they run on the
+accelerator, are saved with the model (built-in layers only: a `.keras` file
+reloads in safe mode), and act only in training: at inference
+(`model.predict`, `model(x, training=False)`) they pass images through
+unchanged. Images are RGB floats in [0, 255], what transferkit models take.
+
+A spec names what to apply; what it does not name is off:
+
+    True or "default"   flip=horizontal, shift=0.1, rotate=0.05, zoom=0.1, contrast=0.1
+    False, None, "none" no augmentation
+    "flip=horizontal,rotate=0.1,shift=0.1,zoom=0.2,contrast=0.2"   (command line)
+    {"flip": "horizontal", "rotate": 0.1}                          (Python, config.json)
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from transferkit.errors import TransferkitError
+
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
+# Each amount's valid range, and what it means.
+_AMOUNTS = {
+    "shift": (0.0, 1.0, False, "shift up to this fraction of the height and width"),
+    "rotate": (0.0, 0.5, True, "rotate up to this fraction of a full turn (0.05 = 18 degrees)"),
+    "zoom": (0.0, 1.0, False, "zoom in or out by up to this fraction"),
+    "contrast": (0.0, 1.0, True, "scale the contrast by a factor in [1 - c, 1 + c]"),
+}
+KEYS = ("flip",) + tuple(_AMOUNTS)
+_VALID_KEYS = (
+    f"valid keys: flip ({', '.join(FLIPS)} or none), "
+    + ", ".join(f"{key} (a number in [0, {high:g}{']' if closed else ')'})"
+                for key, (_, high, closed, _) in _AMOUNTS.items())
+)
+NAME = "augment"
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Which random transformations to apply in training, and how strongly.
+
+    Every transformation is off by default; `Augmentation.default()` is the
+    usual set for photos.
+
+    Args:
+        flip: `"horizontal"`, `"vertical"`, `"horizontal_and_vertical"`, or
+            `None` (default) for no flips.
+        shift: shift images by up to this fraction of their height and width,
+            in [0, 1). Defaults to 0.
+        rotate: rotate by up to this fraction of a full turn, either way, in
+            [0, 0.5]: 0.05 is 18 degrees. Defaults to 0.
+        zoom: zoom in or out by up to this fraction, in [0, 1), keeping the
+            aspect ratio. Defaults to 0.
+        contrast: multiply each image's contrast by a random factor in
+            `[1 - contrast, 1 + contrast]`, in [0, 1]. Defaults to 0.
+
+    Shifted, rotated and zoomed-out images are filled by reflection.
+
+    Example:
+
+    >>> augmentation = Augmentation(flip="horizontal", rotate=0.1)
+    >>> [layer.name for layer in augmentation.build(seed=0).layers]
+    ['flip', 'rotate']
+    """
+
+    flip: str | None = None
+    shift: float = 0.0
+    rotate: float = 0.0
+    zoom: float = 0.0
+    contrast: float = 0.0
+
+    def __post_init__(self):
+        flip = self.flip
+        if isinstance(flip, str) and flip.strip().lower() in FLIPS + ("none",):
+            flip = flip.strip().lower()
+        if flip is not None and flip not in FLIPS + ("none",):
+            raise TransferkitError(
+                f"Invalid flip {self.flip!r}: use one of {', '.join(FLIPS)}, or none."
+            )
+        object.__setattr__(self, "flip", None if flip == "none" else flip)
+        for key in _AMOUNTS:
+            object.__setattr__(self, key, _amount(key, getattr(self, key)))
+
+    @classmethod
+    def default(cls):
+        """Horizontal flips, shift 0.1, rotate 0.05 (18 degrees), zoom 0.1, contrast 0.1."""
+        return cls(flip="horizontal", shift=0.1, rotate=0.05, zoom=0.1, contrast=0.1)
+
+    def is_off(self):
+        """`True` when nothing would be applied."""
+        return self.flip is None and not any(getattr(self, key) for key in _AMOUNTS)
+
+    def describe(self):
+        """The settings as a JSON-able dict, which `get_augmentation` takes back."""
+        return dataclasses.asdict(self)
+
+    def build(self, seed=None):
+        """A `keras.Sequential` named `"augment"` of the layers that are on.
+
+        Args:
+            seed: an integer for repeatable randomness (layer `i` gets
+                `seed + i`), or `None` (default).
+        """
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TransferkitError(f"Invalid seed {seed!r}: use an integer, or None.")
+        layers = []
+
+        def next_seed():
+            return None if seed is None else seed + len(layers)
+
+        if self.flip:
+            layers.append(keras.layers.RandomFlip(self.flip, seed=next_seed(), name="flip"))
+        if self.shift:
+            layers.append(keras.layers.RandomTranslation(
+                self.shift, self.shift, fill_mode="reflect", seed=next_seed(), name="shift"))
+        if self.rotate:
+            layers.append(keras.layers.RandomRotation(
+                self.rotate, fill_mode="reflect", seed=next_seed(), name="rotate"))
+        if self.zoom:
+            # width_factor=None zooms both sides alike, keeping the aspect ratio.
+            layers.append(keras.layers.RandomZoom(
+                self.zoom, width_factor=None, fill_mode="reflect", seed=next_seed(),
+                name="zoom"))
+        if self.contrast:
+            # A pair: a single float c gives factors in [1, 1 + c] only (Keras
+            # 3.15 clips the lower bound at 0), never lowering the contrast.
+            layers.append(keras.layers.RandomContrast(
+                (self.contrast, self.contrast), value_range=(0, 255), seed=next_seed(),
+                name="contrast"))
+        return keras.Sequential(layers, name=NAME)
+
+
+def get_augmentation(spec, seed=None):
+    """The augmentation layers for a spec, or `None` for no augmentation.
+
+    Args:
+        spec: `True` or `"default"` (`Augmentation.default()`); `False`,
+            `None` or `"none"` (off); an `Augmentation`; a dict such as
+            `{"flip": "horizontal", "rotate": 0.1}`; or the same as a string,
+            `"flip=horizontal,rotate=0.1"`. Keys that a dict or string leaves
+            out are off.
+        seed: an integer for repeatable randomness, or `None` (default).
+
+    Returns:
+        A `keras.Sequential` named `"augment"`, or `None`.
+
+    Example:
+
+    >>> augment = get_augmentation("flip=horizontal,shift=0.1,zoom=0.2", seed=1)
+    >>> [layer.name for layer in augment.layers]
+    ['flip', 'shift', 'zoom']
+    >>> get_augmentation("none") is None
+    True
+    """
+    augmentation = parse(spec)
+    return None if augmentation is None else augmentation.build(seed=seed)
+
+
+def describe(spec):
+    """A spec's settings as a JSON-able dict for a config file, `None` when off.
+
+    Example:
+
+    >>> describe("rotate=0.1")
+    {'flip': None, 'shift': 0.0, 'rotate': 0.1, 'zoom': 0.0, 'contrast': 0.0}
+    """
+    augmentation = parse(spec)
+    return None if augmentation is None else augmentation.describe()
+
+
+def parse(spec):
+    """The `Augmentation` for a spec (see `get_augmentation`), `None` when off."""
+    if isinstance(spec, Augmentation):
+        augmentation = spec
+    elif spec is True:
+        augmentation = Augmentation.default()
+    elif spec is None or spec is False:
+        return None
+    elif isinstance(spec, str):
+        augmentation = _parse_string(spec)
+    elif isinstance(spec, dict):
+        augmentation = _from_dict(spec, spec)
+    else:
+        raise TransferkitError(
+            f"Invalid augmentation {spec!r}: use True, 'default', 'none', a dict "
+            "or a string such as 'flip=horizontal,rotate=0.1'."
+        )
+    return None if augmentation is None or augmentation.is_off() else augmentation
+
+
+def _parse_string(spec):
+    text = spec.strip().lower()
+    if text in ("default", "true"):
+        return Augmentation.default()
+    if text in ("none", "false"):
+        return None
+    settings = {}
+    for item in text.split(","):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not key or not value:
+            raise TransferkitError(
+                f"Invalid augmentation {spec!r}: write key=value pairs separated "
+                f"by commas, such as 'flip=horizontal,rotate=0.1'; {_VALID_KEYS}."
+            )
+        if key in settings:
+            raise TransferkitError(f"Augmentation {spec!r} sets {key!r} twice.")
+        settings[key] = value
+    return _from_dict(settings, spec)
+
+
+def _from_dict(settings, spec):
+    unknown = [key for key in settings if key not in KEYS]
+    if unknown:
+        raise TransferkitError(
+            f"Unknown augmentation key(s) {', '.join(map(repr, unknown))} in "
+            f"{spec!r}; {_VALID_KEYS}."
+        )
+    return Augmentation(**settings)
+
+
+def _amount(key, value):
+    low, high, closed, meaning = _AMOUNTS[key]
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (low <= number <= high) or (number == high and not closed):
+        bracket = "]" if closed else ")"
+        raise TransferkitError(
+            f"Invalid {key}={value!r}: use a number in [{low:g}, {high:g}{bracket} "
+            f"({meaning})."
+        )
+    return number
