@@ -23,6 +23,14 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from transferkit.errors import TransferkitError
 
+    if not args.debug:
+        # Our warnings (skipped files) are messages for the user, not code locations.
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"transferkit: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = show
     try:
         return args.run(args) or 0
     except TransferkitError as e:
