@@ -23,10 +23,11 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from transferkit.errors import TransferkitError
 
+    import warnings
+
+    shown = warnings.showwarning
     if not args.debug:
         # Our warnings (skipped files) are messages for the user, not code locations.
-        import warnings
-
         def show(message, category, filename, lineno, file=None, line=None):
             print(f"transferkit: warning: {message}", file=sys.stderr)
 
@@ -38,6 +39,8 @@ def main(argv=None):
             raise
         print(f"transferkit: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    finally:
+        warnings.showwarning = shown
 
 
 def _parser():
