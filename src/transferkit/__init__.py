@@ -19,6 +19,8 @@ _EXPORTS = {
     "keras_models_dir": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_backbone": "transferkit.backbones",
+    "load_preset": "transferkit.backbones",
+    "tokenize": "transferkit.backbones",
     "weights_available": "transferkit.backbones",
     "build": "transferkit.model",
     "FineTuner": "transferkit.recipe",

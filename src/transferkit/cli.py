@@ -244,7 +244,9 @@ def _backbones(args):
         rows = [r for r in rows if r.name in wanted]
     header = ("backbone", "parameters", "input", "weights")
     table = [header] + [
-        (r.name, f"{r.parameters / 1e6:.1f}M", f"{r.input_size}x{r.input_size}",
+        (r.name, f"{r.parameters / 1e6:.1f}M",
+         f"{r.input_size} tokens" if getattr(r, "modality", "image") == "text"
+         else f"{r.input_size}x{r.input_size}",
          "here" if r.weights_available else "download")
         for r in rows
     ]

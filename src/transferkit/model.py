@@ -1,6 +1,7 @@
 """`build`: a pretrained backbone plus a new classification head, in one call."""
 
 import numbers
+import re
 
 import keras
 
@@ -100,7 +101,12 @@ def build(
     features = load_backbone(
         backbone, weights=weights, input_shape=input_shape, cut_at=cut_at, name=BACKBONE
     )
-    inputs = keras.Input(features.inputs[0].shape[1:], name="image")
+    source = features.inputs[0]
+    text = "int" in str(source.dtype)
+    if text and augmentation is not None:
+        raise TransferkitError("augmentation is for image backbones; this one takes token ids.")
+    inputs = keras.Input(source.shape[1:], dtype=source.dtype,
+                         name="token_ids" if text else "image")
     x = inputs if augmentation is None else augmentation(inputs)
     x = features(x)
     if len(x.shape) == 4:
@@ -115,7 +121,9 @@ def build(
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(units, activation=activation, name=HEAD)(x)
     if name is None:
-        named = isinstance(backbone, str) and not backbone.endswith(".keras")
+        # Catalogue names name the model (freeze plans read block names from
+        # it); paths and models do not.
+        named = isinstance(backbone, str) and re.fullmatch(r"[A-Za-z0-9_\-]+", backbone)
         name = f"{backbone}_classifier" if named else "classifier"
     model = keras.Model(inputs, outputs, name=name)
 

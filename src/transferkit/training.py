@@ -113,6 +113,11 @@ def train(
     # Everything that can be wrong is checked before the first image is read.
     check_run_dir(out, overwrite)
     config = get_backbone_config(backbone)
+    if config.modality != "image":
+        raise TransferkitError(
+            f"{config.name} is a {config.modality} backbone; train takes image folders. "
+            "Pick an image backbone (`transferkit backbones`)."
+        )
     size = config.default_size if image_size is None else _checked_size(image_size, config)
     recipe = default_recipe(epochs, learning_rate, fine_tune_factor, unfreeze, optimizer)
     augmentation = augment_module.parse(augment)

@@ -1,7 +1,8 @@
-"""Pretrained backbones: a catalogue by name, and those `keras.applications` lacks."""
+"""Pretrained backbones: a catalogue by name (Keras, KerasHub, text), and those Keras lacks."""
 
 from transferkit.backbones.cache import keras_models_dir
 from transferkit.backbones.efficientnet_lite import EfficientNetLite0
+from transferkit.backbones.hub import load_preset
 from transferkit.backbones.loading import cut_model, load_backbone
 from transferkit.backbones.registry import (
     BackboneConfig,
@@ -11,6 +12,7 @@ from transferkit.backbones.registry import (
     register,
     weights_available,
 )
+from transferkit.backbones.text import tokenize
 
 __all__ = [
     "BackboneConfig",
@@ -21,6 +23,8 @@ __all__ = [
     "keras_models_dir",
     "list_backbones",
     "load_backbone",
+    "load_preset",
     "register",
+    "tokenize",
     "weights_available",
 ]

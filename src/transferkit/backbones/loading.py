@@ -26,10 +26,14 @@ def load_backbone(source, weights="imagenet", input_shape=None, cut_at=None, nam
 
     Args:
         source: a catalogue name (`"resnet50"`; see `list_backbones()`), a
-            `keras.Model`, or the path of a `.keras` file.
-        weights: for catalogue names: `"imagenet"` (default), `None` for
-            random initialization, or the path of a weights file saved from
-            the same backbone. Ignored for models and files.
+            `keras.Model`, the path of a `.keras` file, or a KerasHub preset
+            folder (what `backbone.save_to_preset(folder)` writes; see
+            `transferkit.backbones.hub.load_preset`).
+        weights: for catalogue names: `"imagenet"` (default; for KerasHub
+            and text entries, their pretrained weights), `None` for random
+            initialization, or the path of a weights file saved from the same
+            backbone (or, for KerasHub entries, of a preset folder). Ignored
+            for models and files.
         input_shape: `(height, width, 3)`; `None` dimensions allowed.
             Defaults to the family's default size (224 x 224 for most), or
             the saved model's own input shape.
@@ -55,9 +59,15 @@ def load_backbone(source, weights="imagenet", input_shape=None, cut_at=None, nam
     if isinstance(source, keras.Model):
         model = source
     elif isinstance(source, (str, os.PathLike)) and _looks_like_path(os.fspath(source)):
-        from transferkit.saving import load_model
+        if _is_preset_folder(os.fspath(source)):
+            from transferkit.backbones.hub import load_preset
 
-        model = load_model(source, compile=False)
+            model = load_preset(source, input_shape=input_shape)
+            input_shape = None  # applied already
+        else:
+            from transferkit.saving import load_model
+
+            model = load_model(source, compile=False)
     elif isinstance(source, str):
         model = _from_catalogue(source, weights, input_shape)
         input_shape = None  # applied already
@@ -105,7 +115,12 @@ def cut_model(model, layer_name):
 
 def _from_catalogue(name, weights, input_shape):
     config = get_backbone_config(name)
-    input_shape = _checked_input_shape(config, input_shape)
+    if config.modality == "image":
+        input_shape = _checked_input_shape(config, input_shape)
+    if config.loader is not None:
+        # KerasHub presets and text backbones: their weights are a folder or a
+        # package, not one Keras file; the loader checks and reads them.
+        return config.loader(weights=weights, input_shape=input_shape, name=config.name)
     if weights is not None and weights != "imagenet":
         if not isinstance(weights, (str, os.PathLike)):
             raise TransferkitError(
@@ -210,6 +225,11 @@ def _failed_to_download(error):
             return True
         tb = tb.tb_next
     return str(error).startswith("URL fetch failure")
+
+
+def _is_preset_folder(path):
+    # What `save_to_preset` writes, and Hugging Face model folders alike.
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
 
 
 def _looks_like_path(text):

