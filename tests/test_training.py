@@ -203,3 +203,15 @@ def test_predict_and_evaluate_bad_input(trained, tmp_path, capsys):
     other = make_folder(tmp_path / "other", n=2, classes=("blue", "green"))
     assert run("evaluate", out, other) == 2
     assert "green" in capsys.readouterr().err
+
+
+def test_from_scratch_is_one_phase_with_everything_trainable(tmp_path):
+    data = make_folder(tmp_path / "data", n=4)
+    argv = ["train", data, "--out", tmp_path / "run", *FAST, "--from-scratch"]
+    assert run(*argv) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    (phase,) = history["phases"]
+    assert phase["name"] == "scratch" and phase["epochs"] == 3
+    assert phase["trainable_params"] > 0 and history["history"]["phase"] == [0, 0, 0]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["arguments"]["from_scratch"] is True

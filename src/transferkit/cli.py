@@ -133,12 +133,18 @@ def _parser():
     tr.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                     help="no augmentation")
     tr.add_argument("--image-size", type=int, help="image side in pixels (default: the backbone's)")
+    tr.add_argument("--crop", choices=("none", "center"), default="none",
+                    help="none: resize whole images to the square (default); center: keep "
+                    "the aspect ratio, crop the centre")
     tr.add_argument("--batch-size", type=int, default=32, help="default 32")
     tr.add_argument("--patience", type=int, default=5,
                     help="early-stopping patience in epochs, 0 for none (default 5)")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     tr.add_argument("--weights", default="imagenet",
                     help="imagenet (default), none, or a weights file")
+    tr.add_argument("--from-scratch", action="store_true",
+                    help="baseline: same architecture, random weights, one phase with "
+                    "everything trainable for the sum of --epochs")
     tr.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     tr.set_defaults(command="train", run=_train)
@@ -280,8 +286,10 @@ def _train(args):
         unfreeze=args.unfreeze, optimizer=args.optimizer,
         batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
         bias=args.bias, dropout=args.dropout, augment=args.augment, image_size=args.image_size,
-        batch_size=args.batch_size, patience=args.patience or None, seed=args.seed,
-        weights=None if args.weights == "none" else args.weights, strict=args.strict,
+        crop=None if args.crop == "none" else args.crop, batch_size=args.batch_size,
+        patience=args.patience or None, seed=args.seed,
+        weights=None if args.weights == "none" else args.weights,
+        from_scratch=args.from_scratch, strict=args.strict,
         overwrite=args.overwrite,
     )
 

@@ -17,7 +17,7 @@ class Run:
     model: object
     class_names: list
     image_size: tuple
-    crop: object = "center"
+    crop: object = None
 
 
 def load_run(path):
@@ -44,7 +44,7 @@ def load_run(path):
             "transferkit train run?"
         ) from None
     model = load_model(os.path.join(path, MODEL_FILE), compile=False)
-    return Run(path, model, class_names, image_size, config.get("crop", "center"))
+    return Run(path, model, class_names, image_size, config.get("crop"))
 
 
 def predict(run, images, *, batch_size=32):

@@ -166,12 +166,9 @@ def _image_shape(label, input_shape, converter, backbone):
         if size is None:
             return own
         return (own[0], *size) if channels_first else (*size, own[-1])
-    try:
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise TransferkitError(
-            f"input_shape must be a tuple like (224, 224, 3); got {input_shape!r}."
-        ) from None
+    from transferkit.backbones.loading import as_shape
+
+    input_shape = as_shape(input_shape)
     if len(input_shape) != 3 or input_shape[0 if channels_first else -1] != 3:
         raise TransferkitError(
             f"{label} takes RGB images: input_shape must be (height, width, 3); "

@@ -158,12 +158,7 @@ def _checked_input_shape(config, input_shape):
     if input_shape is None:
         size = config.default_size
         return (3, size, size) if channels_first else (size, size, 3)
-    try:
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise TransferkitError(
-            f"input_shape must be a tuple like (224, 224, 3); got {input_shape!r}."
-        ) from None
+    input_shape = as_shape(input_shape)
     if len(input_shape) != 3:
         raise TransferkitError(
             f"input_shape must be (height, width, channels), without the batch axis; "
@@ -183,6 +178,16 @@ def _checked_input_shape(config, input_shape):
             f"{config.default_size}) or pick another backbone."
         )
     return input_shape
+
+
+def as_shape(input_shape):
+    """`input_shape` as a tuple of ints (or `None`s), or a one-line error."""
+    try:
+        return tuple(None if d is None else int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise TransferkitError(
+            f"input_shape must be a tuple like (224, 224, 3); got {input_shape!r}."
+        ) from None
 
 
 def _check_single_image_input(model, input_shape):
