@@ -7,6 +7,7 @@ message saying what to do), 1 for anything unexpected.
 import argparse
 import os
 import sys
+import warnings
 
 import transferkit
 
@@ -23,15 +24,13 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from transferkit.errors import TransferkitError
 
-    import warnings
-
-    shown = warnings.showwarning
+    formatted = warnings.formatwarning
     if not args.debug:
         # Our warnings (skipped files) are messages for the user, not code locations.
-        def show(message, category, filename, lineno, file=None, line=None):
-            print(f"transferkit: warning: {message}", file=sys.stderr)
+        def format_warning(message, category, filename, lineno, line=None):
+            return f"transferkit: warning: {message}\n"
 
-        warnings.showwarning = show
+        warnings.formatwarning = format_warning
     try:
         return args.run(args) or 0
     except TransferkitError as e:
@@ -40,7 +39,7 @@ def main(argv=None):
         print(f"transferkit: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = formatted
 
 
 def _parser():
