@@ -16,6 +16,13 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
+from transferkit.features import (
+    FeatureCache,
+    cache_refusal,
+    extract_features,
+    feature_extractor,
+    head_model,
+)
 from transferkit.freezing import BATCHNORM_MODES, freeze, parse_plan
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad")
@@ -125,7 +132,16 @@ class FineTuner:
             Defaults to a temporary file, removed after `fit`.
         seed: int seeding Keras (`keras.utils.set_random_seed`), NumPy and
             Python for a repeatable run. Defaults to `None`.
-        callbacks: extra Keras callbacks for every phase.
+        callbacks: extra Keras callbacks for every phase (on a cached phase
+            they see the head model that trains; see `cache`).
+        cache: `True` (default), `False`, or a folder. A phase whose
+            backbone is frozen (plan `"none"`) on a model without
+            augmentation computes the backbone's features once and trains
+            the head on them (`transferkit.features`): same updates, one
+            forward pass through the backbone instead of one per epoch.
+            `True` keeps the features in memory; a folder keeps them in a
+            `FeatureCache` there; `False` always trains through the backbone.
+            Each frozen phase logs which path it took and why.
         verbose: Keras' `verbose` for `fit`. Defaults to `"auto"`.
 
     Attributes (after `fit`):
@@ -148,7 +164,7 @@ class FineTuner:
 
     def __init__(self, phases=None, *, batch_size=32, patience=5, monitor=None,
                  batchnorm="frozen", blocks=None, loss=None, metrics=None, checkpoint=None,
-                 seed=None, callbacks=None, verbose="auto"):
+                 seed=None, callbacks=None, cache=True, verbose="auto"):
         self.phases = phases
         self.batch_size = batch_size
         self.patience = patience
@@ -160,6 +176,7 @@ class FineTuner:
         self.checkpoint = checkpoint
         self.seed = seed
         self.callbacks = callbacks
+        self.cache = cache
         self.verbose = verbose
 
     def fit(self, model, x, y=None, *, validation_data=None, sample_weight=None):
@@ -184,6 +201,10 @@ class FineTuner:
             or self.patience < 1
         ):
             raise TransferkitError(f"patience must be an int >= 1 or None, got {self.patience!r}.")
+        if not isinstance(self.cache, (bool, str, os.PathLike)):
+            raise TransferkitError(
+                f"cache must be True, False or a folder path, got {self.cache!r}."
+            )
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
         monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
@@ -204,9 +225,16 @@ class FineTuner:
                     print(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} "
                           f"epochs at learning rate {phase.learning_rate:g}; {summary}.")
                 model.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
-                saver = keras.callbacks.ModelCheckpoint(
-                    checkpoint, monitor=monitor, save_best_only=True, save_weights_only=True,
-                    initial_value_threshold=best, mode=_mode(monitor), verbose=0,
+                trained, fit_x, fit_val = model, x, validation_data
+                cached = self._cached(model, phase, x, y, validation_data, index, len(phases))
+                if cached is not None:
+                    trained, fit_x, fit_val = cached
+                    trained.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
+                # Always checkpoints the full model, whichever model trains.
+                saver = _Checkpoint(
+                    model, checkpoint, monitor=monitor, save_best_only=True,
+                    save_weights_only=True, initial_value_threshold=best, mode=_mode(monitor),
+                    verbose=0,
                 )
                 callbacks = [saver] + list(self.callbacks or [])
                 stopper = None
@@ -217,9 +245,9 @@ class FineTuner:
                     )
                     callbacks.append(stopper)
                 first = len(history.get("loss", []))
-                run = model.fit(
-                    x, y, batch_size=None if y is None else self.batch_size,
-                    epochs=phase.epochs, validation_data=validation_data,
+                run = trained.fit(
+                    fit_x, y, batch_size=None if y is None else self.batch_size,
+                    epochs=phase.epochs, validation_data=fit_val,
                     sample_weight=sample_weight, callbacks=callbacks, verbose=self.verbose,
                     shuffle=True,
                 ) if phase.epochs else None
@@ -262,6 +290,48 @@ class FineTuner:
         self.best_ = {k: v[self.best_epoch_] for k, v in history.items()}
         return self
 
+    def _cached(self, model, phase, x, y, validation_data, index, count):
+        """`(head model, features, validation data on features)` or `None`."""
+        if not phase.epochs or parse_plan(phase.unfreeze).kind != "none":
+            return None
+        reason = "cache=False" if self.cache is False else cache_refusal(model)
+        if reason is None and not (isinstance(x, np.ndarray) and y is not None):
+            reason = "inputs are not arrays"
+        if reason is None and validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+            and isinstance(validation_data[0], np.ndarray)
+        ):
+            reason = "validation data is not an (x, y) pair of arrays"
+        if reason is not None:
+            self._say(f"Phase {index + 1}/{count} ({phase.name}): {reason}: plain path.")
+            return None
+        extractor = feature_extractor(model)
+        store = None if self.cache is True else FeatureCache(self.cache)
+
+        def features(inputs):
+            if store is None:
+                return extract_features(extractor, inputs, batch_size=self.batch_size,
+                                        verbose=self._bar())
+            return store.features(extractor, inputs, batch_size=self.batch_size,
+                                  verbose=self._bar())
+
+        train = features(x)
+        val = None
+        if validation_data is not None:
+            val = (features(validation_data[0]), validation_data[1])
+        where = "in memory" if store is None else f"in {store.directory}"
+        self._say(f"Phase {index + 1}/{count} ({phase.name}): backbone frozen, no "
+                  f"augmentation: training the head on cached features {where} "
+                  f"({'x'.join(map(str, train.shape[1:]))} values per sample).")
+        return head_model(model), train, val
+
+    def _say(self, text):
+        if self.verbose:
+            print(text)
+
+    def _bar(self):
+        return 1 if self.verbose in ("auto", 1, True) else 0
+
     def _checked_phases(self):
         phases = default_recipe() if self.phases is None else list(self.phases)
         if not phases or not all(isinstance(p, Phase) for p in phases):
@@ -299,6 +369,35 @@ class FineTuner:
             return path, None
         folder = tempfile.TemporaryDirectory(prefix="transferkit-")
         return os.path.join(folder.name, "best.weights.h5"), folder.cleanup
+
+
+class _Checkpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` of `model` (the full one), whichever model is fit.
+
+    On a cached phase Keras fits the head model, whose layers are `model`'s
+    and the only ones that change: an improvement copies the head's weights
+    in memory, and the full model is written once, when the phase ends.
+    """
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._full = model
+        self._trained = self._best = self._path = None
+
+    def set_model(self, model):
+        self._trained = model
+        super().set_model(self if model is not self._full else model)
+
+    def save_weights(self, filepath, overwrite=True):  # called as `self.model.save_weights`
+        self._best, self._path = self._trained.get_weights(), filepath
+
+    def on_train_end(self, logs=None):
+        if self._best is None:
+            return
+        current = self._trained.get_weights()
+        self._trained.set_weights(self._best)
+        self._full.save_weights(self._path, overwrite=True)
+        self._trained.set_weights(current)
 
 
 def _head(model):

@@ -1,0 +1,332 @@
+"""Cached features: the frozen backbone's forward pass computed once, not every epoch.
+
+While the backbone is frozen and the inputs are not augmented, every epoch
+feeds the head the same features. `feature_extractor` cuts a model into the
+part that computes them (input -> backbone -> pooling) and `head_model` into
+the part that trains on them (dropout, head), sharing the original layer
+objects, so training the head model trains the original model's head.
+`extract_features` computes them in batches (streaming to a `.npy` file when
+asked) and `FeatureCache` keeps them on disk under a key of everything that
+changes them.
+
+Example:
+
+>>> model = transferkit.build("efficientnet_lite0", 2)  # doctest: +SKIP
+>>> features = extract_features(feature_extractor(model), x)  # doctest: +SKIP
+>>> head = head_model(model)  # doctest: +SKIP
+>>> head.compile("adam", "sparse_categorical_crossentropy")  # doctest: +SKIP
+>>> head.fit(features, y, epochs=10)  # doctest: +SKIP
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from transferkit._walk import iter_layers
+from transferkit.errors import TransferkitError
+
+BACKBONE = "backbone"
+AUGMENT = "augment"
+_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+# Layers that are random in training even inside a frozen backbone: cached
+# (inference-mode) features would differ from the plain path's.
+_STOCHASTIC = (keras.layers.Dropout, keras.layers.SpatialDropout1D,
+               keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
+               keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+               keras.layers.AlphaDropout)
+_FORMAT = 1  # bump when the cache layout or key changes
+
+
+def feature_extractor(model):
+    """The sub-model from `model`'s input to its pooled backbone features.
+
+    It skips the training-only `"augment"` layer and shares the backbone and
+    pooling layers (and so their weights) with `model`.
+
+    Args:
+        model: a model made by `transferkit.build` (or `reuse`): input,
+            optional `"augment"`, the nested `"backbone"`, optional global
+            pooling, then the head layers.
+
+    Returns:
+        A functional `keras.Model`: images in, feature vectors out.
+
+    Example:
+
+    >>> model = transferkit.build("mobilenet_v3_small", 2, weights=None,
+    ...                           input_shape=(32, 32, 3))  # doctest: +SKIP
+    >>> feature_extractor(model).output.shape  # doctest: +SKIP
+    (None, 576)
+    """
+    _, backbone, pool, _ = _parts(model)
+    source = model.inputs[0]
+    inputs = keras.Input(source.shape[1:], dtype=source.dtype, name="image")
+    x = backbone(inputs)
+    if pool is not None:
+        x = pool(x)
+    return keras.Model(inputs, x, name=f"{model.name}_features")
+
+
+def head_model(model):
+    """The model from pooled features to `model`'s output: its dropout and head.
+
+    The layers are `model`'s own objects, so fitting the head model changes
+    `model`'s head, and a `Dropout` behaves exactly as it does inside `model`.
+
+    Args:
+        model: a model made by `transferkit.build` (see `feature_extractor`).
+
+    Returns:
+        A functional `keras.Model`: feature vectors in, `model`'s outputs out.
+
+    Example:
+
+    >>> head = head_model(model)  # doctest: +SKIP
+    >>> head.get_layer("head") is model.get_layer("head")  # doctest: +SKIP
+    True
+    """
+    _, backbone, pool, rest = _parts(model)
+    features = (backbone if pool is None else pool).output
+    inputs = keras.Input(features.shape[1:], dtype=features.dtype, name="features")
+    x = inputs
+    for layer in rest:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def cache_refusal(model):
+    """Why `model`'s frozen phases cannot train on cached features, or `None`.
+
+    Example:
+
+    >>> cache_refusal(transferkit.build("mobilenet_v2", 2,
+    ...     augmentation=transferkit.get_augmentation("default")))  # doctest: +SKIP
+    'augmentation on'
+    """
+    try:
+        before, backbone, _, _ = _parts(model)
+    except TransferkitError as error:
+        return f"no backbone/head split ({error})"
+    if before:
+        return "augmentation on"
+    for name, layer, _ in iter_layers(backbone):
+        if isinstance(layer, _STOCHASTIC) and getattr(layer, "rate", getattr(
+                layer, "stddev", 0)):
+            return f"the backbone's {name} is random in training"
+        if getattr(layer, "activity_regularizer", None) is not None:
+            return f"the backbone's {name} has an activity penalty"
+    return None
+
+
+def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
+    """Runs `extractor` over `x` in batches; returns the features.
+
+    Args:
+        extractor: a model, e.g. `feature_extractor(model)`.
+        x: the inputs, an array (or anything sliceable with `len`).
+        batch_size: samples per forward pass. Defaults to 32.
+        path: optional `.npy` file to stream the features into, so that the
+            features of a data set larger than memory never sit in memory at
+            once. Written to a temporary file beside it, renamed when
+            complete. Defaults to `None` (an in-memory array).
+        verbose: 1 shows a progress bar. Defaults to 0.
+
+    Returns:
+        A NumPy array (memory-mapped, read-only, when `path` is given) of
+        shape `(len(x),) + extractor.output.shape[1:]`.
+
+    Example:
+
+    >>> features = extract_features(feature_extractor(model), x,
+    ...                             path="cache/train.npy")  # doctest: +SKIP
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    output = extractor.outputs[0]
+    shape = (len(x),) + tuple(output.shape[1:])
+    dtype = keras.backend.standardize_dtype(output.dtype)
+    if path is None:
+        out, tmp = np.empty(shape, dtype), None
+    else:
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(suffix=".npy.tmp", dir=folder)
+        os.close(handle)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    try:
+        bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
+        for start in range(0, len(x), batch_size):
+            batch = np.asarray(x[start:start + batch_size])
+            out[start:start + len(batch)] = keras.ops.convert_to_numpy(
+                extractor.predict_on_batch(batch))
+            bar.add(len(batch))
+        if tmp is None:
+            return out
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            os.remove(tmp)
+    return np.load(path, mmap_mode="r")
+
+
+class FeatureCache:
+    """Features on disk, keyed by everything that changes them.
+
+    The key hashes the backbone's weights, the extractor's input and output
+    shapes, a free-form `preprocessing` text (e.g. the image size and crop)
+    and the data: a hash of the array's bytes, or, when `files` is given,
+    each file's path, size and modification time. A changed input is a new
+    key and is computed afresh. Each entry is `<key>.npy` plus a `<key>.json`
+    holding its shape, dtype and SHA-256; an entry that does not match (a
+    truncated or corrupt file) is rebuilt, never used.
+
+    Args:
+        directory: the cache folder (created when needed).
+
+    Attributes:
+        last_hit_: whether the last `features` call read the cache.
+
+    Example:
+
+    >>> cache = FeatureCache("~/.cache/transferkit/features")  # doctest: +SKIP
+    >>> f = cache.features(feature_extractor(model), x, files=folder.files,
+    ...                    preprocessing="224 resize")  # doctest: +SKIP
+    """
+
+    def __init__(self, directory):
+        self.directory = os.path.expanduser(os.fspath(directory))
+        self.last_hit_ = None
+
+    def key(self, extractor, x=None, *, files=None, preprocessing=None):
+        """The cache key (hex) of `extractor`'s features of `x` (or `files`)."""
+        if files is None and x is None:
+            raise TransferkitError("FeatureCache needs the data: pass x or files.")
+        fields = {
+            "format": _FORMAT,
+            "weights": weights_hash(extractor),
+            "input": [str(extractor.inputs[0].dtype), list(extractor.inputs[0].shape[1:])],
+            "output": list(extractor.outputs[0].shape[1:]),
+            "preprocessing": None if preprocessing is None else str(preprocessing),
+            "data": _files_identity(files) if files is not None else _array_identity(x),
+        }
+        text = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def features(self, extractor, x, *, files=None, preprocessing=None, batch_size=32,
+                 verbose=0):
+        """The features of `x`: read from the cache if valid, else extracted and stored.
+
+        Args:
+            extractor: a model, e.g. `feature_extractor(model)`.
+            x: the inputs.
+            files: optional list of the files `x` was read from: then the
+                key uses their paths, sizes and times instead of hashing `x`.
+            preprocessing: optional text describing how `x` was made from the
+                files (size, crop), part of the key. Defaults to `None`.
+            batch_size: extraction batch size. Defaults to 32.
+            verbose: 1 shows the extraction's progress bar. Defaults to 0.
+
+        Returns:
+            A read-only memory-mapped NumPy array.
+        """
+        key = self.key(extractor, x, files=files, preprocessing=preprocessing)
+        path = os.path.join(self.directory, f"{key}.npy")
+        found = self._read(path)
+        self.last_hit_ = found is not None
+        if found is not None:
+            return found
+        features = extract_features(extractor, x, batch_size=batch_size, path=path,
+                                    verbose=verbose)
+        _write_json(path[:-4] + ".json", {
+            "shape": list(features.shape), "dtype": features.dtype.str,
+            "sha256": _file_hash(path),
+        })
+        return features
+
+    def _read(self, path):
+        """The entry at `path` if it is complete and intact, else `None`."""
+        try:
+            with open(path[:-4] + ".json") as handle:
+                meta = json.load(handle)
+            if _file_hash(path) != meta["sha256"]:
+                return None
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if list(array.shape) != meta["shape"] or array.dtype.str != meta["dtype"]:
+            return None
+        return array
+
+
+def weights_hash(model):
+    """SHA-256 (hex) of `model`'s weight values, in `model.weights` order."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(f"{variable.path}:{value.dtype.str}:{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _parts(model):
+    """`(layers before the backbone, backbone, pooling or None, head layers)`."""
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None) \
+            or len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise TransferkitError("Expected a built single-input, single-output keras.Model.")
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in layers]
+    if BACKBONE not in names:
+        raise TransferkitError(f"Model {model.name!r} has no nested 'backbone' layer.")
+    index = names.index(BACKBONE)
+    before, backbone, after = layers[:index], layers[index], layers[index + 1:]
+    if any(layer.name != AUGMENT for layer in before):
+        raise TransferkitError(
+            f"Model {model.name!r} has layers other than 'augment' before its backbone."
+        )
+    pool = after[0] if after and isinstance(after[0], _POOLING) else None
+    rest = after[1:] if pool is not None else after
+    previous = [model.layers[0]] + layers
+    if len(model.layers) != len(layers) + 1 or not all(
+        any([parent.operation for parent in node.parent_nodes] == [before_it]
+            for node in layer._inbound_nodes)
+        for layer, before_it in zip(layers, previous)
+    ):
+        raise TransferkitError(f"Model {model.name!r} is not a plain chain of layers.")
+    return before, backbone, pool, rest
+
+
+def _array_identity(x):
+    array = np.ascontiguousarray(x)
+    digest = hashlib.sha256(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return [array.dtype.str, list(array.shape), digest.hexdigest()]
+
+
+def _files_identity(files):
+    identity = []
+    for file in files:
+        stat = os.stat(file)
+        identity.append([os.path.abspath(os.fspath(file)), stat.st_size, stat.st_mtime_ns])
+    return identity
+
+
+def _file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path, value):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(value, handle)
+    os.replace(tmp, path)
