@@ -28,6 +28,7 @@ import numpy as np
 
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
+from transferkit.saving import atomic_output, file_sha256
 
 BACKBONE = "backbone"
 AUGMENT = "augment"
@@ -247,7 +248,7 @@ class FeatureCache:
                                     verbose=verbose)
         _write_json(path[:-4] + ".json", {
             "shape": list(features.shape), "dtype": features.dtype.str,
-            "sha256": _file_hash(path),
+            "sha256": file_sha256(path),
         })
         return features
 
@@ -256,7 +257,7 @@ class FeatureCache:
         try:
             with open(path[:-4] + ".json") as handle:
                 meta = json.load(handle)
-            if _file_hash(path) != meta["sha256"]:
+            if file_sha256(path) != meta["sha256"]:
                 return None
             array = np.load(path, mmap_mode="r")
         except (OSError, ValueError, KeyError, TypeError):
@@ -317,16 +318,7 @@ def _files_identity(files):
     return identity
 
 
-def _file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_json(path, value):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(value, handle)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as handle:
+            json.dump(value, handle)

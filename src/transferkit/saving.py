@@ -1,6 +1,7 @@
 """Reading and writing `.keras` files: clear errors in, nothing half-written out."""
 
 import contextlib
+import hashlib
 import os
 import uuid
 import zipfile
@@ -85,3 +86,12 @@ def atomic_output(path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def file_sha256(path):
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

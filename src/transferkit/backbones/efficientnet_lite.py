@@ -16,7 +16,6 @@ Layers are named as in `keras.applications.EfficientNetB0` (`stem_conv`,
 the same patterns address blocks in either model.
 """
 
-import hashlib
 import os
 import warnings
 
@@ -244,14 +243,6 @@ def _torch_checkpoint_path():
     return path
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _torch_layer_map(include_top):
     """Yields (Keras layer name, PyTorch module name, kind) for every weighted layer."""
     yield "stem_conv", "_conv_stem", "conv"
@@ -342,7 +333,9 @@ def _load_imagenet_weights(model, include_top):
     from transferkit.weights import load_torch_state_dict
 
     source = _torch_checkpoint_path()
-    digest = _sha256(source)
+    from transferkit.saving import file_sha256
+
+    digest = file_sha256(source)
     if digest != _TORCH_SHA256:
         raise TransferkitError(
             f"{source} has SHA-256 {digest}, not the expected {_TORCH_SHA256}: the file is "
