@@ -49,8 +49,9 @@ def trained(tmp_path_factory):
 
 def test_train_writes_a_complete_run(trained):
     data, val, out = trained
-    assert sorted(os.listdir(out)) == ["config.json", "curves.png", "history.json",
+    assert sorted(os.listdir(out)) == ["config.json", "curves.png", "features", "history.json",
                                        "metrics.json", "model.keras"]
+    assert len(os.listdir(out / "features")) == 4  # training and validation features, sidecars
     assert not [p for p in os.listdir(out.parent) if p.startswith(".run.tmp")]
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())

@@ -33,6 +33,8 @@ _EXPORTS = {
     "freeze": "transferkit.freezing",
     "reuse": "transferkit.transfer",
     "train": "transferkit.training",
+    "cross_validate": "transferkit.crossval",
+    "LinearHead": "transferkit.linear",
     "load_run": "transferkit.inference",
     "predict": "transferkit.inference",
     "evaluate": "transferkit.inference",

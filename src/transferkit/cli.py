@@ -112,41 +112,25 @@ def _parser():
     where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
     where.add_argument("--val-split", type=float, default=0.2,
                        help="share of DATA_DIR held out for validation (default 0.2)")
-    tr.add_argument("--epochs", default="5,10", metavar="HEAD,FINE",
-                    help="epochs of the head phase and the fine-tuning phase (default 5,10)")
-    tr.add_argument("--lr", default="1e-3", metavar="LR[,LR2]",
-                    help="learning rate of the head phase, optionally the fine-tuning one "
-                    "(default 1e-3; fine-tuning 10x lower)")
-    tr.add_argument("--unfreeze", default="all", metavar="PLAN",
-                    help="what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
-                    "blocks:N (default all)")
-    tr.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, rmsprop, nadam, adagrad")
-    tr.add_argument("--train-batchnorm", action="store_true",
-                    help="let BatchNormalization layers train (default: inference mode)")
-    tr.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
-    tr.add_argument("--bias", metavar="SPEC", help="bias penalty, e.g. l1:1e-5")
-    tr.add_argument("--dropout", type=float, default=0.2, help="dropout before the head (default 0.2)")
-    tr.add_argument("--augment", default="default", metavar="SPEC",
-                    help="augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
-                    "shift=0.1,zoom=0.2,contrast=0.2")
-    tr.add_argument("--no-augment", dest="augment", action="store_const", const="none",
-                    help="no augmentation")
-    tr.add_argument("--image-size", type=int, help="image side in pixels (default: the backbone's)")
-    tr.add_argument("--crop", choices=("none", "center"), default="none",
-                    help="none: resize whole images to the square (default); center: keep "
-                    "the aspect ratio, crop the centre")
-    tr.add_argument("--batch-size", type=int, default=32, help="default 32")
-    tr.add_argument("--patience", type=int, default=5,
-                    help="early-stopping patience in epochs, 0 for none (default 5)")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tr.add_argument("--weights", default="imagenet",
-                    help="imagenet (default), none, or a weights file")
-    tr.add_argument("--from-scratch", action="store_true",
-                    help="baseline: same architecture, random weights, one phase with "
-                    "everything trainable for the sum of --epochs")
-    tr.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    _add_recipe_arguments(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     tr.set_defaults(command="train", run=_train)
+
+    cv = commands.add_parser(
+        "cv",
+        help="k-fold cross-validation of the train recipe on an image folder",
+        description="Run the train recipe on each of --folds stratified, seeded folds of "
+        "DATA_DIR (each image validated once) and print every fold's validation figures with "
+        "their mean and standard deviation. Frozen features are computed once for all folds.",
+    )
+    cv.add_argument("data_dir", help="images, one subfolder per class")
+    cv.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    cv.add_argument("--out", help="optional folder for metrics.json, history.json, config.json, "
+                    "curves.png (complete or not at all)")
+    _add_recipe_arguments(cv)
+    cv.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    cv.set_defaults(command="cv", run=_cv)
 
     pr = commands.add_parser(
         "predict",
@@ -177,6 +161,87 @@ def _parser():
     bb.add_argument("names", nargs="*", metavar="NAME", help="only these backbones (default: all)")
     bb.set_defaults(command="backbones", run=_backbones)
     return parser
+
+
+def _add_recipe_arguments(parser):
+    """The options that say how a model is built and trained (train and cv)."""
+    parser.add_argument("--head", default="softmax", choices=("softmax", "logreg", "linear-svm"),
+                        help="softmax: train a Dense head (default); logreg, linear-svm: a "
+                        "linear classifier on the frozen features, C chosen by cross-validation "
+                        "(seed 001's advice under ~1,000 images)")
+    parser.add_argument("--epochs", default="5,10", metavar="HEAD,FINE",
+                        help="epochs of the head phase and the fine-tuning phase (default 5,10)")
+    parser.add_argument("--lr", default="1e-3", metavar="LR[,LR2]",
+                        help="learning rate of the head phase, optionally the fine-tuning one "
+                        "(default 1e-3; fine-tuning 10x lower)")
+    parser.add_argument("--unfreeze", default="all", metavar="PLAN",
+                        help="what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
+                        "blocks:N (default all)")
+    parser.add_argument("--optimizer", default="adam",
+                        help="adam, adamw, sgd, rmsprop, nadam, adagrad")
+    parser.add_argument("--train-batchnorm", action="store_true",
+                        help="let BatchNormalization layers train (default: inference mode)")
+    parser.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
+    parser.add_argument("--bias", metavar="SPEC", help="bias penalty, e.g. l1:1e-5")
+    parser.add_argument("--dropout", type=float, default=0.2,
+                        help="dropout before the head (default 0.2)")
+    parser.add_argument("--augment", default="default", metavar="SPEC",
+                        help="augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
+                        "shift=0.1,zoom=0.2,contrast=0.2")
+    parser.add_argument("--no-augment", dest="augment", action="store_const", const="none",
+                        help="no augmentation")
+    parser.add_argument("--augmented-copies", type=int, default=0, metavar="K",
+                        help="with augmentation on, train the frozen head phase on K augmented "
+                        "copies of the features computed once (default 0: through the backbone "
+                        "every epoch)")
+    parser.add_argument("--image-size", type=int,
+                        help="image side in pixels (default: the backbone's)")
+    parser.add_argument("--crop", choices=("none", "center"), default="none",
+                        help="none: resize whole images to the square (default); center: keep "
+                        "the aspect ratio, crop the centre")
+    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="early-stopping patience in epochs, 0 for none (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="imagenet (default), none, or a weights file")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="baseline: same architecture, random weights, one phase with "
+                        "everything trainable for the sum of --epochs")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="feature cache shared between runs (default: features/ in the "
+                        "run folder)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at an unreadable image instead of skipping it")
+
+
+def _recipe_options(args):
+    """`_add_recipe_arguments`' values, checked, as keyword arguments of `train`."""
+    epochs = _int_list("--epochs", args.epochs)
+    if len(epochs) != 2 or min(epochs) < 0:
+        _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got {args.epochs!r}.")
+    rates = _float_list("--lr", args.lr)
+    if len(rates) not in (1, 2) or min(rates) <= 0:
+        _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
+    factor = rates[1] / rates[0] if len(rates) == 2 else 0.1
+    if factor > 1:
+        _fail(f"--lr {args.lr}: the fine-tuning rate should not exceed the head's.")
+    if not 0 <= args.dropout < 1:
+        _fail(f"--dropout must be in [0, 1); got {args.dropout}.")
+    _check_positive("--batch-size", args.batch_size)
+    _check_positive("--patience", args.patience, minimum=0)
+    _check_positive("--augmented-copies", args.augmented_copies, minimum=0)
+    return dict(
+        head=args.head, epochs=tuple(epochs), learning_rate=rates[0], fine_tune_factor=factor,
+        unfreeze=args.unfreeze, optimizer=args.optimizer,
+        batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
+        bias=args.bias, dropout=args.dropout, augment=args.augment,
+        augmented_copies=args.augmented_copies, image_size=args.image_size,
+        crop=None if args.crop == "none" else args.crop, batch_size=args.batch_size,
+        patience=args.patience or None, seed=args.seed,
+        weights=None if args.weights == "none" else args.weights,
+        from_scratch=args.from_scratch,
+    )
 
 
 def _demo(args):
@@ -264,33 +329,20 @@ def _backbones(args):
 def _train(args):
     from transferkit.training import train
 
-    epochs = _int_list("--epochs", args.epochs)
-    if len(epochs) != 2 or min(epochs) < 0:
-        _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got {args.epochs!r}.")
-    rates = _float_list("--lr", args.lr)
-    if len(rates) not in (1, 2) or min(rates) <= 0:
-        _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
-    factor = rates[1] / rates[0] if len(rates) == 2 else 0.1
-    if factor > 1:
-        _fail(f"--lr {args.lr}: the fine-tuning rate should not exceed the head's.")
     if not 0 < args.val_split < 1:
         _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
-    if not 0 <= args.dropout < 1:
-        _fail(f"--dropout must be in [0, 1); got {args.dropout}.")
-    _check_positive("--batch-size", args.batch_size)
-    _check_positive("--patience", args.patience, minimum=0)
-    train(
-        args.data_dir, args.backbone, args.out, val=args.val, val_split=args.val_split,
-        epochs=tuple(epochs), learning_rate=rates[0], fine_tune_factor=factor,
-        unfreeze=args.unfreeze, optimizer=args.optimizer,
-        batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
-        bias=args.bias, dropout=args.dropout, augment=args.augment, image_size=args.image_size,
-        crop=None if args.crop == "none" else args.crop, batch_size=args.batch_size,
-        patience=args.patience or None, seed=args.seed,
-        weights=None if args.weights == "none" else args.weights,
-        from_scratch=args.from_scratch, strict=args.strict,
-        overwrite=args.overwrite,
-    )
+    train(args.data_dir, args.backbone, args.out, val=args.val, val_split=args.val_split,
+          cache_dir=args.cache_dir, strict=args.strict, overwrite=args.overwrite,
+          **_recipe_options(args))
+
+
+def _cv(args):
+    from transferkit.crossval import cross_validate
+
+    _check_positive("--folds", args.folds, minimum=2)
+    cross_validate(args.data_dir, args.backbone, args.out, folds=args.folds,
+                   cache_dir=args.cache_dir, strict=args.strict, overwrite=args.overwrite,
+                   **_recipe_options(args))
 
 
 def _predict(args):
@@ -300,16 +352,19 @@ def _predict(args):
 
     run = load_run(args.run_dir)
     rows = predict(run, args.images)
+    one, every = ("score", "scores") if run.outputs == "scores" else (
+        "probability", "probabilities")
     if args.csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "class", "probability"] + [f"p_{c}" for c in run.class_names])
+        writer.writerow(["path", "class", one] + [f"{one[0]}_{c}" for c in run.class_names])
         for row in rows:
-            writer.writerow([row["path"], row["class"], f"{row['probability']:.6f}"]
-                            + [f"{p:.6f}" for p in row["probabilities"]])
+            writer.writerow([row["path"], row["class"], f"{row[one]:.6f}"]
+                            + [f"{p:.6f}" for p in row[every]])
         return
     width = max(len(row["path"]) for row in rows)
     for row in rows:
-        print(f"{row['path'].ljust(width)}  {row['class']}  {row['probability']:.4f}")
+        value = f"{row[one]:.4f}" + (" (score)" if one == "score" else "")
+        print(f"{row['path'].ljust(width)}  {row['class']}  {value}")
 
 
 def _evaluate(args):

@@ -7,7 +7,9 @@ the part that trains on them (dropout, head), sharing the original layer
 objects, so training the head model trains the original model's head.
 `extract_features` computes them in batches (streaming to a `.npy` file when
 asked) and `FeatureCache` keeps them on disk under a key of everything that
-changes them.
+changes them. With augmentation on, `extract_features(..., augment=...)`
+computes randomly augmented copies of the features and `AugmentedFeatures`
+serves copy `e % K` at epoch `e`.
 
 Example:
 
@@ -20,6 +22,7 @@ Example:
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 
@@ -99,20 +102,30 @@ def head_model(model):
     return keras.Model(inputs, x, name=f"{model.name}_head")
 
 
-def cache_refusal(model):
+def cache_refusal(model, *, allow_augmentation=False):
     """Why `model`'s frozen phases cannot train on cached features, or `None`.
+
+    Args:
+        model: a model made by `transferkit.build` (see `feature_extractor`).
+        allow_augmentation: when `True`, an `"augment"` layer is no reason
+            (the caller computes augmented copies of the features, see
+            `AugmentedFeatures`); the backbone's reasons still are. Defaults
+            to `False`.
 
     Example:
 
-    >>> cache_refusal(transferkit.build("mobilenet_v2", 2,
-    ...     augmentation=transferkit.get_augmentation("default")))  # doctest: +SKIP
+    >>> model = transferkit.build("mobilenet_v2", 2,
+    ...     augmentation=transferkit.get_augmentation("default"))  # doctest: +SKIP
+    >>> cache_refusal(model)  # doctest: +SKIP
     'augmentation on'
+    >>> cache_refusal(model, allow_augmentation=True) is None  # doctest: +SKIP
+    True
     """
     try:
         before, backbone, _, _ = _parts(model)
     except TransferkitError as error:
         return f"no backbone/head split ({error})"
-    if before:
+    if before and not allow_augmentation:
         return "augmentation on"
     for name, layer, _ in iter_layers(backbone):
         if isinstance(layer, _STOCHASTIC) and getattr(layer, "rate", getattr(
@@ -123,7 +136,19 @@ def cache_refusal(model):
     return None
 
 
-def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
+def augmentation_layer(model):
+    """`model`'s training-only `"augment"` layer in front of the backbone, or `None`.
+
+    Example:
+
+    >>> augmentation_layer(transferkit.build("mobilenet_v2", 2)) is None  # doctest: +SKIP
+    True
+    """
+    before, _, _, _ = _parts(model)
+    return before[0] if before else None
+
+
+def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augment=None):
     """Runs `extractor` over `x` in batches; returns the features.
 
     Args:
@@ -135,6 +160,12 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
             once. Written to a temporary file beside it, renamed when
             complete. Defaults to `None` (an in-memory array).
         verbose: 1 shows a progress bar. Defaults to 0.
+        augment: optional layer (a model's `"augment"`, see
+            `augmentation_layer`) that each batch goes through in training
+            mode before `extractor`: the result is one randomly augmented
+            copy of the features, a new one each call (repeatable after
+            `keras.utils.set_random_seed` when the calls come in the same
+            order). Defaults to `None` (no augmentation).
 
     Returns:
         A NumPy array (memory-mapped, read-only, when `path` is given) of
@@ -144,10 +175,13 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
 
     >>> features = extract_features(feature_extractor(model), x,
     ...                             path="cache/train.npy")  # doctest: +SKIP
+    >>> copy = extract_features(feature_extractor(model), x,
+    ...                         augment=augmentation_layer(model))  # doctest: +SKIP
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
     output = extractor.outputs[0]
+    source = extractor.inputs[0].dtype
     shape = (len(x),) + tuple(output.shape[1:])
     dtype = keras.backend.standardize_dtype(output.dtype)
     if path is None:
@@ -163,6 +197,9 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
         bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
         for start in range(0, len(x), batch_size):
             batch = np.asarray(x[start:start + batch_size])
+            if augment is not None:
+                batch = keras.ops.convert_to_numpy(augment(
+                    keras.ops.convert_to_tensor(batch, dtype=source), training=True))
             out[start:start + len(batch)] = keras.ops.convert_to_numpy(
                 extractor.predict_on_batch(batch))
             bar.add(len(batch))
@@ -176,6 +213,94 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0):
         if tmp is not None:
             os.remove(tmp)
     return np.load(path, mmap_mode="r")
+
+
+class AugmentedFeatures(keras.utils.PyDataset):
+    """Augmented copies of the features, cycled per epoch: epoch `e` serves copy `e % K`.
+
+    An endless stream, to fit with `steps_per_epoch=data.steps_per_epoch`
+    and `shuffle=False`: batch `i` is batch `i % steps_per_epoch` of epoch
+    `i // steps_per_epoch`. Which copy and samples a batch holds depends on
+    its index alone, not on epoch callbacks (a prefetching backend reads
+    ahead of them). Each epoch serves every sample once, in an order
+    shuffled by a NumPy `Generator` seeded with `(seed, epoch)`.
+
+    Args:
+        copies: a list of K feature arrays of the same shape `(n, ...)`, e.g.
+            K calls of `extract_features(extractor, x, augment=...)`
+            (memory-mapped arrays are read batch by batch).
+        y: the `n` targets.
+        sample_weight: optional `n` per-sample weights. Defaults to `None`.
+        batch_size: samples per batch (the last of an epoch may be smaller).
+            Defaults to 32.
+        seed: an int or a sequence of ints for the shuffling, or `None`
+            (default) for fresh randomness.
+        **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`,
+            `max_queue_size`.
+
+    Attributes:
+        steps_per_epoch: batches per epoch, `ceil(n / batch_size)`.
+
+    Example:
+
+    >>> augment = augmentation_layer(model)  # doctest: +SKIP
+    >>> copies = [extract_features(feature_extractor(model), x, augment=augment)
+    ...           for _ in range(4)]  # doctest: +SKIP
+    >>> data = AugmentedFeatures(copies, y, batch_size=32, seed=0)  # doctest: +SKIP
+    >>> head_model(model).fit(data, steps_per_epoch=data.steps_per_epoch,
+    ...                       epochs=8, shuffle=False)  # doctest: +SKIP
+    """
+
+    def __init__(self, copies, y, *, sample_weight=None, batch_size=32, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        copies = list(copies)
+        if not copies:
+            raise TransferkitError("AugmentedFeatures needs at least one copy of the features.")
+        if any(np.shape(c) != np.shape(copies[0]) for c in copies):
+            raise TransferkitError(
+                "The augmented copies differ in shape: compute each from the same inputs."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        n = len(copies[0])
+        y = np.asarray(y)
+        if n < 1 or len(y) != n:
+            raise TransferkitError(
+                f"The copies have {n} samples and y has {len(y)}: pass one target per sample."
+            )
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)
+            if len(sample_weight) != n:
+                raise TransferkitError(
+                    f"sample_weight has {len(sample_weight)} values for {n} samples: "
+                    "pass one per sample."
+                )
+        self.copies, self.y, self.sample_weight = copies, y, sample_weight
+        self.batch_size = batch_size
+        self.steps_per_epoch = math.ceil(n / batch_size)
+        self._entropy = np.random.SeedSequence(seed).entropy
+        self._last = None  # (epoch, order): each epoch's order is drawn once
+
+    @property
+    def num_batches(self):
+        return None  # endless: epochs are counted by steps_per_epoch
+
+    def order(self, epoch):
+        """The sample indices of epoch `epoch`, in the order they are served."""
+        last = self._last
+        if last is None or last[0] != epoch:
+            rng = np.random.default_rng(np.random.SeedSequence(self._entropy,
+                                                               spawn_key=(epoch,)))
+            last = self._last = (epoch, rng.permutation(len(self.y)))
+        return last[1]
+
+    def __getitem__(self, index):
+        epoch, step = divmod(int(index), self.steps_per_epoch)
+        take = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
+        batch = (np.asarray(self.copies[epoch % len(self.copies)][take]), self.y[take])
+        if self.sample_weight is not None:
+            batch += (self.sample_weight[take],)
+        return batch
 
 
 class FeatureCache:

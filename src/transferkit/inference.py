@@ -18,6 +18,7 @@ class Run:
     class_names: list
     image_size: tuple
     crop: object = None
+    outputs: str = "probabilities"
 
 
 def load_run(path):
@@ -44,7 +45,13 @@ def load_run(path):
             "transferkit train run?"
         ) from None
     model = load_model(os.path.join(path, MODEL_FILE), compile=False)
-    return Run(path, model, class_names, image_size, config.get("crop"))
+    outputs = config.get("outputs", "probabilities")
+    if outputs not in ("probabilities", "scores"):
+        raise TransferkitError(
+            f"{os.path.join(path, CONFIG_FILE)}: outputs must be 'probabilities' or 'scores', "
+            f"got {outputs!r}."
+        )
+    return Run(path, model, class_names, image_size, config.get("crop"), outputs)
 
 
 def predict(run, images, *, batch_size=32):
@@ -58,7 +65,8 @@ def predict(run, images, *, batch_size=32):
     Returns:
         A list of dicts, one per image: `path`, `class`, `probability` (of
         that class) and `probabilities` (all classes, in `class_names`
-        order).
+        order). A run whose model gives decision scores, not probabilities
+        (`train(head="linear-svm")`), has `score` and `scores` instead.
 
     Example:
 
@@ -81,11 +89,12 @@ def predict(run, images, *, batch_size=32):
                 raise TransferkitError(f"Cannot read {path}: {e}") from None
             names.append(path)
         probabilities = _probabilities(run, np.stack(batch))
+        one, every = ("score", "scores") if run.outputs == "scores" else (
+            "probability", "probabilities")
         for path, p in zip(names, probabilities):
             best = int(np.argmax(p))
             rows.append({"path": os.fspath(path), "class": run.class_names[best],
-                         "probability": float(p[best]),
-                         "probabilities": [float(v) for v in p]})
+                         one: float(p[best]), every: [float(v) for v in p]})
     return rows
 
 

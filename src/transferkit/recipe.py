@@ -6,6 +6,7 @@ model recompiled with a learning rate ten times smaller, so the large
 gradients of a random head do not wreck the pretrained features.
 """
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -17,7 +18,9 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.features import (
+    AugmentedFeatures,
     FeatureCache,
+    augmentation_layer,
     cache_refusal,
     extract_features,
     feature_extractor,
@@ -142,6 +145,18 @@ class FineTuner:
             `True` keeps the features in memory; a folder keeps them in a
             `FeatureCache` there; `False` always trains through the backbone.
             Each frozen phase logs which path it took and why.
+        augmented_copies: int >= 0, for frozen phases of a model with
+            augmentation. `0` (default) trains them through the backbone (the
+            plain path). `K > 0` computes K augmented copies of the training
+            features (each batch through the model's `"augment"` layer in
+            training mode, then the frozen backbone; at most one copy per
+            epoch of the phase) and trains the head on copy `e % K` at epoch
+            `e`, shuffled per epoch (`transferkit.features.AugmentedFeatures`);
+            validation features are computed once, unaugmented. The copies
+            sit in memory (`cache=True`) or in temporary files in the cache
+            folder, removed after the phase. Fewer distinct augmentations
+            than the plain path (K instead of one per epoch), in exchange for
+            K forward passes through the backbone instead of one per epoch.
         verbose: Keras' `verbose` for `fit`. Defaults to `"auto"`.
 
     Attributes (after `fit`):
@@ -164,7 +179,7 @@ class FineTuner:
 
     def __init__(self, phases=None, *, batch_size=32, patience=5, monitor=None,
                  batchnorm="frozen", blocks=None, loss=None, metrics=None, checkpoint=None,
-                 seed=None, callbacks=None, cache=True, verbose="auto"):
+                 seed=None, callbacks=None, cache=True, augmented_copies=0, verbose="auto"):
         self.phases = phases
         self.batch_size = batch_size
         self.patience = patience
@@ -177,9 +192,11 @@ class FineTuner:
         self.seed = seed
         self.callbacks = callbacks
         self.cache = cache
+        self.augmented_copies = augmented_copies
         self.verbose = verbose
 
-    def fit(self, model, x, y=None, *, validation_data=None, sample_weight=None):
+    def fit(self, model, x, y=None, *, validation_data=None, sample_weight=None,
+            features=None):
         """Runs the phases on `model` (changed in place); returns `self`.
 
         Args:
@@ -190,6 +207,25 @@ class FineTuner:
             validation_data: `(x_val, y_val)` or a `PyDataset`. Without it
                 early stopping and the checkpoint watch the training loss.
             sample_weight: optional per-sample weights.
+            features: optional `(train_features, val_features)` computed by
+                `feature_extractor(model)` from `x` and the validation
+                inputs (`val_features` is `None` without validation data),
+                e.g. kept from an earlier run. Frozen phases without
+                augmentation train the head on them instead of extracting
+                (with `augmented_copies > 0`, the augmented copies are still
+                computed; `val_features` serves for validation). Valid only
+                while the backbone is unchanged: once a phase with a plan
+                other than `"none"` has run, later frozen phases extract
+                afresh (per `cache`). Needs arrays for `x` and the
+                validation data, and `cache` on.
+
+        Example:
+
+        >>> extractor = feature_extractor(model)  # doctest: +SKIP
+        >>> given = (extract_features(extractor, x),
+        ...          extract_features(extractor, x_val))  # doctest: +SKIP
+        >>> FineTuner(seed=0).fit(model, x, y, validation_data=(x_val, y_val),
+        ...                       features=given)  # doctest: +SKIP
         """
         phases = self._checked_phases()
         if self.batchnorm not in BATCHNORM_MODES:
@@ -205,6 +241,13 @@ class FineTuner:
             raise TransferkitError(
                 f"cache must be True, False or a folder path, got {self.cache!r}."
             )
+        if isinstance(self.augmented_copies, bool) or not isinstance(
+                self.augmented_copies, numbers.Integral) or self.augmented_copies < 0:
+            raise TransferkitError(
+                f"augmented_copies must be an int >= 0, got {self.augmented_copies!r}."
+            )
+        if features is not None:
+            features = self._checked_features(model, features, x, validation_data)
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
         monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
@@ -214,6 +257,7 @@ class FineTuner:
         history, records = {}, []
         best = None  # the best monitored value so far, carried across phases
         saver = None
+        backbone_trained = False  # given features are stale once it has
         try:
             for index, phase in enumerate(phases):
                 if index and os.path.exists(checkpoint):
@@ -225,32 +269,40 @@ class FineTuner:
                     print(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} "
                           f"epochs at learning rate {phase.learning_rate:g}; {summary}.")
                 model.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
-                trained, fit_x, fit_val = model, x, validation_data
-                cached = self._cached(model, phase, x, y, validation_data, index, len(phases))
-                if cached is not None:
-                    trained, fit_x, fit_val = cached
-                    trained.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
-                # Always checkpoints the full model, whichever model trains.
-                saver = _Checkpoint(
-                    model, checkpoint, monitor=monitor, save_best_only=True,
-                    save_weights_only=True, initial_value_threshold=best, mode=_mode(monitor),
-                    verbose=0,
+                fit_args = dict(
+                    x=x, y=y, batch_size=None if y is None else self.batch_size,
+                    validation_data=validation_data, sample_weight=sample_weight, shuffle=True,
                 )
-                callbacks = [saver] + list(self.callbacks or [])
-                stopper = None
-                if self.patience is not None:
-                    stopper = keras.callbacks.EarlyStopping(
-                        monitor=monitor, mode=_mode(monitor), patience=self.patience,
-                        restore_best_weights=False,
+                trained = model
+                with contextlib.ExitStack() as scratch:  # a phase's temporary files
+                    cached = self._cached(
+                        model, phase, x, y, validation_data, sample_weight, index, len(phases),
+                        given=None if backbone_trained else features,
+                        stale=backbone_trained and features is not None, scratch=scratch,
                     )
-                    callbacks.append(stopper)
-                first = len(history.get("loss", []))
-                run = trained.fit(
-                    fit_x, y, batch_size=None if y is None else self.batch_size,
-                    epochs=phase.epochs, validation_data=fit_val,
-                    sample_weight=sample_weight, callbacks=callbacks, verbose=self.verbose,
-                    shuffle=True,
-                ) if phase.epochs else None
+                    if cached is not None:
+                        trained, changes = cached
+                        fit_args.update(changes)
+                        trained.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
+                    # Always checkpoints the full model, whichever model trains.
+                    saver = _Checkpoint(
+                        model, checkpoint, monitor=monitor, save_best_only=True,
+                        save_weights_only=True, initial_value_threshold=best,
+                        mode=_mode(monitor), verbose=0,
+                    )
+                    callbacks = [saver] + list(self.callbacks or [])
+                    stopper = None
+                    if self.patience is not None:
+                        stopper = keras.callbacks.EarlyStopping(
+                            monitor=monitor, mode=_mode(monitor), patience=self.patience,
+                            restore_best_weights=False,
+                        )
+                        callbacks.append(stopper)
+                    first = len(history.get("loss", []))
+                    run = trained.fit(
+                        **fit_args, epochs=phase.epochs, callbacks=callbacks,
+                        verbose=self.verbose,
+                    ) if phase.epochs else None
                 logs = run.history if run is not None else {}
                 ran = len(logs.get("loss", []))
                 for key, values in logs.items():
@@ -259,6 +311,8 @@ class FineTuner:
                 history.setdefault("learning_rate", []).extend([float(phase.learning_rate)] * ran)
                 for values in history.values():  # keys a phase did not log
                     values.extend([None] * (first + ran - len(values)))
+                if ran and parse_plan(phase.unfreeze).kind != "none":
+                    backbone_trained = True
                 if saver.best is not None and np.isfinite(saver.best):
                     best = float(saver.best)
                 records.append({
@@ -290,11 +344,18 @@ class FineTuner:
         self.best_ = {k: v[self.best_epoch_] for k, v in history.items()}
         return self
 
-    def _cached(self, model, phase, x, y, validation_data, index, count):
-        """`(head model, features, validation data on features)` or `None`."""
+    def _cached(self, model, phase, x, y, validation_data, sample_weight, index, count, *,
+                given=None, stale=False, scratch):
+        """`(head model, changes to fit's arguments)` to train on features, or `None`.
+
+        `given` is fit's `features` while still valid; `scratch` (an
+        `ExitStack` closed after the phase) cleans up temporary files.
+        """
         if not phase.epochs or parse_plan(phase.unfreeze).kind != "none":
             return None
-        reason = "cache=False" if self.cache is False else cache_refusal(model)
+        label = f"Phase {index + 1}/{count} ({phase.name})"
+        reason = ("cache=False" if self.cache is False
+                  else cache_refusal(model, allow_augmentation=True))
         if reason is None and not (isinstance(x, np.ndarray) and y is not None):
             reason = "inputs are not arrays"
         if reason is None and validation_data is not None and not (
@@ -302,11 +363,18 @@ class FineTuner:
             and isinstance(validation_data[0], np.ndarray)
         ):
             reason = "validation data is not an (x, y) pair of arrays"
+        augment = None if reason is not None else augmentation_layer(model)
+        hint = ""
+        if augment is not None and not self.augmented_copies:
+            reason = "augmentation on"
+            hint = " (augmented_copies=K would cache K augmented copies)"
         if reason is not None:
-            self._say(f"Phase {index + 1}/{count} ({phase.name}): {reason}: plain path.")
+            self._say(f"{label}: {reason}: plain path{hint}.")
             return None
         extractor = feature_extractor(model)
         store = None if self.cache is True else FeatureCache(self.cache)
+        where = "in memory" if store is None else f"in {store.directory}"
+        given_train, given_val = given if given is not None else (None, None)
 
         def features(inputs):
             if store is None:
@@ -315,15 +383,105 @@ class FineTuner:
             return store.features(extractor, inputs, batch_size=self.batch_size,
                                   verbose=self._bar())
 
-        train = features(x)
-        val = None
-        if validation_data is not None:
-            val = (features(validation_data[0]), validation_data[1])
-        where = "in memory" if store is None else f"in {store.directory}"
-        self._say(f"Phase {index + 1}/{count} ({phase.name}): backbone frozen, no "
-                  f"augmentation: training the head on cached features {where} "
-                  f"({'x'.join(map(str, train.shape[1:]))} values per sample).")
-        return head_model(model), train, val
+        def validation():
+            if validation_data is None:
+                return None
+            val = given_val if given_val is not None else features(validation_data[0])
+            return val, validation_data[1]
+
+        note = "; the given features are stale (the backbone has trained since)" \
+            if stale else ""
+        if augment is None:
+            if given_train is not None:
+                train, source = given_train, "the given features"
+            else:
+                train, source = features(x), f"cached features {where}"
+            val = validation()
+            self._say(f"{label}: backbone frozen, no augmentation: training the head on "
+                      f"{source} ({'x'.join(map(str, train.shape[1:]))} values per "
+                      f"sample){note}.")
+            return head_model(model), {"x": train, "validation_data": val}
+
+        # One copy per epoch at most: epoch e trains on copy e % K.
+        copies = min(int(self.augmented_copies), phase.epochs)
+        paths = [None] * copies
+        if store is not None:
+            # Random copies are never reused, so never cache entries: temporary
+            # files in a subfolder, removed after the phase.
+            os.makedirs(store.directory, exist_ok=True)
+            folder = scratch.enter_context(tempfile.TemporaryDirectory(
+                prefix="augmented-", suffix=".tmp", dir=store.directory,
+                ignore_cleanup_errors=True))
+            paths = [os.path.join(folder, f"copy{k}.npy") for k in range(copies)]
+            where = f"in temporary files in {store.directory}"
+        with _reseeded(augment, None if self.seed is None else [int(self.seed), index]):
+            train = [extract_features(extractor, x, batch_size=self.batch_size, path=path,
+                                      verbose=self._bar(), augment=augment) for path in paths]
+        val = validation()
+        data = AugmentedFeatures(
+            train, y, sample_weight=sample_weight, batch_size=self.batch_size,
+            seed=None if self.seed is None else [int(self.seed), index],
+        )
+        if given_val is not None and validation_data is not None:
+            note += "; validating on the given features"
+        self._say(f"{label}: backbone frozen, augmentation on: training the head on {copies} "
+                  f"augmented copies of the features {where}, cycled per epoch (copy e mod "
+                  f"{copies}){note}.")
+        return head_model(model), {
+            "x": data, "y": None, "batch_size": None, "sample_weight": None,
+            "steps_per_epoch": data.steps_per_epoch, "shuffle": False,
+            "validation_data": val, "validation_batch_size": self.batch_size,
+        }
+
+    def _checked_features(self, model, features, x, validation_data):
+        """`features` as a pair of arrays, checked against the data and `model`'s head."""
+        if self.cache is False:
+            raise TransferkitError(
+                "features= needs the cache on: pass cache=True (or a folder), or leave "
+                "features out."
+            )
+        if not (isinstance(features, (tuple, list)) and len(features) == 2):
+            raise TransferkitError(
+                "features must be a pair (train_features, val_features); val_features is "
+                "None without validation data."
+            )
+        if not isinstance(x, np.ndarray) or validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+            and isinstance(validation_data[0], np.ndarray)
+        ):
+            raise TransferkitError(
+                "features= needs x and validation_data's x as NumPy arrays, the inputs the "
+                "features were computed from."
+            )
+        train, val = features
+        if train is None:
+            raise TransferkitError("features has no train_features: pass (train, val).")
+        if (val is None) != (validation_data is None):
+            raise TransferkitError(
+                "val_features must be given exactly when validation_data is: pass "
+                "(train_features, val_features), or (train_features, None) without it."
+            )
+        width = tuple(head_model(model).inputs[0].shape[1:])
+        checked = []
+        for name, array, inputs in (("train_features", train, x), (
+                "val_features", val, None if validation_data is None else validation_data[0])):
+            if array is None:
+                checked.append(None)
+                continue
+            if not isinstance(array, np.ndarray):
+                array = np.asarray(array)
+            if array.ndim < 1 or len(array) != len(inputs):
+                raise TransferkitError(
+                    f"{name} has {len(array) if array.ndim else 0} rows for {len(inputs)} "
+                    "inputs: compute it from the same inputs with feature_extractor(model)."
+                )
+            if tuple(array.shape[1:]) != width:
+                raise TransferkitError(
+                    f"{name} has shape {tuple(array.shape[1:])} per sample but the head takes "
+                    f"{width}: compute it with feature_extractor(model)."
+                )
+            checked.append(array)
+        return tuple(checked)
 
     def _say(self, text):
         if self.verbose:
@@ -398,6 +556,30 @@ class _Checkpoint(keras.callbacks.ModelCheckpoint):
         self._trained.set_weights(self._best)
         self._full.save_weights(self._path, overwrite=True)
         self._trained.set_weights(current)
+
+
+@contextlib.contextmanager
+def _reseeded(layer, seed):
+    """Seeds `layer`'s random state from `seed` for the block, then restores it.
+
+    Random layers draw their seed when built, not when called, so
+    `keras.utils.set_random_seed` at `fit` does not reach a layer built
+    earlier; this does. `None` leaves the layer as it is.
+    """
+    if seed is None:
+        yield
+        return
+    weights = {id(v) for v in layer.weights}
+    states = [v for v in layer.variables if id(v) not in weights]  # seed generators
+    saved = [keras.ops.convert_to_numpy(v) for v in states]
+    for i, (variable, value) in enumerate(zip(states, saved)):
+        start = np.random.SeedSequence(list(seed) + [i]).generate_state(1)[0] % 2**31
+        variable.assign(np.array([start, 0], dtype=value.dtype))
+    try:
+        yield
+    finally:
+        for variable, value in zip(states, saved):
+            variable.assign(value)
 
 
 def _head(model):

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.recipe import FineTuner, default_recipe
+from transferkit.freezing import BATCHNORM_MODES
+from transferkit.recipe import FineTuner, Phase, default_recipe
 from transferkit.runs import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -20,6 +21,11 @@ from transferkit.runs import (
     write_json,
 )
 
+HEADS = ("softmax", "logreg", "linear-svm")
+FEATURES_DIR = "features"
+# Seed 001's rule of thumb: below this, try a linear classifier on the features.
+SMALL_DATA = 1000
+
 
 def train(
     data_dir,
@@ -28,6 +34,7 @@ def train(
     *,
     val=None,
     val_split=0.2,
+    head="softmax",
     epochs=(5, 10),
     learning_rate=1e-3,
     fine_tune_factor=0.1,
@@ -38,6 +45,7 @@ def train(
     bias=None,
     dropout=0.2,
     augment=True,
+    augmented_copies=0,
     image_size=None,
     crop=None,
     batch_size=32,
@@ -45,6 +53,7 @@ def train(
     seed=0,
     weights="imagenet",
     from_scratch=False,
+    cache_dir=None,
     strict=False,
     overwrite=False,
     verbose="auto",
@@ -56,13 +65,23 @@ def train(
     `val_split` of `data_dir` drawn with `seed`. The model: `build(backbone,
     num_classes)` with augmentation (training only), dropout and penalties.
     The training: the two-phase recipe (`default_recipe`) run by
-    `FineTuner`, best weights kept.
+    `FineTuner`, best weights kept. While the backbone is frozen and the
+    images are not augmented, the head trains on the backbone's features
+    computed once and kept on disk (`FeatureCache`, in the run folder's
+    `features/` or in `cache_dir`): a rerun on the same files reads them.
+
+    With `head="logreg"` or `"linear-svm"` (seed 001's advice for under
+    ~1,000 images) no network trains: a scikit-learn linear classifier is fit
+    on the frozen backbone's pooled features, its `C` chosen by stratified
+    cross-validation on the training images (`transferkit.linear`), and
+    saved as the model's Dense output layer.
 
     The run folder (written complete or not at all) holds `model.keras`
-    (raw RGB images in, class probabilities out), `history.json`,
-    `metrics.json` (final and best validation accuracy and loss),
-    `config.json` (the arguments, so `train(**config["arguments"])` reruns
-    it, plus class names and versions) and `curves.png`.
+    (raw RGB images in, class probabilities out; decision scores for
+    `"linear-svm"`), `history.json`, `metrics.json` (final and best
+    validation accuracy and loss), `config.json` (the arguments, so
+    `train(**config["arguments"])` reruns it, plus class names and versions),
+    `curves.png` and `features/` (unless `cache_dir` is given).
 
     Args:
         data_dir: the training images, one subfolder per class.
@@ -71,6 +90,9 @@ def train(
         val: optional folder of validation images (same classes).
         val_split: the share of `data_dir` held out when `val` is `None`.
             Defaults to `0.2`.
+        head: `"softmax"` (default; a trained Dense head), `"logreg"` or
+            `"linear-svm"` (a linear classifier on frozen features; the
+            options below that concern training are then unused).
         epochs: `(head epochs, fine-tuning epochs)`. Defaults to `(5, 10)`.
         learning_rate: the head phase's rate. Defaults to `1e-3`.
         fine_tune_factor: fine-tuning rate = `learning_rate * factor`.
@@ -84,6 +106,10 @@ def train(
         augment: augmentation spec (`True`, `False`, `"flip=horizontal,
             rotate=0.1"`; see `transferkit.data.get_augmentation`).
             Defaults to `True`.
+        augmented_copies: with augmentation on, the frozen head phase trains
+            through the backbone every epoch (`0`, the default), or on `K`
+            augmented copies of the features computed once and cycled per
+            epoch (see `FineTuner`).
         image_size: image side in pixels. Defaults to the backbone's.
         crop: `None` (default) resizes each whole image to the square, as
             Keras' `image_dataset_from_directory` does; `"center"` keeps the
@@ -99,13 +125,16 @@ def train(
             architecture with random weights, trained in one phase with every
             layer trainable for `sum(epochs)` epochs at `learning_rate`.
             Defaults to `False`.
+        cache_dir: a folder for the feature cache, shared between runs.
+            Defaults to `None`: the run folder's `features/`.
         strict: a file that does not decode is an error instead of skipped.
         overwrite: replace a non-empty `out`. Defaults to `False`.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
 
     Returns:
-        A dict: `model`, `tuner` (the fitted `FineTuner`), `metrics`,
-        `config`, `out`.
+        A dict: `model`, `tuner` (the fitted `FineTuner`, or `None`),
+        `linear` (the fitted `LinearHead`, or `None`), `metrics`, `config`,
+        `out`.
 
     Example:
 
@@ -113,36 +142,16 @@ def train(
     ...             val="hymenoptera/val", epochs=(5, 5))  # doctest: +SKIP
     >>> run["metrics"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from transferkit.backbones.registry import get_backbone_config
-    from transferkit.data import augment as augment_module
     from transferkit.data.images import scan_image_folder
-    from transferkit.model import build
-    from transferkit.penalties import get_penalty
+    from transferkit.features import FeatureCache
 
-    arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
+    arguments = {k: v for k, v in locals().items() if k in ARGUMENTS}
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_run_dir(out, overwrite)
-    config = get_backbone_config(backbone)
-    if config.modality != "image":
-        raise TransferkitError(
-            f"{config.name} is a {config.modality} backbone; train takes image folders. "
-            "Pick an image backbone (`transferkit backbones`)."
-        )
-    size = config.default_size if image_size is None else _checked_size(image_size, config)
-    recipe = default_recipe(epochs, learning_rate, fine_tune_factor, unfreeze, optimizer)
-    if from_scratch:
-        from transferkit.recipe import Phase
-
-        weights = None
-        recipe = [Phase(sum(p.epochs for p in recipe), learning_rate, "all", optimizer,
-                        name="scratch")]
-    augmentation = augment_module.parse(augment)
-    get_penalty(kernel), get_penalty(bias)
-    if crop not in (None, "center"):
-        raise TransferkitError(f"crop must be None or 'center', got {crop!r}.")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    setup = Setup(**{k: v for k, v in arguments.items() if k in SETUP_ARGUMENTS},
+                  verbose=verbose)
+    cache_dir = _checked_cache_dir(cache_dir)
 
     folder = scan_image_folder(data_dir, strict=strict)
     if val is not None:
@@ -153,37 +162,29 @@ def train(
                 f"training folder's {folder.class_names}; use the same subfolder names."
             )
     else:
+        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) \
+                or not 0 < val_split < 1:
+            raise TransferkitError(f"val_split must be in (0, 1), like 0.2; got {val_split!r}.")
         train_set, val_set = folder.split(val_split, seed=seed)
-    _say(verbose, f"{len(train_set)} training images, {len(val_set)} validation images, "
-         f"classes {train_set.class_names}; images at {size}x{size}.")
-    x_train, y_train = train_set.load(size, crop=crop, verbose=_bar(verbose))
-    x_val, y_val = val_set.load(size, crop=crop, verbose=_bar(verbose))
+    setup.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
+              f"classes {train_set.class_names}; images at {setup.size}x{setup.size}.")
+    setup.hint(len(train_set))
+    x_train, y_train = train_set.load(setup.size, crop=crop, verbose=setup.bar())
+    x_val, y_val = val_set.load(setup.size, crop=crop, verbose=setup.bar())
 
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    model = build(
-        backbone, len(train_set.class_names), weights=weights,
-        input_shape=(size, size, 3), dropout=dropout, kernel=kernel, bias=bias,
-        augmentation=None if augmentation is None else augmentation.build(seed=seed),
-    )
     with run_dir(out, overwrite) as tmp:
-        tuner = FineTuner(
-            recipe, batch_size=batch_size, patience=patience, batchnorm=batchnorm,
-            checkpoint=os.path.join(tmp, "best.weights.h5"), seed=seed, verbose=verbose,
-        )
-        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val))
-        os.remove(os.path.join(tmp, "best.weights.h5"))  # model.keras holds the same weights
-        probabilities = model.predict(x_val, batch_size=batch_size, verbose=0)
-        final_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_val))
+        cache = FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR))
+        where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)
 
-        history = tuner.history_
+        def features(extractor):
+            return (setup.features(cache, extractor, x_train, train_set.files, "training", where),
+                    setup.features(cache, extractor, x_val, val_set.files, "validation", where))
+
+        fitted = setup.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
+                           features=features, checkpoint=os.path.join(tmp, "best.weights.h5"))
+        model = fitted["model"]
         metrics = {
-            "best_epoch": tuner.best_epoch_ + 1,
-            "best_val_accuracy": history["val_accuracy"][tuner.best_epoch_],
-            "best_val_loss": history["val_loss"][tuner.best_epoch_],
-            "final_val_accuracy": final_accuracy,
-            "last_epoch_val_accuracy": history["val_accuracy"][-1],
-            "epochs_run": len(history["loss"]),
+            **fitted["metrics"],
             "train_images": len(train_set), "val_images": len(val_set),
             "skipped_files": [str(p) for p, _ in folder.skipped + (
                 val_set.skipped if val is not None else [])],
@@ -193,35 +194,255 @@ def train(
             "command": "train",
             "arguments": {k: _jsonable(v) for k, v in arguments.items()},
             "class_names": list(train_set.class_names),
-            "image_size": [size, size],
+            "image_size": [setup.size, setup.size],
             "crop": crop,
-            "backbone": config.name,
-            "augmentation": augment_module.describe(augment),
-            "phases": tuner.phases_,
+            "backbone": setup.config.name,
+            "head": setup.head,
+            "outputs": "scores" if setup.head == "linear-svm" else "probabilities",
+            "augmentation": None if setup.linear else setup.augmentation_description,
+            **fitted["config"],
             "versions": _versions(),
         }
-        from transferkit.plots import plot_history
         from transferkit.saving import save_model
 
         save_model(model, os.path.join(tmp, MODEL_FILE))
-        write_json(os.path.join(tmp, HISTORY_FILE), {"history": history, "phases": tuner.phases_})
+        write_json(os.path.join(tmp, HISTORY_FILE), fitted["history"])
         write_json(os.path.join(tmp, METRICS_FILE), metrics)
         write_json(os.path.join(tmp, CONFIG_FILE), run_config)
-        plot_history(history, os.path.join(tmp, CURVES_FILE), phases=tuner.phases_,
-                     title=f"{config.name} on {os.path.basename(os.path.abspath(data_dir))}")
-    _say(verbose, f"Best epoch {metrics['best_epoch']}: val_accuracy "
-         f"{metrics['best_val_accuracy']:.4f}, val_loss {metrics['best_val_loss']:.4f}. "
-         f"Wrote {out} in {metrics['seconds']:.0f} s.")
-    return {"model": model, "tuner": tuner, "metrics": metrics, "config": run_config,
-            "out": os.fspath(out)}
+        setup.plot(fitted, os.path.join(tmp, CURVES_FILE),
+                   title=f"{setup.config.name} on {os.path.basename(os.path.abspath(data_dir))}")
+    if setup.linear:
+        setup.say(f"{setup.head} (C={fitted['linear'].C_:g}): val_accuracy "
+                  f"{metrics['best_val_accuracy']:.4f}. Wrote {out} in "
+                  f"{metrics['seconds']:.0f} s.")
+    else:
+        setup.say(f"Best epoch {metrics['best_epoch']}: val_accuracy "
+                  f"{metrics['best_val_accuracy']:.4f}, val_loss "
+                  f"{metrics['best_val_loss']:.4f}. Wrote {out} in {metrics['seconds']:.0f} s.")
+    return {"model": model, "tuner": fitted["tuner"], "linear": fitted["linear"],
+            "metrics": metrics, "config": run_config, "out": os.fspath(out)}
 
 
-_ARGUMENTS = (
-    "data_dir", "backbone", "out", "val", "val_split", "epochs", "learning_rate",
+ARGUMENTS = (
+    "data_dir", "backbone", "out", "val", "val_split", "head", "epochs", "learning_rate",
     "fine_tune_factor", "unfreeze", "optimizer", "batchnorm", "kernel", "bias", "dropout",
-    "augment", "image_size", "crop", "batch_size", "patience", "seed", "weights",
-    "from_scratch", "strict",
+    "augment", "augmented_copies", "image_size", "crop", "batch_size", "patience", "seed",
+    "weights", "from_scratch", "cache_dir", "strict",
 )
+# The options that define how one model is made and trained (train and cv share them).
+SETUP_ARGUMENTS = (
+    "backbone", "head", "epochs", "learning_rate", "fine_tune_factor", "unfreeze",
+    "optimizer", "batchnorm", "kernel", "bias", "dropout", "augment", "augmented_copies",
+    "image_size", "crop", "batch_size", "patience", "seed", "weights", "from_scratch",
+)
+
+
+class Setup:
+    """How one model is built and trained: `train`'s options, checked.
+
+    Shared by `train` and `cross_validate`: construction validates every
+    option (before any image is read), `fit` trains one model on given
+    arrays.
+    """
+
+    def __init__(self, backbone, *, head="softmax", epochs=(5, 10), learning_rate=1e-3,
+                 fine_tune_factor=0.1, unfreeze="all", optimizer="adam", batchnorm="frozen",
+                 kernel=None, bias=None, dropout=0.2, augment=True, augmented_copies=0,
+                 image_size=None, crop=None, batch_size=32, patience=5, seed=0,
+                 weights="imagenet", from_scratch=False, verbose="auto"):
+        from transferkit.backbones.registry import get_backbone_config
+        from transferkit.data import augment as augment_module
+        from transferkit.penalties import get_penalty
+
+        self.config = get_backbone_config(backbone)
+        if self.config.modality != "image":
+            raise TransferkitError(
+                f"{self.config.name} is a {self.config.modality} backbone; train takes image "
+                "folders. Pick an image backbone (`transferkit backbones`)."
+            )
+        if head not in HEADS:
+            raise TransferkitError(f"Unknown head {head!r}; use one of {', '.join(HEADS)}.")
+        self.head, self.linear = head, head != "softmax"
+        if self.linear and from_scratch:
+            raise TransferkitError(
+                f"head={head!r} classifies pretrained features; it cannot be combined with "
+                "from_scratch (random weights give no features worth a linear classifier)."
+            )
+        self.size = (self.config.default_size if image_size is None
+                     else _checked_size(image_size, self.config))
+        self.recipe = default_recipe(epochs, learning_rate, fine_tune_factor, unfreeze,
+                                     optimizer)
+        self.weights, self.from_scratch = weights, from_scratch
+        if from_scratch:
+            self.weights = None
+            self.recipe = [Phase(sum(p.epochs for p in self.recipe), learning_rate, "all",
+                                 optimizer, name="scratch")]
+        self.augmentation = augment_module.parse(augment)
+        self.augmentation_description = augment_module.describe(augment)
+        self.kernel, self.bias = get_penalty(kernel), get_penalty(bias)
+        if crop not in (None, "center"):
+            raise TransferkitError(f"crop must be None or 'center', got {crop!r}.")
+        for name, value, minimum in (("batch_size", batch_size, 1),
+                                     ("augmented_copies", augmented_copies, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise TransferkitError(f"{name} must be an int >= {minimum}, got {value!r}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout < 1:
+            raise TransferkitError(f"dropout must be in [0, 1), got {dropout!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TransferkitError(f"seed must be an int or None, got {seed!r}.")
+        if batchnorm not in BATCHNORM_MODES:
+            raise TransferkitError(f"batchnorm must be 'frozen' or 'train', got {batchnorm!r}.")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                     or patience < 1):
+            raise TransferkitError(f"patience must be an int >= 1 or None, got {patience!r}.")
+        self.crop, self.batch_size, self.dropout = crop, batch_size, dropout
+        self.augmented_copies, self.patience, self.seed = augmented_copies, patience, seed
+        self.batchnorm, self.verbose = batchnorm, verbose
+
+    def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
+            checkpoint=None):
+        """Builds and trains one model; returns a dict of what came out.
+
+        `features`, optional, is a callable `extractor -> (train features,
+        validation features)`: where frozen features come from (a cache).
+        """
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        if self.linear:
+            return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
+        return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
+                                 checkpoint)
+
+    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
+        from transferkit.features import cache_refusal, feature_extractor
+        from transferkit.model import build
+
+        model = build(
+            self.config.name, num_classes, weights=self.weights,
+            input_shape=(self.size, self.size, 3), dropout=self.dropout, kernel=self.kernel,
+            bias=self.bias,
+            augmentation=None if self.augmentation is None else self.augmentation.build(
+                seed=self.seed),
+        )
+        given = None
+        first = self.recipe[0]
+        if features is not None and first.epochs and first.unfreeze == "none" \
+                and cache_refusal(model) is None:
+            given = features(feature_extractor(model))
+        tuner = FineTuner(
+            self.recipe, batch_size=self.batch_size, patience=self.patience,
+            batchnorm=self.batchnorm, checkpoint=checkpoint, seed=self.seed,
+            augmented_copies=self.augmented_copies, verbose=self.verbose,
+        )
+        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
+        if checkpoint is not None and os.path.exists(checkpoint):
+            os.remove(checkpoint)  # the model holds the same weights
+        probabilities = model.predict(x_val, batch_size=self.batch_size, verbose=0)
+        history = tuner.history_
+        best = tuner.best_epoch_
+        metrics = {
+            "best_epoch": best + 1,
+            "best_val_accuracy": history["val_accuracy"][best],
+            "best_val_loss": history["val_loss"][best],
+            "final_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_val)),
+            "last_epoch_val_accuracy": history["val_accuracy"][-1],
+            "epochs_run": len(history["loss"]),
+        }
+        return {"model": model, "tuner": tuner, "linear": None, "metrics": metrics,
+                "history": {"history": history, "phases": tuner.phases_},
+                "config": {"phases": tuner.phases_}}
+
+    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features):
+        from transferkit.features import extract_features, feature_extractor
+        from transferkit.linear import LinearHead
+        from transferkit.model import build
+
+        extractor = feature_extractor(build(
+            self.config.name, num_classes, weights=self.weights,
+            input_shape=(self.size, self.size, 3), dropout=0.0,
+        ))
+        if features is None:
+            f_train, f_val = (extract_features(extractor, x, batch_size=self.batch_size,
+                                               verbose=self.bar()) for x in (x_train, x_val))
+        else:
+            f_train, f_val = features(extractor)
+        start = time.perf_counter()
+        linear = LinearHead(self.head, seed=0 if self.seed is None else self.seed)
+        linear.fit(f_train, y_train)
+        seconds = time.perf_counter() - start
+        self.say(f"{self.head}: C={linear.C_:g} chosen by {linear.folds_}-fold "
+                 f"cross-validation on the training features (accuracy "
+                 f"{linear.cv_accuracy_:.4f}), {seconds:.1f} s.")
+        layer = linear.to_layer()
+        outputs = keras.ops.convert_to_numpy(layer(np.asarray(f_val)))
+        accuracy = float(np.mean(outputs.argmax(axis=1) == y_val))
+        loss = None
+        if self.head == "logreg":
+            from sklearn.metrics import log_loss
+
+            loss = float(log_loss(y_val, outputs, labels=list(range(num_classes))))
+        model = keras.Model(extractor.inputs[0], layer(extractor.outputs[0]),
+                            name=f"{self.config.name}_{self.head.replace('-', '_')}")
+        metrics = {
+            "best_epoch": None, "best_val_accuracy": accuracy, "best_val_loss": loss,
+            "final_val_accuracy": accuracy, "epochs_run": 0, "C": linear.C_,
+            "cv_accuracy": linear.cv_accuracy_, "cv_folds": linear.folds_,
+        }
+        return {"model": model, "tuner": None, "linear": linear, "metrics": metrics,
+                "history": {"grid": linear.cv_results_},
+                "config": {"C": linear.C_, "Cs": [r["C"] for r in linear.cv_results_],
+                           "cv_folds": linear.folds_}}
+
+    def features(self, cache, extractor, x, files, label, where=None):
+        """The frozen features of `x` (read from files `files`) through `cache`.
+
+        `where` names the cache folder in the log (default: its path).
+        """
+        found = cache.features(extractor, x, files=files, preprocessing=self.preprocessing,
+                               batch_size=self.batch_size, verbose=self.bar())
+        self.say(f"{label[0].upper() + label[1:]} features: "
+                 f"{'read from' if cache.last_hit_ else 'extracted into'} "
+                 f"{where or cache.directory}.")
+        return found
+
+    @property
+    def preprocessing(self):
+        """What turns a file into the model's input: part of the cache key."""
+        return f"size={self.size},crop={self.crop}"
+
+    def hint(self, train_images):
+        if not self.linear and train_images < SMALL_DATA:
+            self.say(
+                f"Hint: {train_images} training images is under ~{SMALL_DATA:,}; a linear "
+                "classifier on the frozen features (--head logreg or --head linear-svm) is "
+                "often as accurate, in seconds (seed 001)."
+            )
+
+    def plot(self, fitted, path, title):
+        from transferkit.plots import plot_grid, plot_history
+
+        if self.linear:
+            plot_grid(fitted["linear"].cv_results_, path, title=f"{title}: {self.head}")
+        else:
+            plot_history(fitted["history"]["history"], path,
+                         phases=fitted["history"]["phases"], title=title)
+
+    def say(self, text):
+        if self.verbose:
+            print(text)
+
+    def bar(self):
+        return 1 if self.verbose in ("auto", 1, True) else 0
+
+
+def _checked_cache_dir(cache_dir):
+    if cache_dir is None:
+        return None
+    path = os.path.expanduser(os.fspath(cache_dir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise TransferkitError(f"cache_dir {path} is a file; give a folder.")
+    return path
 
 
 def _checked_size(image_size, config):
@@ -251,12 +472,3 @@ def _versions():
     return {"transferkit": transferkit.__version__, "keras": keras.__version__,
             "backend": keras.backend.backend(), "python": platform.python_version(),
             "numpy": np.__version__}
-
-
-def _say(verbose, text):
-    if verbose:
-        print(text)
-
-
-def _bar(verbose):
-    return 1 if verbose in ("auto", 1, True) else 0

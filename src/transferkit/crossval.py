@@ -1,0 +1,204 @@
+"""`cross_validate`: the recipe on k stratified folds, mean and spread of its scores.
+
+Seed 001: with a few hundred images one validation split is a noisy
+measurement; "make sure to cross-validate". Every image is validated on
+exactly once. With a frozen, unaugmented first phase (or a linear head) the
+backbone's features of all the images are computed once and shared by every
+fold, so k folds cost little more than one.
+"""
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from transferkit.errors import TransferkitError
+from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE
+from transferkit.training import (
+    FEATURES_DIR,
+    SETUP_ARGUMENTS,
+    Setup,
+    _checked_cache_dir,
+    _jsonable,
+    _versions,
+)
+
+# The per-fold figures the table shows and the summary averages.
+SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")
+
+
+def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=None,
+                   strict=False, overwrite=False, verbose="auto", **options):
+    """Runs `train`'s recipe on each of `folds` stratified folds of `data_dir`.
+
+    The folds are scikit-learn's `StratifiedKFold(folds, shuffle=True,
+    random_state=seed)`: each class is spread evenly, and the same seed gives
+    the same folds. Fold `k` trains on the other folds and validates on
+    fold `k`, with `seed` for the initialization as in `train`.
+
+    Args:
+        data_dir: the images, one subfolder per class.
+        backbone: a catalogue name.
+        out: optional folder to write: `metrics.json` (per fold, mean,
+            standard deviation), `history.json` (each fold's history or C
+            grid), `config.json`, `curves.png` (every fold's validation
+            curves) and `features/` (unless `cache_dir`). Written complete or
+            not at all. Defaults to `None` (nothing written; the shared
+            features live in a temporary folder).
+        folds: the number of folds, at least 2 and at most the smallest
+            class's image count. Defaults to 5.
+        seed: seeds the folds and every fold's training. Defaults to 0.
+        cache_dir: a feature-cache folder shared with other runs.
+        strict: a file that does not decode is an error instead of skipped.
+        overwrite: replace a non-empty `out`.
+        verbose: Keras' verbosity. Defaults to `"auto"`.
+        **options: `train`'s model and training options (`head`, `epochs`,
+            `learning_rate`, `unfreeze`, `augment`, `image_size`, `crop`, ...).
+
+    Returns:
+        A dict: `folds` (one dict of metrics per fold), `mean` and `std`
+        (sample standard deviation, ddof=1) of each score, `out`.
+
+    Example:
+
+    >>> result = cross_validate("hymenoptera/train", "efficientnet_lite0",
+    ...                         folds=5, head="logreg")  # doctest: +SKIP
+    >>> result["mean"]["best_val_accuracy"], result["std"]["best_val_accuracy"]  # doctest: +SKIP
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from transferkit.data.images import scan_image_folder
+    from transferkit.features import FeatureCache
+    from transferkit.runs import check_run_dir, run_dir
+
+    start = time.perf_counter()
+    unknown = sorted(set(options) - set(SETUP_ARGUMENTS))
+    if unknown:
+        raise TransferkitError(
+            f"Unknown option(s) {', '.join(unknown)} for cross_validate; use train's "
+            f"options: {', '.join(a for a in SETUP_ARGUMENTS if a != 'backbone')}."
+        )
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
+    if out is not None:
+        check_run_dir(out, overwrite)
+    setup = Setup(backbone, seed=seed, verbose=verbose, **options)
+    cache_dir = _checked_cache_dir(cache_dir)
+
+    folder = scan_image_folder(data_dir, strict=strict)
+    smallest = min(folder.class_counts().items(), key=lambda item: item[1])
+    if smallest[1] < folds:
+        raise TransferkitError(
+            f"Class '{smallest[0]}' has {smallest[1]} image(s), fewer than --folds {folds}; "
+            "use fewer folds or add images."
+        )
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(folder)), folder.labels))
+    setup.say(f"{len(folder)} images in {len(folder.class_names)} classes "
+              f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
+              f"{setup.size}x{setup.size}.")
+    setup.hint(len(folder) - len(splits[0][1]))
+    x, y = folder.load(setup.size, crop=setup.crop, verbose=setup.bar())
+
+    def run_folds(cache, where):
+        def features_for(train_index, val_index):
+            def features(extractor):
+                # The cache key hashes the backbone's weights: every fold whose
+                # backbone starts from the same weights reads one extraction.
+                every = setup.features(cache, extractor, x, folder.files, "all images'",
+                                       where)
+                return every[train_index], every[val_index]
+            return features
+
+        rows, histories = [], []
+        for k, (train_index, val_index) in enumerate(splits):
+            setup.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
+                      "validation images.")
+            fitted = setup.fit(x[train_index], y[train_index], x[val_index], y[val_index],
+                               len(folder.class_names),
+                               features=features_for(train_index, val_index))
+            rows.append({"fold": k + 1, "train_images": int(len(train_index)),
+                         "val_images": int(len(val_index)), **fitted["metrics"]})
+            histories.append(fitted["history"])
+        return rows, histories
+
+    arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "folds": folds,
+                 "seed": seed, "cache_dir": cache_dir, "strict": strict, **options}
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
+            rows, histories = run_folds(FeatureCache(cache_dir or scratch),
+                                        cache_dir or "a temporary folder")
+        result = _summary(rows)
+    else:
+        with run_dir(out, overwrite) as tmp:
+            rows, histories = run_folds(
+                FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
+                cache_dir or os.path.join(os.fspath(out), FEATURES_DIR))
+            result = _summary(rows)
+            from transferkit.runs import write_json
+
+            write_json(os.path.join(tmp, METRICS_FILE), {
+                **result, "images": len(folder),
+                "skipped_files": [str(p) for p, _ in folder.skipped],
+                "seconds": round(time.perf_counter() - start, 1)})
+            write_json(os.path.join(tmp, HISTORY_FILE), {"folds": histories})
+            write_json(os.path.join(tmp, CONFIG_FILE), {
+                "command": "cv",
+                "arguments": {k: _jsonable(v) for k, v in arguments.items()},
+                "class_names": list(folder.class_names),
+                "image_size": [setup.size, setup.size], "crop": setup.crop,
+                "backbone": setup.config.name, "head": setup.head,
+                "folds": [[int(i) for i in val] for _, val in splits],
+                "versions": _versions()})
+            _plot(setup, histories, os.path.join(tmp, CURVES_FILE), folds,
+                  os.path.basename(os.path.abspath(data_dir)))
+    setup.say(format_table(result))
+    setup.say(f"{folds}-fold cross-validation in {time.perf_counter() - start:.0f} s"
+              + (f"; wrote {out}." if out is not None else "."))
+    return {**result, "out": None if out is None else os.fspath(out)}
+
+
+def format_table(result):
+    """The per-fold scores, then mean and standard deviation, as text."""
+    header = ["fold", "train", "val", "val_accuracy", "val_loss", "best_epoch"]
+    if any(row.get("C") is not None for row in result["folds"]):
+        header[-1] = "C"
+    lines = [header]
+    for row in result["folds"]:
+        last = row.get("C") if header[-1] == "C" else row.get("best_epoch")
+        lines.append([str(row["fold"]), str(row["train_images"]), str(row["val_images"]),
+                      _number(row["best_val_accuracy"]), _number(row["best_val_loss"]),
+                      "-" if last is None else f"{last:g}"])
+    mean, std = result["mean"], result["std"]
+    lines.append(["mean", "", "", _number(mean["best_val_accuracy"]),
+                  _number(mean["best_val_loss"]), ""])
+    lines.append(["std", "", "", _number(std["best_val_accuracy"]),
+                  _number(std["best_val_loss"]), ""])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _summary(rows):
+    mean, std = {}, {}
+    for score in SCORES:
+        values = [row[score] for row in rows if row.get(score) is not None]
+        mean[score] = float(np.mean(values)) if values else None
+        std[score] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"folds": rows, "mean": mean, "std": std}
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _plot(setup, histories, path, folds, data_name):
+    from transferkit.plots import plot_folds, plot_grid
+
+    title = f"{setup.config.name} on {data_name}: {folds}-fold cross-validation"
+    if setup.linear:
+        # Each fold chose its own C; the first fold's grid shows the search.
+        plot_grid(histories[0]["grid"], path, title=f"{title} (fold 1's C search)")
+    else:
+        plot_folds([h["history"] for h in histories], path, title=title)
