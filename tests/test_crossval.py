@@ -150,3 +150,18 @@ def test_bad_cv_arguments_exit_2_and_write_nothing(folders, tmp_path, capsys, ar
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "cv").exists()
+
+
+def test_train_with_augmentation_says_which_path_the_head_phase_takes(folders, tmp_path, capsys):
+    data, val = folders
+    base = ["train", data, "--val", val, *FAST, "--epochs", "2,0", "--augment", "flip=horizontal"]
+    assert run(*base, "--out", tmp_path / "plain") == 0
+    log = capsys.readouterr().out
+    assert "augmentation on: plain path (augmented_copies=K would cache" in log
+    assert not (tmp_path / "plain" / "features").exists()
+    assert run(*base, "--augmented-copies", "2", "--out", tmp_path / "copies") == 0
+    log = capsys.readouterr().out
+    assert "2 augmented copies" in log
+    config = json.loads((tmp_path / "copies" / "config.json").read_text())
+    assert config["arguments"]["augmented_copies"] == 2
+    assert config["augmentation"]["flip"] == "horizontal"
