@@ -14,6 +14,14 @@ KERNEL_SLOTS = {
     "embeddings_regularizer": ("_embeddings", "embeddings"),
 }
 BIAS_SLOTS = {"bias_regularizer": ("bias",)}
+# The same weights' constraint attributes (`kernel_constraint`, ...), which
+# `get_config` saves; the variable's own `constraint` is what the optimizer
+# applies after each update.
+KERNEL_CONSTRAINT_SLOTS = {
+    name.replace("_regularizer", "_constraint"): candidates
+    for name, candidates in KERNEL_SLOTS.items()
+}
+BIAS_CONSTRAINT_SLOTS = {"bias_constraint": ("bias",)}
 
 
 def iter_layers(model):

@@ -1,0 +1,473 @@
+"""Weight constraints on a built, pretrained model, in place: `"max_norm:3"`, ...
+
+A constraint is a projection the optimizer applies to a weight after each
+update (max-norm regularization keeps every unit's incoming weight vector
+inside a ball of radius `c`). Specs:
+
+- `"max_norm:C"`: the norm of each unit's weights at most `C`;
+- `"unit_norm"`: each unit's weights rescaled to norm 1;
+- `"non_neg"`: negative weights set to 0;
+- `"min_max_norm:LOW,HIGH"`: each norm clipped into [LOW, HIGH]; an optional
+  `rate=R` moves it only part of the way at each step.
+
+The norm constraints take an optional `axis=A` (or `axis=[0,1,2]`): the axes
+summed over, so one norm per remaining index. Without it, the axis is chosen
+per weight so that there is one norm per output unit: all axes but the last
+for `Dense`, convolution and pointwise kernels (`(h, w, in, out)` -> per
+filter, `axis=[0, 1, 2]`; `Dense` -> `axis=0`, Keras' default), all but the
+output-channel axis for transposed convolutions (`(h, w, out, in)`), the
+spatial axes for depthwise kernels (one norm per channel), one norm per row
+of an `Embedding` matrix, and the whole vector for a bias.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from transferkit._walk import (
+    BIAS_CONSTRAINT_SLOTS,
+    KERNEL_CONSTRAINT_SLOTS,
+    iter_layers,
+    weight_slots,
+)
+from transferkit.errors import TransferkitError
+from transferkit.regularization import _forget_traced_steps, _select_layers
+
+_EXAMPLES = "'max_norm:3', 'max_norm:3,axis=0', 'unit_norm', 'non_neg' or 'min_max_norm:0.5,2'"
+# kind -> (Keras class, positional values, keyword options)
+_KINDS = {
+    "max_norm": (keras.constraints.MaxNorm, ("max_value",), ("axis",)),
+    "unit_norm": (keras.constraints.UnitNorm, (), ("axis",)),
+    "non_neg": (keras.constraints.NonNeg, (), ()),
+    "min_max_norm": (keras.constraints.MinMaxNorm, ("min_value", "max_value"), ("rate", "axis")),
+}
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+
+
+def get_constraint(spec, axis=None):
+    """Returns a Keras constraint for a spec, or `None` for `None`.
+
+    Args:
+        spec: a `keras.constraints.Constraint` (returned as it is), `None`, or
+            a string: `"max_norm:3"`, `"max_norm:3,axis=0"`, `"unit_norm"`,
+            `"non_neg"`, `"min_max_norm:0.5,2"` or
+            `"min_max_norm:0.5,2,rate=0.5,axis=[0,1,2]"` (see the module
+            docstring).
+        axis: the axis of a norm constraint whose spec names none: an int or
+            a list of ints. Defaults to `None` (Keras' default, `0`; right
+            for `Dense` kernels; `constrain` picks one per weight instead).
+
+    Returns:
+        A `keras.constraints.Constraint`, or `None`.
+
+    Example:
+
+    >>> get_constraint("max_norm:3").get_config()
+    {'max_value': 3.0, 'axis': 0}
+    >>> get_constraint("max_norm:3", axis=[0, 1, 2]).get_config()
+    {'max_value': 3.0, 'axis': [0, 1, 2]}
+    """
+    parsed = _parse(spec)
+    if not isinstance(parsed, _Spec):
+        return parsed
+    if axis is not None:
+        axis = _check_axis(axis, spec)
+    return parsed.build(axis)
+
+
+def constraint_for(spec, layer, attribute="kernel_constraint", ndim=None):
+    """The constraint `constrain` would put on one weight of `layer`.
+
+    A spec without `axis=` gets the layer's default axis (one norm per output
+    unit; see the module docstring); objects are returned as they are.
+
+    Args:
+        spec: a constraint spec or `keras.constraints.Constraint`.
+        layer: the layer, built or not.
+        attribute: the constraint attribute: `"kernel_constraint"`,
+            `"bias_constraint"`, `"depthwise_constraint"`,
+            `"pointwise_constraint"` or `"embeddings_constraint"`.
+        ndim: the weight's rank, when the layer is not built. Defaults to
+            `None` (the rank of `Dense`, `EinsumDense`, `Embedding` and
+            convolution weights is known from the layer).
+
+    Example:
+
+    >>> conv = keras.layers.Conv2D(8, 3)
+    >>> constraint_for("max_norm:3", conv).get_config()
+    {'max_value': 3.0, 'axis': [0, 1, 2]}
+    """
+    parsed = _parse(spec)
+    if not isinstance(parsed, _Spec):
+        return parsed
+    if parsed.axis is not None or not parsed.has_axis:
+        return parsed.build(None)
+    ndim = ndim if ndim is not None else _weight_ndim(layer, attribute)
+    if ndim is None:
+        raise TransferkitError(
+            f"Cannot tell the default axis of {parsed.text!r} for a "
+            f"{type(layer).__name__}; give it in the spec, e.g. '{parsed.kind}:...,axis=0'."
+        )
+    return parsed.build(default_axis(layer, attribute, ndim))
+
+
+def default_axis(layer, attribute, ndim):
+    """The norm axes giving one norm per output unit of a weight (module docstring).
+
+    Example:
+
+    >>> default_axis(keras.layers.Dense(3), "kernel_constraint", 2)
+    0
+    """
+    if attribute == "bias_constraint" or ndim <= 1:
+        return 0
+    if attribute == "embeddings_constraint":
+        axes = [ndim - 1]
+    elif attribute == "depthwise_constraint":
+        axes = list(range(ndim - 2))
+    elif attribute == "kernel_constraint" and isinstance(layer, _TRANSPOSED):
+        axes = [i for i in range(ndim) if i != ndim - 2]
+    else:
+        axes = list(range(ndim - 1))
+    return axes[0] if len(axes) == 1 else axes
+
+
+def constrain(model, kernel=None, bias=None, layers=None, *, apply_now=False):
+    """Adds weight constraints to a built model, keeping every weight as it is.
+
+    Like penalties, constraints are read when a layer is built: setting
+    `layer.kernel_constraint` on a built model changes only its config, and
+    the optimizer, which applies `variable.constraint` after each update,
+    never sees it. This sets the constraint on the variable (what the
+    optimizer applies) *and* on the layer (what `get_config` saves), in
+    place, so the weights stay bit for bit and a saved `.keras` file reloads
+    with the constraint.
+
+    A constraint is applied after each optimizer update, not before: until
+    the first training step the pretrained weights are as they were, and may
+    break it. `apply_now=True` projects them at once. Frozen weights are not
+    updated, so their constraints apply only once they are unfrozen (and
+    `apply_now=True` projects them too).
+
+    Args:
+        model: a built Keras model (for instance from `keras.applications`).
+        kernel: constraint for kernel-like weights (`Dense`, `EinsumDense`,
+            convolution, depthwise and pointwise kernels, `Embedding`
+            matrices): a spec such as `"max_norm:3"` or a
+            `keras.constraints.Constraint` (used as it is for every weight).
+            Norm specs without `axis=` get one norm per output unit of each
+            weight (the module docstring says which axes). Defaults to
+            `None` (left unchanged).
+        bias: constraint for biases, same forms (a norm spec constrains the
+            norm of the whole bias vector). Defaults to `None`.
+        layers: which layers to constrain: a regular expression searched in
+            each layer's qualified name (`"backbone/conv5_.*"`), a layer class,
+            or a tuple of classes. Defaults to `None` (every layer).
+        apply_now: whether to project the current weights onto their
+            constraints now, instead of at the next update. Defaults to
+            `False` (weights left bit for bit).
+
+    Returns:
+        A `ConstraintAudit` of the constraints set: for each weight its
+        constraint, whether the optimizer applies it (frozen weights: not
+        yet), whether it is saved, and whether the current weights already
+        satisfy it.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    >>> report = constrain(model, kernel="max_norm:3")
+    >>> model.layers[0].kernel.constraint.get_config()
+    {'max_value': 3.0, 'axis': 0}
+    >>> print(report.entries[0].constraint)
+    max_norm(3, axis=0)
+    """
+    from transferkit.audits import build_constraint_audit
+
+    requested = {"kernel": _parse(kernel), "bias": _parse(bias)}
+    if all(r is None for r in requested.values()):
+        raise TransferkitError(
+            f"Nothing to apply: give kernel or bias a constraint, e.g. kernel='max_norm:3' "
+            f"(specs: {_EXAMPLES})."
+        )
+    if not isinstance(model, keras.Model) or not model.built:
+        raise TransferkitError(
+            f"{getattr(model, 'name', model)!r} is not a built Keras model: build it (or "
+            "call it on data) before constraining, so that its weights exist."
+        )
+    slots = []
+    for name, layer, saved in _select_layers(model, layers):
+        slots += _apply(name, layer, saved, requested, apply_now)
+    if not slots:
+        raise TransferkitError(
+            f"No layer matched by layers={layers!r} has a kernel or bias to constrain; "
+            "check the pattern against the model's layer names."
+        )
+    _forget_traced_steps(model)
+    return build_constraint_audit(model, slots)
+
+
+def _apply(name, layer, saved, requested, apply_now):
+    slots = []
+    tables = (
+        ("kernel", weight_slots(layer, KERNEL_CONSTRAINT_SLOTS)),
+        ("bias", weight_slots(layer, BIAS_CONSTRAINT_SLOTS)),
+    )
+    for kind, table in tables:
+        spec = requested[kind]
+        if spec is None:
+            continue
+        for attribute, variable in table:
+            constraint = constraint_for(spec, layer, attribute, ndim=len(variable.shape))
+            _check_fits(constraint, variable, name)
+            # The optimizer reads the variable's constraint; `get_config`
+            # writes the layer's.
+            variable.constraint = constraint
+            setattr(layer, attribute, constraint)
+            if apply_now:
+                variable.assign(constraint(variable))
+            slots.append((name, layer, attribute, variable, saved))
+    return slots
+
+
+def _check_fits(constraint, variable, name):
+    axis = getattr(constraint, "axis", None)
+    if axis is None:
+        return
+    ndim = len(variable.shape)
+    for a in axis if isinstance(axis, (list, tuple)) else [axis]:
+        if not -ndim <= a < ndim:
+            raise TransferkitError(
+                f"{describe(constraint)} does not fit {name}.{variable.name} of shape "
+                f"{tuple(variable.shape)}: axis {a} is out of range; leave axis out for "
+                "the per-unit default, or restrict layers=."
+            )
+
+
+def describe(constraint):
+    """A short name for a constraint, e.g. `max_norm(3, axis=[0, 1, 2])`."""
+    config = constraint.get_config() if isinstance(constraint, keras.constraints.Constraint) else {}
+    axis = _axis_text(config.get("axis"))
+    if isinstance(constraint, keras.constraints.MaxNorm):
+        return f"max_norm({config['max_value']:g}, axis={axis})"
+    if isinstance(constraint, keras.constraints.UnitNorm):
+        return f"unit_norm(axis={axis})"
+    if isinstance(constraint, keras.constraints.NonNeg):
+        return "non_neg"
+    if isinstance(constraint, keras.constraints.MinMaxNorm):
+        rate = "" if config["rate"] == 1 else f", rate={config['rate']:g}"
+        return f"min_max_norm({config['min_value']:g}, {config['max_value']:g}{rate}, axis={axis})"
+    return getattr(constraint, "__name__", type(constraint).__name__)
+
+
+def project(constraint, weight):
+    """The projection of a weight array onto a constraint, computed with NumPy.
+
+    The four Keras norm and sign constraints are evaluated from their
+    configs, in float64, independently of Keras; any other constraint is
+    called on the weight.
+    """
+    w = np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float64)
+    if isinstance(constraint, keras.constraints.NonNeg):
+        return np.maximum(w, 0.0)
+    kinds = (keras.constraints.MaxNorm, keras.constraints.UnitNorm, keras.constraints.MinMaxNorm)
+    if not isinstance(constraint, kinds):
+        return np.asarray(keras.ops.convert_to_numpy(constraint(weight)), dtype=np.float64)
+    config = constraint.get_config()
+    axis = config["axis"]
+    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+    norms = np.sqrt(np.square(w).sum(axis=axis, keepdims=True))
+    if isinstance(constraint, keras.constraints.UnitNorm):
+        desired = np.ones_like(norms)
+    elif isinstance(constraint, keras.constraints.MaxNorm):
+        desired = np.clip(norms, 0.0, config["max_value"])
+    else:
+        rate = config["rate"]
+        desired = rate * np.clip(norms, config["min_value"], config["max_value"]) + (1 - rate) * norms
+    return w * desired / (keras.config.epsilon() + norms)
+
+
+def satisfies(constraint, weight, rtol=1e-4, atol=1e-6):
+    """Whether projecting `weight` onto `constraint` leaves it (nearly) unchanged."""
+    w = np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float64)
+    return bool(np.allclose(project(constraint, w), w, rtol=rtol, atol=atol))
+
+
+# ------------------------------------------------------------------- parsing
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """A parsed constraint string; `axis` is `None` when the spec names none."""
+
+    text: str
+    kind: str
+    values: dict
+    axis: object = None
+
+    @property
+    def has_axis(self):
+        return "axis" in _KINDS[self.kind][2]
+
+    def build(self, axis):
+        cls = _KINDS[self.kind][0]
+        options = dict(self.values)
+        if self.has_axis:
+            chosen = self.axis if self.axis is not None else axis
+            if chosen is not None:
+                options["axis"] = chosen
+        return cls(**options)
+
+
+def _parse(spec):
+    """A `_Spec` for a string, the object itself for a constraint, or `None`."""
+    if spec is None or isinstance(spec, (keras.constraints.Constraint, _Spec)):
+        return spec
+    if not isinstance(spec, str):
+        raise TransferkitError(
+            f"Invalid constraint {spec!r}: expected a keras.constraints.Constraint (a "
+            f"plain function cannot be saved) or a string such as {_EXAMPLES}."
+        )
+    kind, _, rest = spec.strip().lower().partition(":")
+    kind = kind.strip()
+    if kind not in _KINDS:
+        raise TransferkitError(
+            f"Unknown constraint {spec!r}: the kind must be one of {', '.join(_KINDS)}, "
+            f"as in {_EXAMPLES}."
+        )
+    _, positional, keywords = _KINDS[kind]
+    numbers, options = [], {}
+    for token in _split(rest):
+        key, eq, value = token.partition("=")
+        if not eq:
+            if options:
+                raise TransferkitError(
+                    f"Constraint {spec!r}: put the numbers before the key=value options."
+                )
+            numbers.append(_number(token, spec))
+            continue
+        key = key.strip()
+        if key not in keywords:
+            allowed = ", ".join(f"{k}=" for k in keywords) or "no options"
+            raise TransferkitError(f"Constraint {spec!r}: unknown option {key!r}; {kind} takes {allowed}.")
+        options[key] = _check_axis(value, spec) if key == "axis" else _number(value, spec)
+    if len(numbers) != len(positional):
+        raise TransferkitError(
+            f"Constraint {spec!r} needs {len(positional)} number(s) after the colon"
+            + (f" ({', '.join(positional)}), as in {_EXAMPLE[kind]!r}." if positional
+               else f"; write {_EXAMPLE[kind]!r}.")
+        )
+    values = dict(zip(positional, numbers))
+    _check_values(kind, values, options, spec)
+    if "rate" in options:
+        values["rate"] = options["rate"]
+    return _Spec(spec, kind, values, options.get("axis"))
+
+
+_EXAMPLE = {
+    "max_norm": "max_norm:3",
+    "unit_norm": "unit_norm",
+    "non_neg": "non_neg",
+    "min_max_norm": "min_max_norm:0.5,2",
+}
+
+
+def _split(text):
+    """Splits on commas outside brackets: `"3,axis=[0,1]"` -> `["3", "axis=[0,1]"]`."""
+    tokens, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "["
+        depth -= char == "]"
+        if char == "," and depth == 0:
+            tokens.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        tokens.append(current.strip())
+    return [t for t in tokens if t]
+
+
+def _number(text, spec):
+    try:
+        value = float(text)
+    except ValueError:
+        raise TransferkitError(f"Constraint {spec!r}: {text.strip()!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise TransferkitError(f"Constraint {spec!r}: {text.strip()} must be finite.")
+    return value
+
+
+def _check_axis(axis, spec):
+    if isinstance(axis, str):
+        text = axis.strip()
+        items = text[1:-1].split(",") if text.startswith("[") and text.endswith("]") else [text]
+        try:
+            axes = [int(item) for item in items]
+        except ValueError:
+            axes = None
+    elif isinstance(axis, int) and not isinstance(axis, bool):
+        axes = [axis]
+    elif isinstance(axis, (list, tuple)) and all(
+        isinstance(a, int) and not isinstance(a, bool) for a in axis
+    ):
+        axes = list(axis)
+    else:
+        axes = None
+    if not axes or len(set(axes)) != len(axes):
+        raise TransferkitError(
+            f"Constraint {spec!r}: invalid axis {axis!r}; use an int or distinct ints such as "
+            "axis=0 or axis=[0,1,2]."
+        )
+    return axes[0] if len(axes) == 1 else axes
+
+
+def _check_values(kind, values, options, spec):
+    if kind == "max_norm" and values["max_value"] <= 0:
+        raise TransferkitError(f"Constraint {spec!r}: the maximum norm must be > 0, such as 3.")
+    if kind == "min_max_norm":
+        low, high = values["min_value"], values["max_value"]
+        if not 0 <= low <= high or high <= 0:
+            raise TransferkitError(
+                f"Constraint {spec!r}: need 0 <= LOW <= HIGH and HIGH > 0, as in 'min_max_norm:0.5,2'."
+            )
+    if "rate" in options and not 0 < options["rate"] <= 1:
+        raise TransferkitError(f"Constraint {spec!r}: rate must be in (0, 1], such as 0.5.")
+
+
+def _axis_text(axis):
+    if isinstance(axis, (list, tuple)):
+        return "[" + ", ".join(str(a) for a in axis) + "]"
+    return str(axis)
+
+
+def _weight_ndim(layer, attribute):
+    """The rank of a not yet built layer's weight, where the layer tells it."""
+    if attribute == "bias_constraint":
+        return 1
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Embedding)):
+        return 2
+    if isinstance(layer, keras.layers.EinsumDense):
+        kernel = layer.equation.split("->")[0].split(",")[-1]
+        return len(kernel.strip())
+    rank = getattr(layer, "rank", None)
+    if isinstance(rank, int):
+        return rank + 2
+    return None
+
+
+def constrained_slots(model):
+    """Yields `(name, layer, attribute, variable, saved)` for every weight with a
+    constraint on its variable or its layer attribute."""
+    slots = {**KERNEL_CONSTRAINT_SLOTS, **BIAS_CONSTRAINT_SLOTS}
+    for name, layer, saved in iter_layers(model):
+        for attribute, variable in weight_slots(layer, slots):
+            if variable.constraint is not None or getattr(layer, attribute, None) is not None:
+                yield name, layer, attribute, variable, saved
