@@ -132,14 +132,38 @@ def _parser():
     cv.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     cv.set_defaults(command="cv", run=_cv)
 
+    lf = commands.add_parser(
+        "lr-find",
+        help="find a learning rate: loss vs exponentially rising rate, plotted",
+        description="Build the model train would (same options), freeze it per --unfreeze, "
+        "train it for up to --steps batches with the learning rate rising exponentially from "
+        "--start to --end, plot the loss against the rate and print a suggested rate. The "
+        "model's weights are restored afterwards; nothing else is written.",
+    )
+    lf.add_argument("data_dir", help="images, one subfolder per class")
+    lf.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
+    lf.add_argument("--plot", default="lr_find.png", help="the plot to write (default lr_find.png)")
+    lf.add_argument("--start", type=float, default=1e-7, help="first rate (default 1e-7)")
+    lf.add_argument("--end", type=float, default=10.0, help="last rate (default 10)")
+    lf.add_argument("--steps", type=int, default=200, help="most batches (default 200)")
+    _add_recipe_arguments(lf)
+    lf.set_defaults(command="lr-find", run=_lr_find, unfreeze="none")
+
     pr = commands.add_parser(
         "predict",
         help="classify image files with a trained run",
-        description="Print the predicted class and its probability for each image.",
+        description="Print the predicted class and its probability for each image. With "
+        "--mc-samples T: Monte Carlo dropout, the mean of T passes with dropout on (all else "
+        "in inference mode), with the spread of the probability and the predictive entropy.",
     )
     pr.add_argument("run_dir", help="a train run folder")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
     pr.add_argument("--csv", action="store_true", help="CSV output with every class's probability")
+    pr.add_argument("--mc-samples", type=int, metavar="T",
+                    help="Monte Carlo dropout with T passes (e.g. 30): print each probability "
+                    "± its standard deviation and the entropy in nats")
+    pr.add_argument("--seed", type=int, default=0,
+                    help="random seed of the --mc-samples dropout masks (default 0)")
     pr.set_defaults(command="predict", run=_predict)
 
     ev = commands.add_parser(
@@ -177,14 +201,36 @@ def _add_recipe_arguments(parser):
     parser.add_argument("--unfreeze", default="all", metavar="PLAN",
                         help="what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
                         "blocks:N (default all)")
-    parser.add_argument("--optimizer", default="adam",
-                        help="adam, adamw, sgd, rmsprop, nadam, adagrad")
+    parser.add_argument("--optimizer", default="adam", metavar="SPEC",
+                        help="adam, adamw, sgd, rmsprop, nadam, adagrad, with parameters: "
+                        "sgd:momentum=0.9,nesterov=true or adamw:weight_decay=1e-4 "
+                        "(default adam)")
+    parser.add_argument("--schedule", metavar="SPEC",
+                        help="learning-rate schedule per phase: power:s=1000,c=1, "
+                        "exponential:s=2000, piecewise:boundaries=100/200,values=1e-3/1e-4/1e-5, "
+                        "plateau:factor=0.5,patience=2, cosine:warmup=0.05, 1cycle:max_lr=1e-2 "
+                        "(default constant)")
+    parser.add_argument("--lr-decay", type=float, metavar="RATIO",
+                        help="discriminative fine-tuning: each backbone block trains at RATIO "
+                        "times the rate of the block after it, the head at the full rate")
     parser.add_argument("--train-batchnorm", action="store_true",
                         help="let BatchNormalization layers train (default: inference mode)")
     parser.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
     parser.add_argument("--bias", metavar="SPEC", help="bias penalty, e.g. l1:1e-5")
     parser.add_argument("--dropout", type=float, default=0.2,
                         help="dropout before the head (default 0.2)")
+    parser.add_argument("--dropout-after", metavar="WHERE",
+                        help="insert dropout into the pretrained graph: blocks (after each "
+                        "backbone block) or layer names like backbone/block_6_add,...")
+    parser.add_argument("--dropout-after-rate", type=float, default=0.1,
+                        help="rate of the --dropout-after layers (default 0.1)")
+    parser.add_argument("--spatial-dropout", action="store_true",
+                        help="--dropout-after drops whole feature maps (SpatialDropout)")
+    parser.add_argument("--kernel-constraint", metavar="SPEC",
+                        help="constraint on every kernel: max_norm:3, unit_norm, non_neg, "
+                        "min_max_norm:0.5,2")
+    parser.add_argument("--max-norm", type=float, metavar="C",
+                        help="shorthand for --kernel-constraint max_norm:C")
     parser.add_argument("--augment", default="default", metavar="SPEC",
                         help="augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
                         "shift=0.1,zoom=0.2,contrast=0.2")
@@ -231,9 +277,20 @@ def _recipe_options(args):
     _check_positive("--batch-size", args.batch_size)
     _check_positive("--patience", args.patience, minimum=0)
     _check_positive("--augmented-copies", args.augmented_copies, minimum=0)
+    constraint = args.kernel_constraint
+    if args.max_norm is not None:
+        if constraint is not None:
+            _fail("Give --max-norm or --kernel-constraint, not both.")
+        if not args.max_norm > 0:
+            _fail(f"--max-norm must be positive, like 3; got {args.max_norm}.")
+        constraint = f"max_norm:{args.max_norm:g}"
     return dict(
         head=args.head, epochs=tuple(epochs), learning_rate=rates[0], fine_tune_factor=factor,
-        unfreeze=args.unfreeze, optimizer=args.optimizer,
+        unfreeze=args.unfreeze, optimizer=args.optimizer, schedule=args.schedule,
+        lr_decay=args.lr_decay, dropout_after=args.dropout_after,
+        dropout_after_rate=args.dropout_after_rate,
+        dropout_kind="spatial" if args.spatial_dropout else "dropout",
+        kernel_constraint=constraint,
         batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
         bias=args.bias, dropout=args.dropout, augment=args.augment,
         augmented_copies=args.augmented_copies, image_size=args.image_size,
@@ -298,8 +355,8 @@ def _audit(args):
 
     model = load_model(args.model, compile=False)
     report = transferkit.audit(model)
-    if not report.entries:
-        print(f"{args.model}: no weight or activity penalties.")
+    if not report.entries and not report.constraints:
+        print(f"{args.model}: no weight or activity penalties, no constraints.")
         return
     report.verify(model)
     print(report.to_table(max_rows=args.max_rows or None))
@@ -336,6 +393,23 @@ def _train(args):
           **_recipe_options(args))
 
 
+def _lr_find(args):
+    from transferkit.lr_finder import lr_find
+
+    options = _recipe_options(args)
+    for unused in ("epochs", "learning_rate", "fine_tune_factor", "schedule",
+                   "lr_decay", "patience", "augmented_copies", "from_scratch"):
+        options.pop(unused)
+    unfreeze = options.pop("unfreeze")
+    finder = lr_find(args.data_dir, args.backbone, args.plot, unfreeze=unfreeze,
+                     start=args.start, end=args.end, steps=args.steps, strict=args.strict,
+                     **options)
+    print(f"Suggested learning rate: {finder.suggestion_:.2g} (the lowest smoothed loss at "
+          f"{finder.minimum_rate_:.2g}, divided by 10), over {len(finder.losses_)} batches"
+          + ("; stopped when the loss diverged" if finder.stopped_early_ else "")
+          + f". Plot: {args.plot}")
+
+
 def _cv(args):
     from transferkit.crossval import cross_validate
 
@@ -350,20 +424,29 @@ def _predict(args):
 
     from transferkit.inference import load_run, predict
 
+    mc = args.mc_samples is not None
+    if mc:
+        _check_positive("--mc-samples", args.mc_samples, minimum=2)
     run = load_run(args.run_dir)
-    rows = predict(run, args.images)
+    rows = predict(run, args.images, mc_samples=args.mc_samples, seed=args.seed)
     one, every = ("score", "scores") if run.outputs == "scores" else (
         "probability", "probabilities")
     if args.csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "class", one] + [f"{one[0]}_{c}" for c in run.class_names])
+        writer.writerow(["path", "class", one] + [f"{one[0]}_{c}" for c in run.class_names]
+                        + (["std", "entropy"] + [f"std_{c}" for c in run.class_names]
+                           if mc else []))
         for row in rows:
             writer.writerow([row["path"], row["class"], f"{row[one]:.6f}"]
-                            + [f"{p:.6f}" for p in row[every]])
+                            + [f"{p:.6f}" for p in row[every]]
+                            + ([f"{row['std']:.6f}", f"{row['entropy']:.6f}"]
+                               + [f"{s:.6f}" for s in row["stds"]] if mc else []))
         return
     width = max(len(row["path"]) for row in rows)
     for row in rows:
         value = f"{row[one]:.4f}" + (" (score)" if one == "score" else "")
+        if mc:
+            value += f" ± {row['std']:.4f}  entropy {row['entropy']:.3f}"
         print(f"{row['path'].ljust(width)}  {row['class']}  {value}")
 
 

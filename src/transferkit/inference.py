@@ -1,8 +1,19 @@
-"""Using a finished run: predict image files, evaluate on a labelled folder."""
+"""Using a finished run: predict image files, evaluate on a labelled folder.
 
+`mc_dropout_predict` (and `predict(..., mc_samples=T)`) adds Monte Carlo
+dropout (seed 003): T stochastic passes with the dropout layers on and
+everything else in inference mode, whose spread says how sure the model is.
+"""
+
+import contextlib
 import dataclasses
+import functools
+import numbers
 import os
+import random
+import warnings
 
+import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
@@ -54,47 +65,77 @@ def load_run(path):
     return Run(path, model, class_names, image_size, config.get("crop"), outputs)
 
 
-def predict(run, images, *, batch_size=32):
-    """Class probabilities for image files.
+def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
+    """Class probabilities for image files, optionally with their uncertainty.
 
     Args:
         run: a `Run` or a run folder path.
         images: paths of image files and/or folders (searched recursively).
         batch_size: Defaults to 32.
+        mc_samples: `None` (default) for the model's deterministic
+            prediction, or an int T >= 2 for Monte Carlo dropout: the mean
+            of T passes with dropout on (see `mc_dropout_predict`).
+        seed: with `mc_samples`, an int for repeatable dropout masks.
+            Defaults to `None`.
 
     Returns:
         A list of dicts, one per image: `path`, `class`, `probability` (of
         that class) and `probabilities` (all classes, in `class_names`
         order). A run whose model gives decision scores, not probabilities
-        (`train(head="linear-svm")`), has `score` and `scores` instead.
+        (`train(head="linear-svm")`), has `score` and `scores` instead. With
+        `mc_samples` the probabilities are the Monte Carlo means, and each
+        row also has `std` (the standard deviation of the predicted class's
+        probability across the passes), `stds` (every class's) and `entropy`
+        (of the mean probabilities, in nats).
 
     Example:
 
     >>> for row in predict("runs/ants", ["photo.jpg"]):  # doctest: +SKIP
     ...     print(row["path"], row["class"], row["probability"])
+    >>> row = predict("runs/ants", ["photo.jpg"], mc_samples=30)[0]  # doctest: +SKIP
+    >>> print(f"{row['class']} {row['probability']:.3f} ± {row['std']:.3f}")  # doctest: +SKIP
+    ants 0.912 ± 0.031
     """
     from transferkit.data.images import list_images, load_image
 
+    if mc_samples is not None:
+        _check_mc_arguments(mc_samples, batch_size, seed)
     run = run if isinstance(run, Run) else load_run(run)
+    if mc_samples is not None and run.outputs == "scores":
+        raise TransferkitError(
+            f"{run.path}: this run's model gives decision scores (a linear SVM head), not "
+            "probabilities, and has no dropout; predict without mc_samples."
+        )
     files = list_images(images)
+    one, every = ("score", "scores") if run.outputs == "scores" else (
+        "probability", "probabilities")
     rows = []
-    for begin in range(0, len(files), batch_size):
-        batch, names = [], []
-        for path in files[begin:begin + batch_size]:
-            try:
-                batch.append(load_image(path, run.image_size, crop=run.crop))
-            except TransferkitError:
-                raise
-            except Exception as e:  # Pillow raises many types for bad files
-                raise TransferkitError(f"Cannot read {path}: {e}") from None
-            names.append(path)
-        probabilities = _probabilities(run, np.stack(batch))
-        one, every = ("score", "scores") if run.outputs == "scores" else (
-            "probability", "probabilities")
-        for path, p in zip(names, probabilities):
-            best = int(np.argmax(p))
-            rows.append({"path": os.fspath(path), "class": run.class_names[best],
-                         one: float(p[best]), every: [float(v) for v in p]})
+    sampler = None if mc_samples is None else _MCDropout(run.model, seed)
+    with sampler or contextlib.nullcontext():
+        for begin in range(0, len(files), batch_size):
+            batch, names = [], []
+            for path in files[begin:begin + batch_size]:
+                try:
+                    batch.append(load_image(path, run.image_size, crop=run.crop))
+                except TransferkitError:
+                    raise
+                except Exception as e:  # Pillow raises many types for bad files
+                    raise TransferkitError(f"Cannot read {path}: {e}") from None
+                names.append(path)
+            if sampler is None:
+                spread, probabilities = None, _probabilities(run, np.stack(batch))
+            else:
+                spread = sampler.predict(np.stack(batch), mc_samples, batch_size)
+                probabilities = spread.mean
+            for i, (path, p) in enumerate(zip(names, probabilities)):
+                best = int(np.argmax(p))
+                row = {"path": os.fspath(path), "class": run.class_names[best],
+                       one: float(p[best]), every: [float(v) for v in p]}
+                if spread is not None:
+                    row.update(std=float(spread.std[i, best]),
+                               stds=[float(v) for v in spread.std[i]],
+                               entropy=float(spread.entropy[i]))
+                rows.append(row)
     return rows
 
 
@@ -142,6 +183,286 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
         "skipped_files": [str(p) for p, _ in folder.skipped],
     }
+
+
+# The layers that Monte Carlo dropout turns on. Dropout covers SpatialDropout1D,
+# 2D and 3D (its subclasses). GaussianNoise is left off: it models noisy
+# inputs, not an approximate posterior over the weights.
+MC_DROPOUT_LAYERS = (keras.layers.Dropout, keras.layers.GaussianDropout,
+                     keras.layers.AlphaDropout)
+
+
+@dataclasses.dataclass
+class MCDropoutPrediction:
+    """The result of `mc_dropout_predict`: per-sample mean, spread and entropy.
+
+    Attributes:
+        mean: float64 array `(n, classes)`, the probabilities averaged over
+            the passes (the Monte Carlo estimate of the predictive
+            distribution; rows sum to 1).
+        std: float64 array `(n, classes)`, each probability's standard
+            deviation across the passes (population, `ddof=0`); exactly 0
+            for a model without dropout.
+        entropy: float64 array `(n,)`, the predictive entropy of `mean`,
+            `-sum(p * log(p))` in nats (natural log): 0 for a certain
+            prediction, at most `log(classes)` (0.693 for two classes) for a
+            uniform one. It counts both the noise in the data and the
+            model's doubt.
+        mutual_information: float64 array `(n,)`, `entropy` minus the mean
+            entropy of the single passes (BALD): the part of the entropy that
+            comes from the passes disagreeing, i.e. the model's own
+            (epistemic) uncertainty, in nats; 0 without dropout.
+        samples: the number of passes T.
+        dropout_layers: the qualified names of the layers that were random
+            (`"backbone/block2b_drop"` for one inside the backbone).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    entropy: np.ndarray
+    mutual_information: np.ndarray
+    samples: int
+    dropout_layers: list
+
+
+def mc_dropout_predict(model, x, samples=30, *, batch_size=32, seed=None):
+    """Monte Carlo dropout: the mean and spread of T passes with dropout on.
+
+    Each pass calls `model(x, training=False)` with every dropout layer
+    (`Dropout`, `SpatialDropout1D/2D/3D`, `GaussianDropout`, `AlphaDropout`,
+    also inside nested models such as the `"backbone"`) forced to draw a
+    mask, so everything else stays in inference mode: BatchNormalization
+    uses its moving statistics (and does not update them), the `"augment"`
+    layers pass images through. (`model(x, training=True)` would instead
+    normalize with each batch's statistics and augment the images.) The
+    masks differ between passes, and the spread of the T outputs estimates
+    the model's uncertainty (Gal & Ghahramani, 2016; seed 003).
+
+    The passes run eagerly on the model itself (never through
+    `model.predict`, whose compiled function would not see dropout on): for
+    their duration each dropout layer's `call` is wrapped and it draws from
+    a seed generator of its own, both put back afterwards, on error too.
+    The model is left as it was, but do not call it from another thread
+    meanwhile.
+
+    For a model from `build` whose dropout is all in the head (after the
+    backbone), the backbone runs once per input and only the head T times.
+    For a binary head (one sigmoid unit, P(class 1)) each pass becomes two
+    columns `[1 - p, p]`, as `predict` shows it. A model without dropout
+    warns and returns its deterministic prediction with `std` 0.
+
+    Args:
+        model: a `keras.Model` with one output of class probabilities
+            (softmax rows, or one sigmoid unit).
+        x: a NumPy array of inputs (or one `np.asarray` converts), e.g.
+            images from `load_images`.
+        samples: the number of passes T, an int >= 2. Defaults to 30; the
+            Monte Carlo error of `mean` shrinks like `std / sqrt(T)`.
+        batch_size: rows per forward pass. Defaults to 32. Fewer inputs
+            than that share a call between several passes, side by side
+            along the batch axis, each row with its own masks.
+        seed: an int for repeatable masks, or `None` (default) for fresh
+            ones (drawn from Python's `random`, so
+            `keras.utils.set_random_seed` makes them repeatable too).
+
+    Returns:
+        An `MCDropoutPrediction`: `mean`, `std`, `entropy`,
+        `mutual_information`, `samples`, `dropout_layers`.
+
+    Example:
+
+    >>> model = transferkit.build("efficientnet_lite0", 2, dropout=0.5)  # doctest: +SKIP
+    >>> result = mc_dropout_predict(model, images, samples=30, seed=0)  # doctest: +SKIP
+    >>> result.mean.argmax(axis=1), result.std.max(axis=1), result.entropy  # doctest: +SKIP
+    """
+    _check_mc_arguments(samples, batch_size, seed)
+    if not isinstance(model, keras.Model):
+        raise TransferkitError(f"model must be a keras.Model, got {type(model).__name__}.")
+    if len(model.outputs or [None]) != 1:
+        raise TransferkitError(
+            f"Model {model.name!r} has {len(model.outputs)} outputs; MC dropout needs one "
+            "output of class probabilities."
+        )
+    try:
+        count = len(x)
+    except TypeError:
+        raise TransferkitError(
+            f"x must be an array of inputs, got {type(x).__name__}."
+        ) from None
+    if count == 0:
+        raise TransferkitError("x is empty: give at least one input.")
+    with _MCDropout(model, seed) as sampler:
+        return sampler.predict(x, samples, batch_size)
+
+
+def _check_mc_arguments(samples, batch_size, seed):
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 2:
+        raise TransferkitError(
+            f"MC dropout needs samples (mc_samples) to be an int >= 2, like 30; got {samples!r}."
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TransferkitError(f"seed must be an int or None, got {seed!r}.")
+
+
+class _MCDropout:
+    """A context in which `model`'s dropout layers draw masks in inference calls.
+
+    On entry each dropout layer's `call` is wrapped to receive
+    `training=True` whatever the caller passed, and its seed generator is
+    replaced by one seeded from `seed`; on exit both are put back as they
+    were. The model is called eagerly (`model(x, training=False)`), never
+    through `model.predict`, whose cached compiled function would not see
+    the wrapped calls.
+    """
+
+    def __init__(self, model, seed):
+        from transferkit._walk import iter_layers
+
+        self.model = model
+        self.seed = seed
+        found = {}
+        for name, layer, _ in iter_layers(model):
+            if isinstance(layer, MC_DROPOUT_LAYERS) and getattr(layer, "rate", 0) > 0:
+                found.setdefault(id(layer), (name, layer))  # a shared layer once
+        self.layers = list(found.values())
+        # A mask shared along the batch axis (`noise_shape=(1, ...)`) would be
+        # shared between passes packed side by side.
+        self._packable = all(getattr(layer, "noise_shape", None) is None
+                             or layer.noise_shape[0] is None for _, layer in self.layers)
+        if not self.layers:
+            warnings.warn(
+                f"Model {model.name!r} has no dropout layer: MC dropout gives its "
+                "deterministic prediction, with spread 0.", stacklevel=3)
+        self._split = self._head_only() if self.layers else None
+        self._saved = []
+
+    def _head_only(self):
+        """`(feature extractor, head model)` when all the dropout is in the head.
+
+        For a model from `build` whose dropout layers all follow the
+        backbone, the backbone's output is the same in every pass: it runs
+        once per input and only the head runs T times.
+        """
+        from transferkit.features import feature_extractor, head_model
+        from transferkit._walk import iter_layers
+
+        try:
+            head = head_model(self.model)
+        except TransferkitError:  # not a backbone-and-head model
+            return None
+        inside = {id(layer) for _, layer, _ in iter_layers(head)}
+        if not all(id(layer) in inside for _, layer in self.layers):
+            return None
+        return feature_extractor(self.model), head
+
+    def __enter__(self):
+        seed = random.randrange(2**31) if self.seed is None else int(self.seed)
+        seeds = np.random.default_rng(seed).integers(1, 2**31, size=len(self.layers))
+        try:
+            for (_, layer), layer_seed in zip(self.layers, seeds):
+                generator = getattr(layer, "seed_generator", None)
+                # Saved before changing anything, so that __exit__ undoes a partial entry.
+                self._saved.append((layer, layer.__dict__.get("call", _ABSENT), generator))
+                layer.call = _training_call(layer.call)
+                if generator is not None:
+                    # A seeded generator of our own, its state untracked (the
+                    # layer's state is locked once built); the layer's own,
+                    # untouched, comes back on exit. (Unseeded, the PyTorch
+                    # backend would draw from its global generator.)
+                    object.__setattr__(layer, "seed_generator",
+                                       keras.random.SeedGenerator(int(layer_seed)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        while self._saved:
+            layer, call, generator = self._saved.pop()
+            if call is _ABSENT:
+                if "call" in layer.__dict__:
+                    del layer.call
+            else:
+                layer.call = call
+            if generator is not None:
+                object.__setattr__(layer, "seed_generator", generator)
+        return False
+
+    def predict(self, x, samples, batch_size):
+        x = np.asarray(x)
+        passes = samples if self.layers else 1  # without dropout every pass is the same
+        means, stds, entropies, informations = [], [], [], []
+        for begin in range(0, len(x), batch_size):
+            p = self._passes(x[begin:begin + batch_size], passes, batch_size)
+            mean = p.mean(axis=0)  # p: (passes, rows, classes)
+            entropy = _entropy(mean)
+            means.append(mean)
+            stds.append(p.std(axis=0))
+            entropies.append(entropy)
+            informations.append(np.maximum(entropy - _entropy(p).mean(axis=0), 0.0))
+        return MCDropoutPrediction(
+            mean=np.concatenate(means), std=np.concatenate(stds),
+            entropy=np.concatenate(entropies),
+            mutual_information=np.concatenate(informations), samples=int(samples),
+            dropout_layers=[name for name, _ in self.layers],
+        )
+
+    def _passes(self, chunk, passes, batch_size):
+        """The probabilities of `passes` passes over `chunk`: `(passes, rows, classes)`."""
+        model, rows_per_call = self.model, batch_size
+        if self._split is not None:
+            extractor, model = self._split
+            chunk = keras.ops.convert_to_numpy(extractor(chunk, training=False))
+            rows_per_call = max(batch_size, _HEAD_ROWS)  # feature vectors are small
+        if not self._packable:
+            return np.stack([self._pass(model, chunk) for _ in range(passes)])
+        # The passes side by side along the batch axis: each row draws its
+        # own masks, so a small chunk takes fewer calls (inference-mode layers
+        # treat rows independently).
+        rows = np.tile(np.arange(len(chunk)), passes)
+        p = np.concatenate([self._pass(model, chunk[rows[i:i + rows_per_call]])
+                            for i in range(0, len(rows), rows_per_call)])
+        return p.reshape(passes, len(chunk), -1)
+
+    def _pass(self, model, batch):
+        p = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)),
+                       dtype=np.float64)
+        if p.ndim != 2:
+            raise TransferkitError(
+                f"Model {self.model.name!r} outputs shape {p.shape[1:]} per input; MC dropout "
+                "needs a vector of class probabilities."
+            )
+        if p.shape[-1] == 1:  # a binary (sigmoid) head: P(class 1)
+            p = np.concatenate([1 - p, p], axis=-1)
+        if not (np.all((p >= -1e-6) & (p <= 1 + 1e-6))
+                and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3)):
+            raise TransferkitError(
+                f"Model {self.model.name!r} does not output class probabilities (softmax "
+                "rows, or one sigmoid unit); MC dropout averages probabilities."
+            )
+        return p
+
+
+_ABSENT = object()
+_HEAD_ROWS = 4096  # rows per call when only the head runs the passes
+
+
+def _training_call(call):
+    @functools.wraps(call)
+    def training_call(*args, **kwargs):
+        kwargs["training"] = True
+        return call(*args, **kwargs)
+
+    return training_call
+
+
+def _entropy(p):
+    """`-sum(p * log(p))` over the last axis, in nats, with `0 * log(0) = 0`."""
+    safe = np.where(p > 0, p, 1.0)
+    return -np.sum(np.where(p > 0, p * np.log(safe), 0.0), axis=-1)
 
 
 def _probabilities(run, x):

@@ -16,6 +16,7 @@ import tempfile
 import keras
 import numpy as np
 
+from transferkit import optimizers, schedules
 from transferkit.errors import TransferkitError
 from transferkit.features import (
     AugmentedFeatures,
@@ -28,7 +29,8 @@ from transferkit.features import (
 )
 from transferkit.freezing import BATCHNORM_MODES, freeze, parse_plan
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad")
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
+
 
 
 @dataclasses.dataclass
@@ -42,16 +44,29 @@ class Phase:
         unfreeze: the freeze plan for the backbone (`"none"`, `"all"`,
             `"last:N"`, `"fraction:F"`, `"from:LAYER"`, `"blocks:N"`; see
             `transferkit.freezing`).
-        optimizer: an optimizer name (`"adam"`, `"sgd"`, ...). Defaults to
-            `"adam"`.
+        optimizer: an optimizer name or spec with its parameters (`"adam"`,
+            `"sgd:momentum=0.9,nesterov=true"`, `"adamw:weight_decay=1e-4"`;
+            see `transferkit.optimizers.get_optimizer`). Defaults to `"adam"`.
         name: a label for logs and plots. Defaults to `"phase<k>"`.
+        schedule: a learning-rate schedule spec starting from
+            `learning_rate` (`"cosine:warmup=0.05"`, `"1cycle:max_lr=1e-2"`,
+            `"plateau:factor=0.5,patience=2"`, ...; see
+            `transferkit.schedules.get_schedule`). Defaults to `None`
+            (constant).
+        lr_decay: discriminative fine-tuning: the head trains at the full
+            rate, the backbone's last block at `lr_decay` times it, the block
+            before at `lr_decay**2`, ... (`transferkit.optimizers.
+            block_multipliers`). A float in (0, 1], or `None` (default; one
+            rate for all).
     """
 
     epochs: int
     learning_rate: float
     unfreeze: object = "none"
-    optimizer: str = "adam"
+    optimizer: object = "adam"
     name: str = ""
+    schedule: object = None
+    lr_decay: object = None
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) \
@@ -62,20 +77,28 @@ class Phase:
             raise TransferkitError(
                 f"A learning rate must be a number in (0, 10), got {self.learning_rate!r}."
             )
-        if self.optimizer not in OPTIMIZERS:
-            raise TransferkitError(
-                f"Unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}."
-            )
-        parse_plan(self.unfreeze)  # fails early on a bad plan
+        # Each fails early, with its own message, on a bad spec.
+        optimizers.describe(self.optimizer)
+        schedules.get_schedule(self.schedule)
+        if self.lr_decay is not None and (
+            isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real)
+            or not 0 < self.lr_decay <= 1
+        ):
+            raise TransferkitError(f"lr_decay must be in (0, 1] or None, got {self.lr_decay!r}.")
+        parse_plan(self.unfreeze)
 
     def to_dict(self):
+        optimizer = optimizers.describe(self.optimizer)
+        optimizer.pop("learning_rate", None)  # the phase's own, below
         return {"name": self.name, "epochs": int(self.epochs),
                 "learning_rate": float(self.learning_rate),
-                "unfreeze": str(parse_plan(self.unfreeze)), "optimizer": self.optimizer}
+                "unfreeze": str(parse_plan(self.unfreeze)), "optimizer": optimizer,
+                "schedule": schedules.get_schedule(self.schedule).describe(),
+                "lr_decay": None if self.lr_decay is None else float(self.lr_decay)}
 
 
 def default_recipe(epochs=(5, 10), learning_rate=1e-3, fine_tune_factor=0.1, unfreeze="all",
-                   optimizer="adam"):
+                   optimizer="adam", schedule=None, lr_decay=None):
     """The two-phase recipe: train the head, then fine-tune with a lower rate.
 
     Args:
@@ -85,7 +108,11 @@ def default_recipe(epochs=(5, 10), learning_rate=1e-3, fine_tune_factor=0.1, unf
         fine_tune_factor: phase 2's rate is `learning_rate * fine_tune_factor`.
             Defaults to `0.1`.
         unfreeze: phase 2's freeze plan. Defaults to `"all"`.
-        optimizer: optimizer name for both phases. Defaults to `"adam"`.
+        optimizer: optimizer name or spec for both phases. Defaults to `"adam"`.
+        schedule: learning-rate schedule spec for both phases (each starts it
+            afresh from its own rate). Defaults to `None` (constant).
+        lr_decay: phase 2's per-block rate ratio (discriminative
+            fine-tuning; see `Phase`). Defaults to `None`.
 
     Returns:
         A list of two `Phase`s.
@@ -103,8 +130,9 @@ def default_recipe(epochs=(5, 10), learning_rate=1e-3, fine_tune_factor=0.1, unf
             f"fine_tune_factor must be in (0, 1], got {fine_tune_factor!r}."
         )
     return [
-        Phase(epochs[0], learning_rate, "none", optimizer, name="head"),
-        Phase(epochs[1], learning_rate * fine_tune_factor, unfreeze, optimizer, name="fine-tune"),
+        Phase(epochs[0], learning_rate, "none", optimizer, name="head", schedule=schedule),
+        Phase(epochs[1], learning_rate * fine_tune_factor, unfreeze, optimizer, name="fine-tune",
+              schedule=schedule, lr_decay=lr_decay),
     ]
 
 
@@ -161,7 +189,9 @@ class FineTuner:
 
     Attributes (after `fit`):
         history_: dict of per-epoch lists across phases (`loss`, `val_loss`,
-            ..., plus `phase` (index) and `learning_rate`).
+            ..., plus `phase` (index) and `learning_rate`: the optimizer's
+            rate at the end of each epoch, i.e. a per-step schedule's value
+            there, before `ReduceLROnPlateau` lowers it for the next epoch).
         phases_: a list of dicts per phase: its settings, `first_epoch`,
             `epochs_run`, the freeze summary, and whether it stopped early.
         best_epoch_: the epoch (0-based, over all phases) with the best
@@ -268,7 +298,9 @@ class FineTuner:
                 if self.verbose:
                     print(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} "
                           f"epochs at learning rate {phase.learning_rate:g}; {summary}.")
-                model.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
+                steps = _steps_per_epoch(x, y, self.batch_size)
+                optimizer, scheduled = self._optimizer(phase, model, steps, monitor)
+                model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
                 fit_args = dict(
                     x=x, y=y, batch_size=None if y is None else self.batch_size,
                     validation_data=validation_data, sample_weight=sample_weight, shuffle=True,
@@ -283,14 +315,16 @@ class FineTuner:
                     if cached is not None:
                         trained, changes = cached
                         fit_args.update(changes)
-                        trained.compile(optimizer=_optimizer(phase), loss=loss, metrics=metrics)
+                        optimizer, scheduled = self._optimizer(phase, model, steps, monitor)
+                        trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
                     # Always checkpoints the full model, whichever model trains.
                     saver = _Checkpoint(
                         model, checkpoint, monitor=monitor, save_best_only=True,
                         save_weights_only=True, initial_value_threshold=best,
                         mode=_mode(monitor), verbose=0,
                     )
-                    callbacks = [saver] + list(self.callbacks or [])
+                    rates = _LearningRates()
+                    callbacks = [saver, rates, *scheduled] + list(self.callbacks or [])
                     stopper = None
                     if self.patience is not None:
                         stopper = keras.callbacks.EarlyStopping(
@@ -306,9 +340,10 @@ class FineTuner:
                 logs = run.history if run is not None else {}
                 ran = len(logs.get("loss", []))
                 for key, values in logs.items():
-                    history.setdefault(key, [None] * first).extend(float(v) for v in values)
+                    if key != "learning_rate":  # ReduceLROnPlateau's; ours is below
+                        history.setdefault(key, [None] * first).extend(float(v) for v in values)
                 history.setdefault("phase", []).extend([index] * ran)
-                history.setdefault("learning_rate", []).extend([float(phase.learning_rate)] * ran)
+                history.setdefault("learning_rate", []).extend(rates.values[:ran])
                 for values in history.values():  # keys a phase did not log
                     values.extend([None] * (first + ran - len(values)))
                 if ran and parse_plan(phase.unfreeze).kind != "none":
@@ -483,6 +518,18 @@ class FineTuner:
             checked.append(array)
         return tuple(checked)
 
+    def _optimizer(self, phase, model, steps, monitor):
+        """`(optimizer, callbacks)` for `phase`: its schedule and per-block rates."""
+        parts = schedules.get_schedule(phase.schedule).build(
+            phase.learning_rate, total_steps=max(phase.epochs * steps, 1), monitor=monitor)
+        multipliers = None
+        if phase.lr_decay is not None:
+            multipliers = optimizers.block_multipliers(model, ratio=phase.lr_decay,
+                                                       blocks=self.blocks)
+        optimizer = optimizers.get_optimizer(phase.optimizer, parts.learning_rate,
+                                             multipliers=multipliers)
+        return optimizer, list(parts.callbacks)
+
     def _say(self, text):
         if self.verbose:
             print(text)
@@ -605,8 +652,20 @@ def _mode(monitor):
     return "max" if any(k in name for k in ("acc", "auc", "precision", "recall")) else "min"
 
 
-def _optimizer(phase):
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
-               "nadam": keras.optimizers.Nadam, "adagrad": keras.optimizers.Adagrad}
-    return classes[phase.optimizer](learning_rate=phase.learning_rate)
+def _steps_per_epoch(x, y, batch_size):
+    """Optimizer steps in one epoch: batches of arrays, or a dataset's length."""
+    if y is None and hasattr(x, "__len__") and not isinstance(x, np.ndarray):
+        return max(len(x), 1)  # a PyDataset: its length is its number of batches
+    return max(math.ceil(len(x) / batch_size), 1)
+
+
+class _LearningRates(keras.callbacks.Callback):
+    """Records the optimizer's learning rate at the end of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.values.append(float(keras.ops.convert_to_numpy(rate)))

@@ -32,6 +32,10 @@ def load_model(path, **kwargs):
             f"{path} is not a Keras model file: expected a .keras archive "
             "written by model.save('model.keras')."
         )
+    # transferkit's registered Keras objects (schedules, per-block optimizers,
+    # in-model preprocessing) must be importable by name before loading.
+    import transferkit.schedules  # noqa: F401  (also registers the optimizers)
+
     try:
         return keras.saving.load_model(path, **kwargs)
     except Exception as e:  # Keras raises many types for a damaged archive.

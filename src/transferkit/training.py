@@ -40,10 +40,16 @@ def train(
     fine_tune_factor=0.1,
     unfreeze="all",
     optimizer="adam",
+    schedule=None,
+    lr_decay=None,
     batchnorm="frozen",
     kernel=None,
     bias=None,
     dropout=0.2,
+    dropout_after=None,
+    dropout_after_rate=0.1,
+    dropout_kind="dropout",
+    kernel_constraint=None,
     augment=True,
     augmented_copies=0,
     image_size=None,
@@ -98,11 +104,28 @@ def train(
         fine_tune_factor: fine-tuning rate = `learning_rate * factor`.
             Defaults to `0.1`.
         unfreeze: the fine-tuning phase's freeze plan. Defaults to `"all"`.
-        optimizer: optimizer name. Defaults to `"adam"`.
+        optimizer: optimizer name or spec with parameters, e.g.
+            `"sgd:momentum=0.9,nesterov=true"`. Defaults to `"adam"`.
+        schedule: learning-rate schedule spec for each phase, e.g.
+            `"1cycle:max_lr=1e-2"`, `"cosine:warmup=0.05"`,
+            `"plateau:factor=0.5,patience=2"`. Defaults to `None` (constant).
+        lr_decay: discriminative fine-tuning in phase 2: each backbone block
+            trains at `lr_decay` times the rate of the block after it (the
+            head at the full rate). Defaults to `None`.
         batchnorm: `"frozen"` (default; inference mode) or `"train"`.
         kernel: optional kernel penalty spec, e.g. `"l2:1e-4"`.
         bias: optional bias penalty spec.
         dropout: rate before the head. Defaults to `0.2`.
+        dropout_after: dropout inserted into the pretrained graph
+            (`transferkit.insert_dropout`): `"blocks"` (after each block of
+            the backbone), or layer names (`"backbone/block_6_add"`, a list
+            or comma-separated). Defaults to `None`.
+        dropout_after_rate: the rate of those layers. Defaults to `0.1`.
+        dropout_kind: `"dropout"` (default) or `"spatial"` (whole feature
+            maps) for those layers.
+        kernel_constraint: a constraint on every kernel
+            (`transferkit.constrain`), e.g. `"max_norm:3"` (one norm per
+            output unit). Defaults to `None`.
         augment: augmentation spec (`True`, `False`, `"flip=horizontal,
             rotate=0.1"`; see `transferkit.data.get_augmentation`).
             Defaults to `True`.
@@ -223,18 +246,15 @@ def train(
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
 
 
-ARGUMENTS = (
-    "data_dir", "backbone", "out", "val", "val_split", "head", "epochs", "learning_rate",
-    "fine_tune_factor", "unfreeze", "optimizer", "batchnorm", "kernel", "bias", "dropout",
-    "augment", "augmented_copies", "image_size", "crop", "batch_size", "patience", "seed",
-    "weights", "from_scratch", "cache_dir", "strict",
-)
 # The options that define how one model is made and trained (train and cv share them).
 SETUP_ARGUMENTS = (
     "backbone", "head", "epochs", "learning_rate", "fine_tune_factor", "unfreeze",
-    "optimizer", "batchnorm", "kernel", "bias", "dropout", "augment", "augmented_copies",
-    "image_size", "crop", "batch_size", "patience", "seed", "weights", "from_scratch",
+    "optimizer", "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
+    "dropout_after", "dropout_after_rate", "dropout_kind", "kernel_constraint", "augment",
+    "augmented_copies", "image_size", "crop", "batch_size", "patience", "seed", "weights",
+    "from_scratch",
 )
+ARGUMENTS = ("data_dir", "out", "val", "val_split") + SETUP_ARGUMENTS + ("cache_dir", "strict")
 
 
 class Setup:
@@ -246,8 +266,11 @@ class Setup:
     """
 
     def __init__(self, backbone, *, head="softmax", epochs=(5, 10), learning_rate=1e-3,
-                 fine_tune_factor=0.1, unfreeze="all", optimizer="adam", batchnorm="frozen",
-                 kernel=None, bias=None, dropout=0.2, augment=True, augmented_copies=0,
+                 fine_tune_factor=0.1, unfreeze="all", optimizer="adam", schedule=None,
+                 lr_decay=None, batchnorm="frozen",
+                 kernel=None, bias=None, dropout=0.2, dropout_after=None,
+                 dropout_after_rate=0.1, dropout_kind="dropout", kernel_constraint=None,
+                 augment=True, augmented_copies=0,
                  image_size=None, crop=None, batch_size=32, patience=5, seed=0,
                  weights="imagenet", from_scratch=False, verbose="auto"):
         from transferkit.backbones.registry import get_backbone_config
@@ -271,12 +294,12 @@ class Setup:
         self.size = (self.config.default_size if image_size is None
                      else _checked_size(image_size, self.config))
         self.recipe = default_recipe(epochs, learning_rate, fine_tune_factor, unfreeze,
-                                     optimizer)
+                                     optimizer, schedule=schedule, lr_decay=lr_decay)
         self.weights, self.from_scratch = weights, from_scratch
         if from_scratch:
             self.weights = None
             self.recipe = [Phase(sum(p.epochs for p in self.recipe), learning_rate, "all",
-                                 optimizer, name="scratch")]
+                                 optimizer, name="scratch", schedule=schedule)]
         self.augmentation = augment_module.parse(augment)
         self.augmentation_description = augment_module.describe(augment)
         self.kernel, self.bias = get_penalty(kernel), get_penalty(bias)
@@ -296,6 +319,27 @@ class Setup:
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                      or patience < 1):
             raise TransferkitError(f"patience must be an int >= 1 or None, got {patience!r}.")
+        if dropout_after is not None:
+            if isinstance(dropout_after_rate, bool) or not isinstance(
+                    dropout_after_rate, (int, float)) or not 0 <= dropout_after_rate < 1:
+                raise TransferkitError(
+                    f"dropout_after_rate must be in [0, 1), got {dropout_after_rate!r}."
+                )
+            if dropout_kind not in ("dropout", "spatial"):
+                raise TransferkitError(
+                    f"dropout_kind must be 'dropout' or 'spatial', got {dropout_kind!r}."
+                )
+            if not isinstance(dropout_after, (str, list, tuple)) or not dropout_after:
+                raise TransferkitError(
+                    f"dropout_after must be 'blocks', 'head' or layer names, got "
+                    f"{dropout_after!r}."
+                )
+        if kernel_constraint is not None:
+            from transferkit.constraints import get_constraint
+
+            get_constraint(kernel_constraint)  # fails early on a bad spec
+        self.dropout_after, self.dropout_after_rate = dropout_after, dropout_after_rate
+        self.dropout_kind, self.kernel_constraint = dropout_kind, kernel_constraint
         self.crop, self.batch_size, self.dropout = crop, batch_size, dropout
         self.augmented_copies, self.patience, self.seed = augmented_copies, patience, seed
         self.batchnorm, self.verbose = batchnorm, verbose
@@ -314,8 +358,8 @@ class Setup:
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
                                  checkpoint)
 
-    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
-        from transferkit.features import cache_refusal, feature_extractor
+    def build_model(self, num_classes):
+        """The model to train: `build` plus inserted dropout and constraints."""
         from transferkit.model import build
 
         model = build(
@@ -325,6 +369,21 @@ class Setup:
             augmentation=None if self.augmentation is None else self.augmentation.build(
                 seed=self.seed),
         )
+        if self.dropout_after is not None:
+            from transferkit.insertion import insert_dropout
+
+            model = insert_dropout(model, self.dropout_after_rate, where=self.dropout_after,
+                                   kind=self.dropout_kind, seed=self.seed, blocks=self.config)
+        if self.kernel_constraint is not None:
+            from transferkit.constraints import constrain
+
+            constrain(model, kernel=self.kernel_constraint)
+        return model
+
+    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
+        from transferkit.features import cache_refusal, feature_extractor
+
+        model = self.build_model(num_classes)
         given = None
         first = self.recipe[0]
         if features is not None and first.epochs and first.unfreeze == "none" \
