@@ -232,7 +232,7 @@ def test_bad_arguments_fail_in_one_line():
         insert_dropout(model, 0.1, kind="spatial")
     with pytest.raises(TransferkitError, match="is an input layer"):
         insert_dropout(model, 0.1, where="image")
-    with pytest.raises(TransferkitError, match="needs the backbone's block names"):
+    with pytest.raises(TransferkitError, match="Block names are needed"):
         insert_dropout(conv_model(), 0.1, where="blocks")
     with pytest.raises(TransferkitError, match="belongs to block 'conv9'"):
         insert_dropout(conv_model(), 0.1, where="blocks", blocks=["conv9"])

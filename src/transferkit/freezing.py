@@ -226,28 +226,41 @@ def _first_trainable(plan, layers, weighted, model, blocks):
                 f"Freeze plan {plan}: the backbone has no layer {plan.value!r}{hint}."
             )
         return names.index(plan.value)
-    return _block_start(plan, layers, _block_names(blocks, model))
+    return _block_start(plan, layers, block_names(blocks, model))
 
 
-def _block_names(blocks, model):
+def block_names(blocks, model, *, alternative="use last:N or from:LAYER"):
+    """The backbone's block names, first to last, from `blocks` or `model`'s name.
+
+    Args:
+        blocks: a catalogue name, a `BackboneConfig`, a list of block-name
+            prefixes, or `None`: the catalogue name in the model's name
+            (`build` names its models `"<backbone>_classifier"`).
+        model: the model the blocks belong to.
+        alternative: what to do instead, for the error messages.
+    """
     from transferkit.backbones.registry import BackboneConfig, get_backbone_config
 
     if blocks is None:
         suffix = "_classifier"
         if not model.name.endswith(suffix):
             raise TransferkitError(
-                "Freeze plan blocks:N needs the backbone's block names: pass blocks=<the "
-                "catalogue name>, e.g. blocks='resnet50'."
+                "Block names are needed: pass blocks=<the catalogue name>, e.g. "
+                f"blocks='resnet50', or the block name prefixes; or {alternative}."
             )
         blocks = model.name[: -len(suffix)]
     if isinstance(blocks, str):
         blocks = get_backbone_config(blocks)
     if isinstance(blocks, BackboneConfig):
         blocks = blocks.blocks
-    blocks = tuple(blocks)
+    if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, str) for b in blocks):
+        raise TransferkitError(
+            f"blocks must be a catalogue name, a BackboneConfig or a list of block "
+            f"name prefixes; got {blocks!r}."
+        )
     if not blocks:
-        raise TransferkitError("This backbone has no named blocks; use last:N or from:LAYER.")
-    return blocks
+        raise TransferkitError(f"This backbone has no named blocks; {alternative}.")
+    return tuple(blocks)
 
 
 def _block_start(plan, layers, blocks):

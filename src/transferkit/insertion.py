@@ -9,6 +9,7 @@ import keras
 
 from transferkit._walk import _stores_layer_configs, iter_layers
 from transferkit.errors import TransferkitError
+from transferkit.freezing import block_names
 
 KINDS = ("dropout", "spatial")
 BACKBONE = "backbone"
@@ -325,34 +326,9 @@ def _plan_blocks(root, maker, blocks, backbone):
     if isinstance(top.get(backbone), keras.Model):
         scope = _nested(root, top[backbone], backbone)
         prefix = f"{backbone}/"
-    for end in _block_ends(scope.model, _block_names(blocks, root.model), scope.graph):
+    names = block_names(blocks, root.model, alternative="name the layers: where=['LAYER', ...]")
+    for end in _block_ends(scope.model, names, scope.graph):
         _plan_after(scope, end, prefix + end.name, maker)
-
-
-def _block_names(blocks, model):
-    from transferkit.backbones.registry import BackboneConfig, get_backbone_config
-
-    if blocks is None:
-        suffix = "_classifier"
-        if not model.name.endswith(suffix):
-            raise TransferkitError(
-                "where='blocks' needs the backbone's block names: pass blocks=<catalogue "
-                "name> (e.g. 'resnet50') or the block name prefixes, or name the layers: "
-                "where=['LAYER', ...]."
-            )
-        blocks = model.name[: -len(suffix)]
-    if isinstance(blocks, str):
-        blocks = get_backbone_config(blocks)
-    if isinstance(blocks, BackboneConfig):
-        blocks = blocks.blocks
-    if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, str) for b in blocks):
-        raise TransferkitError(
-            f"blocks must be a catalogue name, a BackboneConfig or a list of block "
-            f"name prefixes; got {blocks!r}."
-        )
-    if not blocks:
-        raise TransferkitError("This backbone has no named blocks; name the layers: where=['LAYER', ...].")
-    return tuple(blocks)
 
 
 def _block_ends(model, blocks, graph):

@@ -562,7 +562,7 @@ def block_multipliers(model, ratio=0.5, blocks=None, backbone="backbone"):
     >>> block_multipliers(model, 0.5, blocks=("block1", "block2"))
     {'stem/': 0.25, 'block1_conv/': 0.25, 'block2_conv/': 0.5, 'head/': 1.0}
     """
-    from transferkit.freezing import _block_names, get_backbone
+    from transferkit.freezing import block_names, get_backbone
 
     if (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real)
             or not 0 < ratio <= 1):
@@ -571,7 +571,7 @@ def block_multipliers(model, ratio=0.5, blocks=None, backbone="backbone"):
             f"got {ratio!r}."
         )
     trunk = get_backbone(model, backbone)
-    names = _block_names(blocks, model)
+    names = block_names(blocks, model)
     layers = trunk.layers
     ends = []
     for block in names:
