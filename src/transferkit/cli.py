@@ -149,6 +149,23 @@ def _parser():
     _add_recipe_arguments(lf)
     lf.set_defaults(command="lr-find", run=_lr_find, unfreeze="none")
 
+    dg = commands.add_parser(
+        "diagnose",
+        help="over- or under-fitting? read a run's training curves and say what to try next",
+        description="Read a train run's history.json (each fold's, for a cv run) and print "
+        "the best epoch, where over-fitting started (validation loss worse than its best for "
+        "--patience epochs in a row while the training loss kept falling), the generalization "
+        "gap, a verdict (over-fitting, under-fitting, good fit, diverged or inconclusive), the "
+        "figures behind it, and what to try next.",
+    )
+    dg.add_argument("run_dir", help="a train or cv run folder")
+    dg.add_argument("--patience", type=int, default=3,
+                    help="epochs of rising validation loss that confirm over-fitting (default 3)")
+    dg.add_argument("--min-delta", type=float, default=0.0,
+                    help="a rise above the best smaller than this does not count (default 0)")
+    dg.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    dg.set_defaults(command="diagnose", run=_diagnose)
+
     pr = commands.add_parser(
         "predict",
         help="classify image files with a trained run",
@@ -417,6 +434,28 @@ def _cv(args):
     cross_validate(args.data_dir, args.backbone, args.out, folds=args.folds,
                    cache_dir=args.cache_dir, strict=args.strict, overwrite=args.overwrite,
                    **_recipe_options(args))
+
+
+def _diagnose(args):
+    import json
+
+    from transferkit.diagnosis import diagnose_run
+
+    _check_positive("--patience", args.patience)
+    if not 0 <= args.min_delta < float("inf"):
+        _fail(f"--min-delta must be a number >= 0, like 0.01; got {args.min_delta}.")
+    result = diagnose_run(args.run_dir, patience=args.patience, min_delta=args.min_delta)
+    folds = result if isinstance(result, list) else None
+    if args.json:
+        print(json.dumps([d.to_dict() for d in folds] if folds is not None else result.to_dict(),
+                         indent=2))
+        return
+    if folds is None:
+        print(result)
+        return
+    for k, diagnosis in enumerate(folds, 1):
+        print(("\n" if k > 1 else "") + f"Fold {k}/{len(folds)}")
+        print(diagnosis)
 
 
 def _predict(args):
