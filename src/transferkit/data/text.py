@@ -1,0 +1,471 @@
+"""Labelled text files, and texts as multi-hot bag-of-words vectors.
+
+A labelled text file has one example a row, with a text column and a label
+column (other columns are ignored):
+
+- JSON Lines (`.jsonl`, `.ndjson`): one JSON object a line, such as
+  `{"id": "train/neg/0_3.txt", "label": 0, "text": "Story of a man ..."}`;
+  blank lines are skipped.
+- CSV (`.csv`, or `.tsv` separated by tabs): a header row naming the columns,
+  then one row an example; fields with commas or line breaks are quoted.
+
+Either may be gzip-compressed (`reviews.jsonl.gz`); files are UTF-8.
+
+Labels are integers (class indices 0, 1, ..., kept as they are) or strings
+(class names, numbered in sorted order, like image class folders). In a CSV
+file every field is a string: a label column whose every value is an integer
+gives integer labels, any other gives class names.
+
+`MultiHot` turns texts into the vectors of Deep Learning with Python, ch. 3-4:
+one column per word of a vocabulary of the most frequent words, 1 where the
+text has the word. It is a small NumPy implementation rather than
+`keras.layers.TextVectorization(output_mode="multi_hot")`, so that it runs on
+every Keras backend without TensorFlow strings, splits words at punctuation
+instead of gluing them together ("well-made" is "well" "made", not
+"wellmade"), drops HTML line breaks (`<br />`, which are in most IMDB reviews
+and would otherwise be the word "br"), breaks frequency ties alphabetically,
+and spends no column on an out-of-vocabulary token.
+"""
+
+import collections
+import csv
+import gzip
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from transferkit.errors import TransferkitError
+
+TEXT_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".tsv")
+STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", None)
+
+_JSON_LINES = (".jsonl", ".ndjson")
+# HTML line breaks: <br>, <br/>, <br />, in any case.
+_LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+# Punctuation (anything but letters, digits and whitespace, and the
+# underscore), except an apostrophe between two letters or digits, which
+# stays in its word: "don't", "it's", "90's".
+_PUNCTUATION = re.compile(r"[^\w\s']|_|(?<![^\W_])'|'(?![^\W_])")
+# Texts are turned into rows of the output this many at a time, so that the
+# token lists of only one chunk are held in memory.
+_CHUNK = 1024
+# An error names at most this many columns or values.
+_NAMES_SHOWN = 10
+
+
+def read_texts(path, *, text="text", label="label", limit=None):
+    """Reads a labelled text file: `(texts, labels, class_names)`.
+
+    Args:
+        path: a `.jsonl`, `.ndjson`, `.csv` or `.tsv` file, optionally
+            gzip-compressed (`.jsonl.gz`); see the module docstring.
+        text: the name of the text column (JSON field). Defaults to `"text"`.
+        label: the name of the label column (JSON field). Defaults to
+            `"label"`.
+        limit: read only the first `limit` examples; `None` (default) reads
+            them all.
+
+    Returns:
+        `texts`, a list of `str`; `labels`, an `np.int64` array of class
+        indices; `class_names`, a list of `str` where label `i` is
+        `class_names[i]`: the sorted label strings, or `"0"`, `"1"`, ... up to
+        the largest label when the labels are integers.
+
+    Example:
+
+    >>> texts, labels, class_names = read_texts("imdb/imdb_train.jsonl.gz")  # doctest: +SKIP
+    >>> len(texts), labels[:3], class_names  # doctest: +SKIP
+    (25000, array([0, 0, 0]), ['0', '1'])
+    >>> read_texts("reviews.csv", text="review", label="sentiment")[2]  # doctest: +SKIP
+    ['negative', 'positive']
+    """
+    path = Path(path).expanduser()
+    for name, value in (("text", text), ("label", label)):
+        if not isinstance(value, str) or not value:
+            raise TransferkitError(
+                f"Invalid {name} column {value!r}: pass the column's name as a "
+                "string, such as 'review'."
+            )
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
+    ):
+        raise TransferkitError(
+            f"Invalid limit {limit!r}: use a positive integer, or None to read "
+            "every example."
+        )
+    kind = _file_kind(path)
+    if not path.exists():
+        raise TransferkitError(f"Text file '{path}' does not exist.")
+    if path.is_dir():
+        raise TransferkitError(
+            f"'{path}' is a folder; pass a labelled text file ({', '.join(TEXT_EXTENSIONS)})."
+        )
+    reader = _json_rows if kind in _JSON_LINES else _csv_rows
+    texts, raw_labels, lines = [], [], []
+    try:
+        with _open_text(path) as stream:
+            for line, row in reader(stream, path, kind, text, label):
+                texts.append(row[0])
+                raw_labels.append(row[1])
+                lines.append(line)
+                if limit is not None and len(texts) == limit:
+                    break
+    except UnicodeDecodeError as error:
+        raise TransferkitError(
+            f"'{path}' is not UTF-8 text ({error.reason}); save it as UTF-8."
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise TransferkitError(
+            f"Cannot decompress '{path}' ({error}); check that it is a complete "
+            "gzip file, or drop the .gz extension if it is not compressed."
+        ) from None
+    except OSError as error:
+        raise TransferkitError(f"Cannot read '{path}': {error.strerror or error}.") from None
+    if not texts:
+        where = "" if kind in _JSON_LINES else " below its header"
+        raise TransferkitError(f"Text file '{path}' has no examples{where}: add some rows.")
+    labels, class_names = _encode_labels(raw_labels, lines, path, label, kind)
+    return texts, labels, class_names
+
+
+class MultiHot:
+    """Multi-hot bag-of-words vectors over the `max_tokens` most frequent words.
+
+    `fit` counts every word of the texts (each occurrence, not each text) and
+    keeps the `max_tokens` most frequent ones as `vocabulary_`, most frequent
+    first; words with the same count are ordered alphabetically, so the
+    vocabulary does not depend on the order of the texts. `transform` gives
+    one row a text and one column a vocabulary word: 1 where the text has the
+    word (at least once), 0 elsewhere. Words outside the vocabulary are
+    ignored.
+
+    Texts become words in two steps: `standardize` (see Args), then a split
+    at whitespace.
+
+    How this differs from the vectors of Deep Learning with Python (ch. 3-4),
+    made with `keras.datasets.imdb.load_data(num_words=10000)`: there, column
+    `i` is the word of frequency rank `i - 3` over the dataset's own word
+    index, so the 10,000 columns hold the 9,996 most frequent words, a
+    column (1) that is 1 in every row (the start-of-sequence mark), one (2)
+    for "any rarer word", and two that are always 0 (0 and 3). Here all
+    `max_tokens` columns are words: 10,000 words where the book has 9,996.
+    The words themselves differ a little too: that dataset was tokenized by
+    its makers (keeping "br" from HTML line breaks); this one by
+    `standardize`. `keras.layers.TextVectorization(max_tokens=10000,
+    output_mode="multi_hot")` would give 9,999 words and an out-of-vocabulary
+    column.
+
+    Args:
+        max_tokens: the number of words to keep, an integer >= 1, or `None`
+            to keep every word. The output has `len(vocabulary_)` columns:
+            `max_tokens`, unless the texts have fewer distinct words.
+            Defaults to 10000.
+        standardize: what to do to each text before splitting it at
+            whitespace. `"lower_and_strip_punctuation"` (default):
+            lowercase it, replace HTML line breaks (`<br />`) and punctuation
+            with spaces, keeping apostrophes inside words ("don't") and
+            turning curly apostrophes into straight ones; `"lower"`: only
+            lowercase it; `"strip_punctuation"`: only the punctuation and line
+            breaks; `None`: nothing; or a callable from `str` to `str`.
+        dtype: the NumPy dtype of the output. Defaults to `"float32"`, what
+            a Keras model takes; `"uint8"` or `"bool"` take 4 times less
+            memory (25,000 texts x 10,000 words: 1 GB as float32).
+
+    Attributes:
+        vocabulary_: the words kept by `fit`, a list of `str`, most frequent
+            first; word `vocabulary_[i]` is column `i`.
+        counts_: `np.int64` array, the number of times each vocabulary word
+            occurs in the texts given to `fit`.
+
+    Example:
+
+    >>> vectorizer = MultiHot(max_tokens=3).fit(["A cat and a dog.", "A dog<br />barks!"])
+    >>> vectorizer.vocabulary_
+    ['a', 'dog', 'and']
+    >>> vectorizer.transform(["The DOG, a dog.", "Cats bark."])
+    array([[1., 1., 0.],
+           [0., 0., 0.]], dtype=float32)
+    """
+
+    def __init__(self, max_tokens=10000, *, standardize="lower_and_strip_punctuation",
+                 dtype="float32"):
+        self.max_tokens = max_tokens
+        self.standardize = standardize
+        self.dtype = dtype
+
+    def __repr__(self):
+        fitted = f", {len(self.vocabulary_)} words" if hasattr(self, "vocabulary_") else ""
+        return (
+            f"MultiHot(max_tokens={self.max_tokens!r}, "
+            f"standardize={self.standardize!r}, dtype={self.dtype!r}{fitted})"
+        )
+
+    def tokenize(self, text):
+        """The words of one text, in order, after `standardize`.
+
+        Example:
+
+        >>> MultiHot().tokenize("Don't miss it:<br />well-made!")
+        ["don't", 'miss', 'it', 'well', 'made']
+        """
+        self._check_parameters()
+        if not isinstance(text, str):
+            raise TransferkitError(
+                f"Cannot tokenize {type(text).__name__} {text!r}: pass a string."
+            )
+        return self._words(text)
+
+    def fit(self, texts):
+        """Learns the vocabulary from `texts` (a list of strings); returns `self`."""
+        self._check_parameters()
+        texts = _check_texts(texts)
+        counter = collections.Counter()
+        for text in texts:
+            counter.update(self._words(text))
+        if not counter:
+            raise TransferkitError(
+                f"The {len(texts)} text(s) given to fit have no words; fit on "
+                "texts with words in them."
+            )
+        # Most frequent first, ties alphabetical: independent of text order.
+        ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+        ranked = ranked[: self.max_tokens]
+        self.vocabulary_ = [word for word, _ in ranked]
+        self.counts_ = np.array([count for _, count in ranked], dtype=np.int64)
+        self._index = {word: i for i, word in enumerate(self.vocabulary_)}
+        return self
+
+    def transform(self, texts):
+        """Multi-hot rows for `texts`: an array of shape `(len(texts), len(vocabulary_))`."""
+        if not hasattr(self, "vocabulary_"):
+            raise TransferkitError(
+                "This MultiHot has no vocabulary yet; call fit(texts) or "
+                "fit_transform(texts) first."
+            )
+        self._check_parameters()
+        texts = _check_texts(texts)
+        output = np.zeros((len(texts), len(self.vocabulary_)), dtype=self.dtype)
+        index = self._index
+        for start in range(0, len(texts), _CHUNK):
+            rows, columns = [], []
+            for row, text in enumerate(texts[start:start + _CHUNK], start):
+                found = {index[w] for w in self._words(text) if w in index}
+                rows += [row] * len(found)
+                columns += found
+            output[rows, columns] = 1
+        return output
+
+    def fit_transform(self, texts):
+        """`fit(texts)`, then `transform(texts)`."""
+        texts = _check_texts(texts)
+        return self.fit(texts).transform(texts)
+
+    def _words(self, text):
+        standardize = self.standardize
+        if callable(standardize):
+            text = standardize(text)
+            if not isinstance(text, str):
+                raise TransferkitError(
+                    f"The standardize callable returned {type(text).__name__}; "
+                    "it must return a string."
+                )
+            return text.split()
+        if standardize in ("lower_and_strip_punctuation", "lower"):
+            text = text.lower()
+        if standardize in ("lower_and_strip_punctuation", "strip_punctuation"):
+            text = _LINE_BREAK.sub(" ", text).replace("\u2019", "'")
+            text = _PUNCTUATION.sub(" ", text)
+        return text.split()
+
+    def _check_parameters(self):
+        tokens = self.max_tokens
+        if tokens is not None and (
+            isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1
+        ):
+            raise TransferkitError(
+                f"Invalid max_tokens {tokens!r}: use a positive integer such as "
+                "10000, or None to keep every word."
+            )
+        if not callable(self.standardize) and self.standardize not in STANDARDIZE:
+            raise TransferkitError(
+                f"Invalid standardize {self.standardize!r}: use one of "
+                f"{', '.join(repr(s) for s in STANDARDIZE)}, or a callable from "
+                "str to str."
+            )
+        try:
+            kind = np.dtype(self.dtype).kind
+        except TypeError:
+            kind = None
+        if kind not in ("b", "i", "u", "f"):
+            raise TransferkitError(
+                f"Invalid dtype {self.dtype!r}: use a numeric dtype such as "
+                "'float32', 'uint8' or 'bool'."
+            )
+
+
+def _check_texts(texts):
+    if isinstance(texts, (str, bytes)):
+        raise TransferkitError(
+            "texts is a single string; pass a list of strings (one a text), "
+            "such as [text]."
+        )
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TransferkitError(
+            f"texts must be a list of strings, got {type(texts).__name__}."
+        ) from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TransferkitError(
+                f"Text {i} is {type(text).__name__} {text!r:.40}, not a string; "
+                "pass a list of strings."
+            )
+    return texts
+
+
+def _file_kind(path):
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    kind = suffixes[-1] if suffixes else ""
+    if kind not in TEXT_EXTENSIONS:
+        raise TransferkitError(
+            f"Unknown text file type '{path.name}': use one of "
+            f"{', '.join(TEXT_EXTENSIONS)}, optionally with .gz."
+        )
+    return kind
+
+
+def _open_text(path):
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _json_rows(stream, path, kind, text, label):
+    """Yields `(line number, (text, label))`, checking each line."""
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TransferkitError(
+                f"Line {number} of '{path}' is not valid JSON ({error.msg}, "
+                f"column {error.colno}); each line must be one JSON object."
+            ) from None
+        if not isinstance(row, dict):
+            raise TransferkitError(
+                f"Line {number} of '{path}' is a JSON {type(row).__name__}, not "
+                "an object; each line must be one object such as "
+                '{"text": "...", "label": 1}.'
+            )
+        yield number, _fields(row, number, path, text, label)
+
+
+def _csv_rows(stream, path, kind, text, label):
+    """Yields `(line number, (text, label))`, checking the header and rows."""
+    reader = csv.reader(stream, delimiter="\t" if kind == ".tsv" else ",")
+    header = next(reader, None)
+    if header is None:
+        raise TransferkitError(
+            f"Text file '{path}' is empty; a CSV file needs a header row naming "
+            "its columns, then one row an example."
+        )
+    for name in (text, label):
+        if name not in header:
+            argument = "text" if name == text else "label"
+            raise TransferkitError(
+                f"'{path}' has no '{name}' column (columns found: "
+                f"{_list(header)}); pass {argument}= with the column's name."
+            )
+    columns = (header.index(text), header.index(label))
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise TransferkitError(
+                f"Line {reader.line_num} of '{path}' has {len(row)} fields but "
+                f"the header has {len(header)}; quote fields that contain the "
+                "separator."
+            )
+        yield reader.line_num, (row[columns[0]], row[columns[1]])
+
+
+def _fields(row, number, path, text, label):
+    for name, argument in ((text, "text"), (label, "label")):
+        if name not in row:
+            raise TransferkitError(
+                f"Line {number} of '{path}' has no '{name}' field (fields "
+                f"found: {_list(row)}); pass {argument}= with the field's name."
+            )
+    if not isinstance(row[text], str):
+        raise TransferkitError(
+            f"Line {number} of '{path}': the '{text}' field is "
+            f"{json.dumps(row[text]):.40}, not a string."
+        )
+    return row[text], row[label]
+
+
+def _encode_labels(raw, lines, path, name, kind):
+    """`(np.int64 labels, class names)` from JSON values or CSV strings."""
+    if kind not in _JSON_LINES:
+        if all(_is_integer_string(v) for v in raw):
+            raw = [int(v) for v in raw]
+        elif any(not v.strip() for v in raw):
+            i = next(i for i, v in enumerate(raw) if not v.strip())
+            raise TransferkitError(
+                f"Line {lines[i]} of '{path}' has an empty '{name}' field; "
+                "every example needs a label."
+            )
+    kinds = {_label_kind(v) for v in raw}
+    if None in kinds:
+        i = next(i for i, v in enumerate(raw) if _label_kind(v) is None)
+        raise TransferkitError(
+            f"Line {lines[i]} of '{path}': the '{name}' value "
+            f"{json.dumps(raw[i]):.40} is not a class; labels must be integers "
+            "(class indices) or strings (class names)."
+        )
+    if kinds == {int}:
+        labels = np.asarray(raw, dtype=np.int64)
+        if labels.min() < 0:
+            i = int(np.argmin(labels))
+            raise TransferkitError(
+                f"Line {lines[i]} of '{path}' has label {labels[i]}; integer "
+                "labels are class indices 0, 1, ..."
+            )
+        return labels, [str(k) for k in range(int(labels.max()) + 1)]
+    if kinds == {str}:
+        class_names = sorted(set(raw))
+        index = {c: i for i, c in enumerate(class_names)}
+        return np.array([index[v] for v in raw], dtype=np.int64), class_names
+    i = next(i for i, v in enumerate(raw) if isinstance(v, str))
+    raise TransferkitError(
+        f"The '{name}' values of '{path}' mix integers and strings (line "
+        f"{lines[i]} has {json.dumps(raw[i]):.40}); use one or the other."
+    )
+
+
+def _label_kind(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int
+    if isinstance(value, str) and value.strip():
+        return str
+    return None
+
+
+def _is_integer_string(value):
+    return re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
+
+
+def _list(names):
+    names = [repr(n) for n in names]
+    if len(names) > _NAMES_SHOWN:
+        names = names[:_NAMES_SHOWN] + [f"and {len(names) - _NAMES_SHOWN} more"]
+    return ", ".join(names) if names else "none"
