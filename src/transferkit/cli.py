@@ -166,6 +166,77 @@ def _parser():
     dg.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     dg.set_defaults(command="diagnose", run=_diagnose)
 
+    cmp = commands.add_parser(
+        "compare",
+        help="train variants of one model (original, smaller, bigger, l2, dropout) on the "
+        "same data and compare their curves",
+        description="Seed 004's experiment on an image folder: train each variant (presets, "
+        "or the [variants.NAME] tables of a TOML file) on the same images, split and seed; "
+        "print best and last validation loss and accuracy, best epoch, over-fitting onset and "
+        "verdict per variant. With --out, also write comparison.png, metrics.json, "
+        "history.json and config.json (complete or not at all). Presets: original = the base "
+        "options; smaller = --unfreeze blocks:1; bigger = --unfreeze all with BatchNorm "
+        "training; l2 = --kernel l2:1e-4; dropout = --dropout 0.5.",
+    )
+    cmp.add_argument("data_dir", help="training images, one subfolder per class")
+    cmp.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
+    cmp.add_argument("--variants", metavar="NAME,...",
+                     help="presets to compare (default all: original,smaller,bigger,l2,dropout); "
+                     "with --config, which of the file's variants to run")
+    cmp.add_argument("--config", metavar="TOML",
+                     help="variants file: [base] options shared by all, [variants.NAME] tables "
+                     "with train's option names (learning_rate, kernel, dropout, unfreeze, ...)")
+    cmp.add_argument("--out", help="optional folder to write (complete or not at all)")
+    cmp_where = cmp.add_mutually_exclusive_group()
+    cmp_where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
+    cmp_where.add_argument("--val-split", type=float, default=0.2,
+                           help="share of DATA_DIR held out for validation (default 0.2)")
+    cmp.add_argument("--seed", type=int, default=0, help="random seed of the split and of every "
+                     "variant (default 0)")
+    cmp_base = cmp.add_argument_group(
+        "base options", "shared by every variant; given here, they override the TOML [base] "
+        "(defaults: train's)")
+    cmp_base.add_argument("--epochs", metavar="HEAD,FINE", help="epochs of the two phases")
+    cmp_base.add_argument("--lr", metavar="LR[,LR2]", help="head learning rate, optionally the "
+                          "fine-tuning one (default 1e-3; fine-tuning 10x lower)")
+    cmp_base.add_argument("--unfreeze", metavar="PLAN", help="what trains in phase 2")
+    cmp_base.add_argument("--optimizer", metavar="SPEC", help="optimizer spec, e.g. sgd:momentum=0.9")
+    cmp_base.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
+    cmp_base.add_argument("--dropout", type=float, help="dropout before the head")
+    cmp_base.add_argument("--augment", metavar="SPEC", help="augmentation: default, none, or "
+                          "e.g. flip=horizontal,rotate=0.1")
+    cmp_base.add_argument("--no-augment", dest="augment", action="store_const", const="none",
+                          help="no augmentation")
+    cmp_base.add_argument("--image-size", type=int, help="image side in pixels")
+    cmp_base.add_argument("--crop", choices=("none", "center"), help="resize (none) or centre crop")
+    cmp_base.add_argument("--batch-size", type=int, help="default 32")
+    cmp_base.add_argument("--patience", type=int, help="early-stopping patience, 0 for none")
+    cmp_base.add_argument("--weights", help="imagenet (default), none, or a weights file")
+    cmp.add_argument("--cache-dir", metavar="DIR", help="feature cache shared between runs")
+    cmp.add_argument("--strict", action="store_true",
+                     help="stop at an unreadable image instead of skipping it")
+    cmp.add_argument("--save-models", action="store_true",
+                     help="also save each variant's model to OUT/variants/NAME/model.keras")
+    cmp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    cmp.set_defaults(command="compare", run=_compare)
+
+    rp = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of a run (metrics, diagnosis, curves, mistakes)",
+        description="Write report.html (one file, readable offline: images embedded) and "
+        "report.json into a train or cv run folder: the metrics, the diagnosis of the "
+        "training curves, the curves, each fold's figures, the configuration and, for a train "
+        "run evaluated on --data (default: its --val folder), the confusion matrix and the "
+        "worst-classified images. Prints the path written.",
+    )
+    rp.add_argument("run_dir", help="a train or cv run folder")
+    rp.add_argument("--data", metavar="DATA_DIR",
+                    help="labelled images to evaluate a train run on (default: the run's "
+                    "--val folder, if it exists)")
+    rp.add_argument("--worst", type=int, default=12, metavar="N",
+                    help="worst-classified images to show (default 12; 0 for none)")
+    rp.set_defaults(command="report", run=_report)
+
     pr = commands.add_parser(
         "predict",
         help="classify image files with a trained run",
@@ -456,6 +527,50 @@ def _diagnose(args):
     for k, diagnosis in enumerate(folds, 1):
         print(("\n" if k > 1 else "") + f"Fold {k}/{len(folds)}")
         print(diagnosis)
+
+
+def _compare(args):
+    from transferkit.comparison import compare
+
+    # Only the options given here: the others come from the TOML [base] or train's defaults.
+    options = {}
+    if args.epochs is not None:
+        epochs = _int_list("--epochs", args.epochs)
+        if len(epochs) != 2 or min(epochs) < 0:
+            _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got "
+                  f"{args.epochs!r}.")
+        options["epochs"] = tuple(epochs)
+    if args.lr is not None:
+        rates = _float_list("--lr", args.lr)
+        if len(rates) not in (1, 2) or min(rates) <= 0:
+            _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
+        options["learning_rate"] = rates[0]
+        if len(rates) == 2:
+            options["fine_tune_factor"] = rates[1] / rates[0]
+    for name in ("unfreeze", "optimizer", "kernel", "dropout", "augment", "image_size",
+                 "batch_size"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.crop is not None:
+        options["crop"] = None if args.crop == "none" else args.crop
+    if args.patience is not None:
+        _check_positive("--patience", args.patience, minimum=0)
+        options["patience"] = args.patience or None
+    if args.weights is not None:
+        options["weights"] = None if args.weights == "none" else args.weights
+    if args.val is None and not 0 < args.val_split < 1:
+        _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
+    compare(args.data_dir, args.backbone, args.out, variants=args.variants, config=args.config,
+            val=args.val, val_split=args.val_split, seed=args.seed, cache_dir=args.cache_dir,
+            strict=args.strict, overwrite=args.overwrite, save_models=args.save_models,
+            **options)
+
+
+def _report(args):
+    from transferkit.report import write_report
+
+    _check_positive("--worst", args.worst, minimum=0)
+    print(write_report(args.run_dir, data_dir=args.data, worst=args.worst))
 
 
 def _predict(args):
