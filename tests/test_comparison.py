@@ -42,8 +42,15 @@ def compared(tmp_path_factory):
 def test_compare_writes_a_complete_folder(compared, capsys):
     data, config, out = compared
     assert sorted(os.listdir(out)) == ["comparison.png", "config.json", "features",
-                                       "history.json", "metrics.json"]
+                                       "history.json", "metrics.json", "report.html",
+                                       "report.json"]
     assert (out / "comparison.png").stat().st_size > 1000
+    # The report shows the variants table, the comparison plot and each variant's diagnosis.
+    report = json.loads((out / "report.json").read_text())
+    assert report["command"] == "compare" and list(report["variants"]) == ["original", "l2"]
+    assert list(report["diagnosis"]) == ["original", "l2"]
+    page = (out / "report.html").read_text()
+    assert "<h2>Variants</h2>" in page and page.count("data:image/png;base64,") == 1
     assert not [p for p in os.listdir(out.parent) if p.startswith(".cmp.tmp")]
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 from test_training import FAST, make_folder, run
 
 LINEAR = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
-          "--batch-size", "8"]
+          "--batch-size", "8", "--no-report"]
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,20 @@ def test_train_with_augmentation_says_which_path_the_head_phase_takes(folders, t
     config = json.loads((tmp_path / "copies" / "config.json").read_text())
     assert config["arguments"]["augmented_copies"] == 2
     assert config["augmentation"]["flip"] == "horizontal"
+
+
+def test_train_and_cv_write_a_report_by_default(folders, tmp_path):
+    data, _ = folders
+    out = tmp_path / "run"
+    assert run("train", data, "--out", out, "--head", "logreg", *LINEAR[:-1]) == 0
+    report = json.loads((out / "report.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    # Evaluated on the held-out split: its size and the run's validation accuracy.
+    assert report["evaluation"]["images"] == metrics["val_images"] == 4  # 2 of 12 a class
+    assert report["evaluation"]["accuracy"] == pytest.approx(metrics["best_val_accuracy"])
+    assert report["run_dir"] == str(out) and ".tmp" not in (out / "report.html").read_text()
+    cv = tmp_path / "cv"
+    assert run("cv", data, "--folds", "2", "--head", "logreg", "--out", cv, *LINEAR[:-1]) == 0
+    report = json.loads((cv / "report.json").read_text())
+    assert report["command"] == "cv" and len(report["folds"]["folds"]) == 2
+    assert (cv / "report.html").stat().st_size > 1000

@@ -79,7 +79,8 @@ def test_train_records_the_toolbox_and_the_model_keeps_it(data, tmp_path, capsys
     import transferkit
 
     out = tmp_path / "run"
-    assert run("train", data, "--out", out, *TINY, "--epochs", "1,1", "--unfreeze", "blocks:2",
+    assert run("train", data, "--out", out, *TINY, "--no-report", "--epochs", "1,1",
+               "--unfreeze", "blocks:2",
                "--optimizer", "adamw:weight_decay=1e-4", "--schedule", "cosine:warmup=0.2",
                "--lr-decay", "0.7", "--dropout-after", "blocks", "--spatial-dropout",
                "--max-norm", "3") == 0

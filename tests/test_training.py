@@ -12,7 +12,7 @@ from transferkit.data import load_images
 
 # A small backbone with random weights at 32 px: fast, offline.
 FAST = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
-        "--epochs", "2,1", "--batch-size", "8", "--no-augment"]
+        "--epochs", "2,1", "--batch-size", "8", "--no-augment", "--no-report"]
 
 
 def make_folder(root, n=10, seed=0, classes=("blue", "red"), corrupt=False):

@@ -113,6 +113,8 @@ def _parser():
     where.add_argument("--val-split", type=float, default=0.2,
                        help="share of DATA_DIR held out for validation (default 0.2)")
     _add_recipe_arguments(tr)
+    tr.add_argument("--no-report", dest="report", action="store_false",
+                    help="do not write report.html / report.json")
     tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     tr.set_defaults(command="train", run=_train)
 
@@ -129,6 +131,8 @@ def _parser():
     cv.add_argument("--out", help="optional folder for metrics.json, history.json, config.json, "
                     "curves.png (complete or not at all)")
     _add_recipe_arguments(cv)
+    cv.add_argument("--no-report", dest="report", action="store_false",
+                    help="do not write report.html / report.json into --out")
     cv.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     cv.set_defaults(command="cv", run=_cv)
 
@@ -215,6 +219,8 @@ def _parser():
     cmp.add_argument("--cache-dir", metavar="DIR", help="feature cache shared between runs")
     cmp.add_argument("--strict", action="store_true",
                      help="stop at an unreadable image instead of skipping it")
+    cmp.add_argument("--no-report", dest="report", action="store_false",
+                     help="do not write report.html / report.json into --out")
     cmp.add_argument("--save-models", action="store_true",
                      help="also save each variant's model to OUT/variants/NAME/model.keras")
     cmp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
@@ -477,8 +483,8 @@ def _train(args):
     if not 0 < args.val_split < 1:
         _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
     train(args.data_dir, args.backbone, args.out, val=args.val, val_split=args.val_split,
-          cache_dir=args.cache_dir, strict=args.strict, overwrite=args.overwrite,
-          **_recipe_options(args))
+          cache_dir=args.cache_dir, report=args.report, strict=args.strict,
+          overwrite=args.overwrite, **_recipe_options(args))
 
 
 def _lr_find(args):
@@ -503,8 +509,8 @@ def _cv(args):
 
     _check_positive("--folds", args.folds, minimum=2)
     cross_validate(args.data_dir, args.backbone, args.out, folds=args.folds,
-                   cache_dir=args.cache_dir, strict=args.strict, overwrite=args.overwrite,
-                   **_recipe_options(args))
+                   cache_dir=args.cache_dir, report=args.report, strict=args.strict,
+                   overwrite=args.overwrite, **_recipe_options(args))
 
 
 def _diagnose(args):
@@ -563,6 +569,7 @@ def _compare(args):
     compare(args.data_dir, args.backbone, args.out, variants=args.variants, config=args.config,
             val=args.val, val_split=args.val_split, seed=args.seed, cache_dir=args.cache_dir,
             strict=args.strict, overwrite=args.overwrite, save_models=args.save_models,
+            report=args.report,
             **options)
 
 

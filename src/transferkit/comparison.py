@@ -39,7 +39,13 @@ import tempfile
 import time
 
 from transferkit.errors import TransferkitError
-from transferkit.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE
+from transferkit.runs import (
+    COMPARISON_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+)
 from transferkit.training import (
     FEATURES_DIR,
     SETUP_ARGUMENTS,
@@ -49,7 +55,7 @@ from transferkit.training import (
     _versions,
 )
 
-PLOT_FILE = "comparison.png"
+PLOT_FILE = COMPARISON_FILE
 VARIANTS_DIR = "variants"
 
 # Seed 004's variants, made to mean something for a pretrained backbone. The
@@ -80,7 +86,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=None,
             val_split=0.2, seed=0, cache_dir=None, strict=False, overwrite=False,
-            save_models=False, verbose="auto", **base_options):
+            save_models=False, report=True, verbose="auto", **base_options):
     """Trains variants of one model on the same data, split and seed; compares them.
 
     Each variant is `train`'s recipe with the base options updated by the
@@ -142,6 +148,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         overwrite: replace a non-empty `out`.
         save_models: also write each variant's model (best epoch's weights)
             to `out`'s `variants/<name>/model.keras`. Defaults to `False`.
+        report: with `out`, also write `report.html` and `report.json`
+            (`transferkit.write_report`). Defaults to `True`.
         verbose: Keras' verbosity; `0` also silences the table. Defaults to
             `"auto"`.
         **base_options: `train`'s model and training options shared by all
@@ -251,7 +259,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 for name, (options, _) in chosen.items()}
     arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "variants": resolved,
                  "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
-                 "strict": strict, "save_models": save_models, **base}
+                 "strict": strict, "save_models": save_models, "report": report, **base}
     summary = {"base": {k: _jsonable(v) for k, v in base.items()},
                "train_images": len(train_set), "val_images": len(val_set)}
     if out is None:
@@ -282,6 +290,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                             os.path.join(tmp, PLOT_FILE),
                             title=f"{first.config.name} on "
                             f"{os.path.basename(os.path.abspath(data_dir))}")
+            if report:
+                from transferkit.report import write_report
+
+                write_report(tmp, location=out)
     first.say(format_table(rows))
     first.say(f"{len(rows)} variants compared in {time.perf_counter() - start:.0f} s"
               + (f"; wrote {out}." if out is not None else "."))

@@ -29,7 +29,7 @@ SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")
 
 
 def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=None,
-                   strict=False, overwrite=False, verbose="auto", **options):
+                   report=True, strict=False, overwrite=False, verbose="auto", **options):
     """Runs `train`'s recipe on each of `folds` stratified folds of `data_dir`.
 
     The folds are scikit-learn's `StratifiedKFold(folds, shuffle=True,
@@ -50,6 +50,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             class's image count. Defaults to 5.
         seed: seeds the folds and every fold's training. Defaults to 0.
         cache_dir: a feature-cache folder shared with other runs.
+        report: with `out`, also write `report.html` and `report.json`
+            (`transferkit.write_report`). Defaults to `True`.
         strict: a file that does not decode is an error instead of skipped.
         overwrite: replace a non-empty `out`.
         verbose: Keras' verbosity. Defaults to `"auto"`.
@@ -124,7 +126,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         return rows, histories
 
     arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "folds": folds,
-                 "seed": seed, "cache_dir": cache_dir, "strict": strict, **options}
+                 "seed": seed, "cache_dir": cache_dir, "report": report, "strict": strict,
+                 **options}
     if out is None:
         with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
             rows, histories = run_folds(FeatureCache(cache_dir or scratch),
@@ -153,6 +156,10 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 "versions": _versions()})
             _plot(setup, histories, os.path.join(tmp, CURVES_FILE), folds,
                   os.path.basename(os.path.abspath(data_dir)))
+            if report:
+                from transferkit.report import write_report
+
+                write_report(tmp, location=out)
     setup.say(format_table(result))
     setup.say(f"{folds}-fold cross-validation in {time.perf_counter() - start:.0f} s"
               + (f"; wrote {out}." if out is not None else "."))

@@ -34,15 +34,16 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.runs import (
+    COMPARISON_FILE,
     CONFIG_FILE,
     CURVES_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    REPORT_FILE,
     read_json,
     write_json,
 )
 
-REPORT_FILE = "report.html"
 REPORT_JSON_FILE = "report.json"
 THUMBNAIL_SIZE = 128  # pixels, the longer side of a worst-example thumbnail
 
@@ -62,7 +63,7 @@ _METRIC_LABELS = {
 }
 
 
-def write_report(run_dir, *, data_dir=None, worst=12):
+def write_report(run_dir, *, data_dir=None, worst=12, location=None):
     """Writes `report.html` and `report.json` into a run folder.
 
     Both files are written atomically (temporary names beside them, then
@@ -70,16 +71,19 @@ def write_report(run_dir, *, data_dir=None, worst=12):
     an error while writing leaves the previous pair as it was.
 
     Args:
-        run_dir: a run folder written by `transferkit train` or
-            `transferkit cv` (`--out`).
+        run_dir: a run folder written by `transferkit train`, `cv` or
+            `compare` (`--out`). Those commands write the report themselves.
         data_dir: a labelled image folder (one subfolder per class, among
-            the run's classes) to evaluate a train run on, for the confusion
-            matrix and the worst-classified examples. Defaults to the run's
-            validation folder (`--val`) when it was given and still exists;
-            without one, those sections are left out. A cv run has no saved
-            model, so it takes no `data_dir`.
+            the run's classes), or an `ImageFolder` (e.g. a held-out split),
+            to evaluate a train run on, for the confusion matrix and the
+            worst-classified examples. Defaults to the run's validation
+            folder (`--val`) when it was given and still exists; without
+            one, those sections are left out. cv and compare runs have no
+            saved model, so they take no `data_dir`.
         worst: how many worst-classified examples to show, an int >= 0.
             Defaults to 12; 0 shows none.
+        location: the run folder's path to show in the report, when it is
+            written into a temporary folder first. Defaults to `run_dir`.
 
     Returns:
         The path of the `report.html` written. `report.json` holds
@@ -105,15 +109,19 @@ def write_report(run_dir, *, data_dir=None, worst=12):
     if not os.path.isdir(path):
         raise TransferkitError(f"No run folder {path}; pass the --out folder of "
                                "`transferkit train` or `transferkit cv`.")
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+    from transferkit.data.images import ImageFolder
+
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike, ImageFolder)):
         raise TransferkitError(f"data_dir must be a folder path; got {type(data_dir).__name__}.")
-    if data_dir is not None and not os.path.isdir(data_dir):
+    if isinstance(data_dir, (str, os.PathLike)) and not os.path.isdir(data_dir):
         raise TransferkitError(f"No such image folder: {os.fspath(data_dir)}; check --data.")
 
     from transferkit.saving import atomic_output
 
     report, thumbnails = _collect(path, data_dir, int(worst))
-    page = _render(report, thumbnails)
+    if location is not None:
+        report["run_dir"] = os.path.abspath(os.fspath(location))
+    page = _render(report, thumbnails, path)
     target = os.path.join(path, REPORT_FILE)
     # Both under temporary names first: an error in either replaces neither.
     with atomic_output(os.path.join(path, REPORT_JSON_FILE)) as json_tmp, \
@@ -136,9 +144,9 @@ def _collect(path, data_dir, worst):
         raise TransferkitError(f"{path}: config.json and metrics.json must hold JSON objects; "
                                "is this a transferkit run folder?")
     command = config.get("command")
-    if command not in ("train", "cv"):
+    if command not in ("train", "cv", "compare"):
         raise TransferkitError(f"{os.path.join(path, CONFIG_FILE)}: command is {command!r}; "
-                               "a report needs a `transferkit train` or `transferkit cv` run.")
+                               "a report needs a `transferkit train`, `cv` or `compare` run.")
     arguments = config.get("arguments") if isinstance(config.get("arguments"), dict) else {}
     data = arguments.get("data_dir")
     written = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(path, METRICS_FILE)))
@@ -161,6 +169,16 @@ def _collect(path, data_dir, worst):
     }
     if command == "cv":
         report["folds"] = {k: metrics.get(k) for k in ("folds", "mean", "std")}
+    if command == "compare":
+        rows = metrics.get("variants") if isinstance(metrics.get("variants"), dict) else {}
+        report["variants"] = {name: {k: v for k, v in row.items() if k != "diagnosis"}
+                              for name, row in rows.items()}
+        report["diagnosis"] = {name: row.get("diagnosis") for name, row in rows.items()
+                               if isinstance(row.get("diagnosis"), dict)}
+        if data_dir is not None:
+            raise TransferkitError(f"{path} is a compare run: it saves no model to evaluate "
+                                   "(--data); give a train run.")
+        return report, []
     report["diagnosis"] = _diagnosis(path)
 
     if data_dir is None and command == "train":
@@ -204,10 +222,10 @@ def _evaluate(path, data_dir, worst, known):
     from transferkit.inference import _probabilities, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
-    folder = scan_image_folder(data_dir)
+    folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
     unknown = sorted(set(folder.class_names) - set(known))
     if unknown:
-        raise TransferkitError(f"{os.fspath(data_dir)} has classes the model was not trained "
+        raise TransferkitError(f"{os.fspath(folder.root)} has classes the model was not trained "
                                f"on: {unknown}; it knows {known}.")
     run = load_run(path)
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
@@ -219,7 +237,7 @@ def _evaluate(path, data_dir, worst, known):
     precision, recall, _, support = precision_recall_fscore_support(
         labels, predicted, labels=indices, zero_division=0)
     evaluation = {
-        "data_dir": os.path.abspath(data_dir),
+        "data_dir": os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir),
         "accuracy": float(np.mean(predicted == labels)),
         "images": int(len(labels)),
         "class_names": list(run.class_names),
@@ -279,10 +297,11 @@ footer { margin-top: 40px; color: #59636e; font-size: 0.85rem; }
 """
 
 
-def _render(report, thumbnails):
+def _render(report, thumbnails, folder):
     e = _escape
     title = f"{report['backbone'] or 'model'} on {_base(report['data']) or 'data'}"
-    kind = "cross-validation" if report["command"] == "cv" else "training run"
+    kind = {"cv": "cross-validation", "compare": "comparison"}.get(report["command"],
+                                                                    "training run")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -294,12 +313,19 @@ def _render(report, thumbnails):
         "&middot; "
         f'head {e(report["head"])} &middot; <span class="mono">{e(report["run_dir"])}</span></p>',
     ]
-    parts += _metrics_section(report)
+    if report["command"] == "compare":
+        parts += _variants_section(report["variants"])
+        parts += _curves_section(folder, COMPARISON_FILE)
+        if report["diagnosis"]:
+            parts += _diagnosis_section(list(report["diagnosis"].values()),
+                                        names=list(report["diagnosis"]))
+    else:
+        parts += _metrics_section(report)
     if report["folds"] is not None:
         parts += _folds_section(report["folds"])
-    if report["diagnosis"] is not None:
+    if report["diagnosis"] is not None and report["command"] != "compare":
         parts += _diagnosis_section(report["diagnosis"])
-    parts += _curves_section(report["run_dir"])
+    parts += _curves_section(folder)
     if report["evaluation"] is not None:
         parts += _evaluation_section(report["evaluation"])
         parts += _worst_section(report["worst"], thumbnails,
@@ -347,11 +373,26 @@ def _folds_section(folds):
     return ["<h2>Folds</h2>", _table(header, body, numeric=(1, 2, 3, 4, 5))]
 
 
-def _diagnosis_section(diagnosis):
+def _variants_section(variants):
+    header = ("variant", "best epoch", "best val loss", "best val accuracy", "last val loss",
+              "last val accuracy", "over-fitting onset", "verdict", "options")
+    body = [(name, f"{row.get('best_epoch')} of {row.get('epochs_run')}",
+             _number(row.get("best_val_loss")), _number(row.get("best_val_accuracy")),
+             _number(row.get("last_val_loss")), _number(row.get("last_val_accuracy")),
+             "–" if row.get("overfitting_onset") is None else row.get("overfitting_onset"),
+             row.get("verdict"),
+             ", ".join(f"{k}={v}" for k, v in (row.get("options") or {}).items()) or "base")
+            for name, row in variants.items()]
+    return ["<h2>Variants</h2>", _table(header, body, numeric=(2, 3, 4, 5))]
+
+
+def _diagnosis_section(diagnosis, names=None):
     parts = ["<h2>Diagnosis</h2>"]
     entries = diagnosis if isinstance(diagnosis, list) else [diagnosis]
     for k, d in enumerate(entries, 1):
-        if len(entries) > 1:
+        if names is not None:
+            parts.append(f"<h3>{_escape(names[k - 1])}</h3>")
+        elif len(entries) > 1:
             parts.append(f"<h3>Fold {k}</h3>")
         verdict = d["verdict"]
         parts.append(f'<p><span class="verdict {_escape(verdict.replace(" ", "-"))}">'
@@ -377,8 +418,8 @@ def _diagnosis_section(diagnosis):
     return parts
 
 
-def _curves_section(run_dir):
-    path = os.path.join(run_dir, CURVES_FILE)
+def _curves_section(run_dir, name=CURVES_FILE):
+    path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
         return []
     with open(path, "rb") as f:

@@ -21,6 +21,8 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
+COMPARISON_FILE = "comparison.png"
+REPORT_FILE = "report.html"
 
 
 def check_run_dir(path, overwrite=False):

@@ -60,6 +60,7 @@ def train(
     weights="imagenet",
     from_scratch=False,
     cache_dir=None,
+    report=True,
     strict=False,
     overwrite=False,
     verbose="auto",
@@ -150,6 +151,10 @@ def train(
             Defaults to `False`.
         cache_dir: a folder for the feature cache, shared between runs.
             Defaults to `None`: the run folder's `features/`.
+        report: also write `report.html` and `report.json` (metrics,
+            diagnosis, curves, the validation images' confusion matrix and
+            worst-classified examples; `transferkit.write_report`). Defaults
+            to `True`.
         strict: a file that does not decode is an error instead of skipped.
         overwrite: replace a non-empty `out`. Defaults to `False`.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
@@ -234,6 +239,10 @@ def train(
         write_json(os.path.join(tmp, CONFIG_FILE), run_config)
         setup.plot(fitted, os.path.join(tmp, CURVES_FILE),
                    title=f"{setup.config.name} on {os.path.basename(os.path.abspath(data_dir))}")
+        if report:
+            from transferkit.report import write_report
+
+            write_report(tmp, data_dir=val_set, location=out)
     if setup.linear:
         setup.say(f"{setup.head} (C={fitted['linear'].C_:g}): val_accuracy "
                   f"{metrics['best_val_accuracy']:.4f}. Wrote {out} in "
@@ -254,7 +263,8 @@ SETUP_ARGUMENTS = (
     "augmented_copies", "image_size", "crop", "batch_size", "patience", "seed", "weights",
     "from_scratch",
 )
-ARGUMENTS = ("data_dir", "out", "val", "val_split") + SETUP_ARGUMENTS + ("cache_dir", "strict")
+ARGUMENTS = ("data_dir", "out", "val", "val_split") + SETUP_ARGUMENTS + (
+    "cache_dir", "report", "strict")
 
 
 class Setup:
