@@ -88,6 +88,7 @@ def test_a_variant_equal_to_the_base_repeats_train(compared, tmp_path):
     assert run_["metrics"]["val_images"] == 6
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_rerun_from_config_with_presets_repeats_the_numbers(compared, tmp_path, capsys):
     from transferkit.saving import load_model
 

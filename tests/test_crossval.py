@@ -130,6 +130,7 @@ def test_cv_folds_are_stratified_seeded_and_summarized(folders, tmp_path, capsys
     assert again["out"] is None
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_cv_with_a_trained_head_shares_features_across_folds(folders, tmp_path, capsys):
     data, _ = folders
     assert run("cv", data, "--folds", "2", *FAST, "--epochs", "2,0") == 0
@@ -152,6 +153,7 @@ def test_bad_cv_arguments_exit_2_and_write_nothing(folders, tmp_path, capsys, ar
     assert not (tmp_path / "cv").exists()
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_train_with_augmentation_says_which_path_the_head_phase_takes(folders, tmp_path, capsys):
     data, val = folders
     base = ["train", data, "--val", val, *FAST, "--epochs", "2,0", "--augment", "flip=horizontal"]

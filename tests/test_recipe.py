@@ -156,6 +156,7 @@ def _walk(model):
     return iter_layers(model)
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_digits_demo_writes_a_run_and_transfer_helps(tmp_path):
     from transferkit.transfer_demo import transfer_demo
 

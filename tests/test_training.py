@@ -76,6 +76,7 @@ def test_train_writes_a_complete_run(trained):
     assert result["accuracy"] == pytest.approx(metrics["best_val_accuracy"])
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_rerun_from_config_repeats_the_run(trained, tmp_path):
     import transferkit
 
@@ -206,6 +207,7 @@ def test_predict_and_evaluate_bad_input(trained, tmp_path, capsys):
     assert "green" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_from_scratch_is_one_phase_with_everything_trainable(tmp_path):
     data = make_folder(tmp_path / "data", n=4)
     argv = ["train", data, "--out", tmp_path / "run", *FAST, "--from-scratch"]

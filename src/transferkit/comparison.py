@@ -53,6 +53,7 @@ from transferkit.training import (
     _checked_cache_dir,
     _jsonable,
     _versions,
+    scan_split,
 )
 
 PLOT_FILE = COMPARISON_FILE
@@ -169,7 +170,6 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     ...                  epochs=(3, 5))  # doctest: +SKIP
     >>> {name: row["verdict"] for name, row in result["variants"].items()}  # doctest: +SKIP
     """
-    from transferkit.data.images import scan_image_folder
     from transferkit.diagnosis import diagnose
     from transferkit.features import FeatureCache
     from transferkit.runs import check_run_dir, run_dir, write_json
@@ -201,16 +201,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     _say_duplicates(first, base, chosen)
     cache_dir = _checked_cache_dir(cache_dir)
 
-    folder = scan_image_folder(data_dir, strict=strict)
-    if val is not None:
-        train_set, val_set = folder, scan_image_folder(val, strict=strict)
-        if val_set.class_names != folder.class_names:
-            raise TransferkitError(
-                f"The validation folder's classes {val_set.class_names} differ from the "
-                f"training folder's {folder.class_names}; use the same subfolder names."
-            )
-    else:
-        train_set, val_set = folder.split(val_split, seed=seed)
+    folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
     num_classes = len(train_set.class_names)
     first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
               f"{train_set.class_names}; images at {first.size}x{first.size}; "

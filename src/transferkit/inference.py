@@ -151,8 +151,6 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         `recall`, `support`), `confusion_matrix` (rows: true class, columns:
         predicted), `class_names`.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     from transferkit.data.images import scan_image_folder
 
     run = run if isinstance(run, Run) else load_run(run)
@@ -170,18 +168,31 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         _probabilities(run, x[i:i + batch_size]).argmax(axis=1)
         for i in range(0, len(x), batch_size)
     ])
-    indices = list(range(len(run.class_names)))
+    return classification_figures(labels, predicted, run.class_names, folder.skipped)
+
+
+def classification_figures(labels, predicted, class_names, skipped=()):
+    """Accuracy, per-class precision/recall/support and the confusion matrix.
+
+    Args:
+        labels, predicted: class indices into `class_names`.
+        class_names: the run's classes.
+        skipped: `(path, reason)` pairs of unreadable files, reported back.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    indices = list(range(len(class_names)))
     precision, recall, _, support = precision_recall_fscore_support(
         labels, predicted, labels=indices, zero_division=0)
     return {
-        "accuracy": float(np.mean(predicted == labels)),
+        "accuracy": float(np.mean(np.asarray(predicted) == np.asarray(labels))),
         "images": int(len(labels)),
-        "class_names": list(run.class_names),
+        "class_names": list(class_names),
         "classes": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
                            "support": int(support[i])}
-                    for i, name in enumerate(run.class_names)},
+                    for i, name in enumerate(class_names)},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
-        "skipped_files": [str(p) for p, _ in folder.skipped],
+        "skipped_files": [str(p) for p, _ in skipped],
     }
 
 

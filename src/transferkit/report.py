@@ -216,10 +216,8 @@ def _evaluate(path, data_dir, worst, known):
     The images are read once: the same array gives the predictions and the
     thumbnails (what the model saw, at the run's image size and crop).
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     from transferkit.data.images import scan_image_folder
-    from transferkit.inference import _probabilities, load_run
+    from transferkit.inference import _probabilities, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
@@ -233,19 +231,9 @@ def _evaluate(path, data_dir, worst, known):
     batch = 32
     scores = np.concatenate([_probabilities(run, x[i:i + batch]) for i in range(0, len(x), batch)])
     predicted = scores.argmax(axis=1)
-    indices = list(range(len(run.class_names)))
-    precision, recall, _, support = precision_recall_fscore_support(
-        labels, predicted, labels=indices, zero_division=0)
     evaluation = {
         "data_dir": os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir),
-        "accuracy": float(np.mean(predicted == labels)),
-        "images": int(len(labels)),
-        "class_names": list(run.class_names),
-        "classes": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                           "support": int(support[i])}
-                    for i, name in enumerate(run.class_names)},
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
-        "skipped_files": [str(p) for p, _ in folder.skipped],
+        **classification_figures(labels, predicted, run.class_names, folder.skipped),
         "outputs": run.outputs,
     }
     true_scores = scores[np.arange(len(labels)), labels]

@@ -170,7 +170,6 @@ def train(
     ...             val="hymenoptera/val", epochs=(5, 5))  # doctest: +SKIP
     >>> run["metrics"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from transferkit.data.images import scan_image_folder
     from transferkit.features import FeatureCache
 
     arguments = {k: v for k, v in locals().items() if k in ARGUMENTS}
@@ -181,19 +180,7 @@ def train(
                   verbose=verbose)
     cache_dir = _checked_cache_dir(cache_dir)
 
-    folder = scan_image_folder(data_dir, strict=strict)
-    if val is not None:
-        train_set, val_set = folder, scan_image_folder(val, strict=strict)
-        if val_set.class_names != folder.class_names:
-            raise TransferkitError(
-                f"The validation folder's classes {val_set.class_names} differ from the "
-                f"training folder's {folder.class_names}; use the same subfolder names."
-            )
-    else:
-        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) \
-                or not 0 < val_split < 1:
-            raise TransferkitError(f"val_split must be in (0, 1), like 0.2; got {val_split!r}.")
-        train_set, val_set = folder.split(val_split, seed=seed)
+    folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
     setup.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
               f"classes {train_set.class_names}; images at {setup.size}x{setup.size}.")
     setup.hint(len(train_set))
@@ -253,6 +240,29 @@ def train(
                   f"{metrics['best_val_loss']:.4f}. Wrote {out} in {metrics['seconds']:.0f} s.")
     return {"model": model, "tuner": fitted["tuner"], "linear": fitted["linear"],
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
+
+
+def scan_split(data_dir, val, val_split, seed, strict=False):
+    """`(folder, training set, validation set)`: `val`'s images, or a split of `data_dir`.
+
+    With a `val` folder its classes must be `data_dir`'s; without one, a
+    stratified `val_split` of `data_dir` is drawn with `seed`.
+    """
+    from transferkit.data.images import scan_image_folder
+
+    folder = scan_image_folder(data_dir, strict=strict)
+    if val is not None:
+        val_set = scan_image_folder(val, strict=strict)
+        if val_set.class_names != folder.class_names:
+            raise TransferkitError(
+                f"The validation folder's classes {val_set.class_names} differ from the "
+                f"training folder's {folder.class_names}; use the same subfolder names."
+            )
+        return folder, folder, val_set
+    if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) \
+            or not 0 < val_split < 1:
+        raise TransferkitError(f"val_split must be in (0, 1), like 0.2; got {val_split!r}.")
+    return (folder, *folder.split(val_split, seed=seed))
 
 
 # The options that define how one model is made and trained (train and cv share them).
