@@ -53,6 +53,7 @@ from transferkit.training import (
     _checked_cache_dir,
     _jsonable,
     _versions,
+    check_options,
     scan_split,
 )
 
@@ -176,12 +177,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
 
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
-    unknown = sorted(set(base_options) - set(BASE_OPTIONS))
-    if unknown:
-        raise TransferkitError(
-            f"Unknown option(s) {', '.join(unknown)} for compare; use train's options: "
-            f"{', '.join(BASE_OPTIONS)}."
-        )
+    check_options(base_options, BASE_OPTIONS, "compare")
     if out is not None:
         check_run_dir(out, overwrite)
     if val is None and (isinstance(val_split, bool) or not isinstance(val_split, (int, float))

@@ -22,6 +22,7 @@ from transferkit.training import (
     _checked_cache_dir,
     _jsonable,
     _versions,
+    check_options,
 )
 
 # The per-fold figures the table shows and the summary averages.
@@ -75,12 +76,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     from transferkit.runs import check_run_dir, run_dir
 
     start = time.perf_counter()
-    unknown = sorted(set(options) - set(SETUP_ARGUMENTS))
-    if unknown:
-        raise TransferkitError(
-            f"Unknown option(s) {', '.join(unknown)} for cross_validate; use train's "
-            f"options: {', '.join(a for a in SETUP_ARGUMENTS if a != 'backbone')}."
-        )
+    check_options(options, SETUP_ARGUMENTS, "cross_validate")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     if out is not None:

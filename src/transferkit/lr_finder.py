@@ -400,12 +400,9 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
         head_model,
     )
     from transferkit.freezing import freeze, parse_plan
-    from transferkit.training import SETUP_ARGUMENTS, Setup
+    from transferkit.training import SETUP_ARGUMENTS, Setup, check_options
 
-    unknown = sorted(set(options) - set(SETUP_ARGUMENTS))
-    if unknown:
-        raise TransferkitError(f"Unknown option(s) {', '.join(unknown)} for lr_find; use "
-                               f"train's: {', '.join(SETUP_ARGUMENTS[1:])}.")
+    check_options(options, SETUP_ARGUMENTS, "lr_find")
     setup = Setup(backbone, verbose=verbose, **options)
     if setup.linear:
         raise TransferkitError(f"head={setup.head!r} has no learning rate; the LR finder is "

@@ -242,6 +242,16 @@ def train(
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
 
 
+def check_options(options, allowed, caller):
+    """Fails with one line if `options` has names that are not in `allowed`."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TransferkitError(
+            f"Unknown option(s) {', '.join(unknown)} for {caller}; use train's options: "
+            f"{', '.join(a for a in allowed if a != 'backbone')}."
+        )
+
+
 def scan_split(data_dir, val, val_split, seed, strict=False):
     """`(folder, training set, validation set)`: `val`'s images, or a split of `data_dir`.
 
