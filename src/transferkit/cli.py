@@ -62,12 +62,14 @@ def _parser():
     )
     demo.add_argument("--out", default="transferkit-demo",
                       help="run folder to write (default ./transferkit-demo; a previous demo "
-                      "run there is replaced)")
+                      "run there, or an empty folder, is replaced; anything else is refused)")
     demo.add_argument("--classes", default="5,9", metavar="A,B",
                       help="task B's two digits (default 5,9)")
     demo.add_argument("--train-size", type=int, default=200, help="task B's training images (default 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="accepted for symmetry with train: the demo always replaces its own "
+                      "previous run")
     demo.add_argument("--regularization", action="store_true",
                       help="show the regularization pitfall on MobileNetV2 instead")
     demo.add_argument("--input-size", type=int, default=96,
@@ -81,7 +83,10 @@ def _parser():
         "(every weight kept bit for bit), print the audit, and save the result.",
     )
     reg.add_argument("model", help="input .keras file")
-    reg.add_argument("-o", "--output", required=True, help="output .keras file (written atomically)")
+    reg.add_argument("-o", "--output", required=True,
+                     help="output .keras file (written atomically; never replaces a file "
+                     "without --overwrite)")
+    reg.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     for kind in ("kernel", "bias", "activity"):
         reg.add_argument(f"--{kind}", metavar="SPEC", help=f"{kind} penalty: l2:1e-4, l1:1e-5 or l1_l2:1e-5,1e-4")
     reg.add_argument("--layers", metavar="REGEX", help="only layers whose qualified name matches REGEX")
@@ -115,7 +120,8 @@ def _parser():
     _add_recipe_arguments(tr)
     tr.add_argument("--no-report", dest="report", action="store_false",
                     help="do not write report.html / report.json")
-    tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace --out if it is a previous train run (nothing else is replaced)")
     tr.set_defaults(command="train", run=_train)
 
     cv = commands.add_parser(
@@ -133,7 +139,8 @@ def _parser():
     _add_recipe_arguments(cv)
     cv.add_argument("--no-report", dest="report", action="store_false",
                     help="do not write report.html / report.json into --out")
-    cv.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    cv.add_argument("--overwrite", action="store_true",
+                    help="replace --out if it is a previous cv run (nothing else is replaced)")
     cv.set_defaults(command="cv", run=_cv)
 
     lf = commands.add_parser(
@@ -147,6 +154,7 @@ def _parser():
     lf.add_argument("data_dir", help="images, one subfolder per class")
     lf.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
     lf.add_argument("--plot", default="lr_find.png", help="the plot to write (default lr_find.png)")
+    lf.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     lf.add_argument("--start", type=float, default=1e-7, help="first rate (default 1e-7)")
     lf.add_argument("--end", type=float, default=10.0, help="last rate (default 10)")
     lf.add_argument("--steps", type=int, default=200, help="most batches (default 200)")
@@ -223,7 +231,9 @@ def _parser():
                      help="do not write report.html / report.json into --out")
     cmp.add_argument("--save-models", action="store_true",
                      help="also save each variant's model to OUT/variants/NAME/model.keras")
-    cmp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    cmp.add_argument("--overwrite", action="store_true",
+                     help="replace --out if it is a previous compare run (nothing else is "
+                     "replaced)")
     cmp.set_defaults(command="compare", run=_compare)
 
     rp = commands.add_parser(
@@ -405,19 +415,10 @@ def _demo(args):
     from transferkit.transfer_demo import transfer_demo
 
     classes = _int_list("--classes", args.classes)
+    # The README's first command must run twice: the demo replaces its own
+    # previous run (overwrite replaces nothing else).
     transfer_demo(args.out, classes=classes, train_size=args.train_size, seed=args.seed,
-                  overwrite=args.overwrite or _is_demo_run(args.out))
-
-
-def _is_demo_run(path):
-    # A folder a previous `transferkit demo` wrote may be replaced without --overwrite.
-    import json
-
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            return json.load(f).get("command") == "demo"
-    except (OSError, ValueError, AttributeError):
-        return False
+                  overwrite=True)
 
 
 def _int_list(flag, text):
@@ -428,18 +429,17 @@ def _int_list(flag, text):
 
 
 def _regularize(args):
+    from transferkit.outputs import check_output_file
     from transferkit.saving import load_model, save_model
 
-    if os.path.abspath(args.model) == os.path.abspath(args.output):
-        _fail(f"Output {args.output} is the input file; choose another name.")
-    if not args.output.endswith(".keras"):
-        _fail(f"Output {args.output} must end in .keras.")
+    check_output_file(args.output, inputs=[args.model], overwrite=args.overwrite,
+                      suffix=".keras")
     # Parse the specs before the (slow) model load, so a typo fails at once.
     penalties = {k: transferkit.get_penalty(getattr(args, k)) for k in ("kernel", "bias", "activity")}
     model = load_model(args.model, compile=False)
     report = transferkit.regularize(model, layers=args.layers, **penalties)
     report.verify(model)
-    save_model(model, args.output)
+    save_model(model, args.output, overwrite=args.overwrite)
     print(report.to_table(max_rows=args.max_rows or None))
     print(f"Verified against model.losses; wrote {args.output}")
 
@@ -497,7 +497,7 @@ def _lr_find(args):
     unfreeze = options.pop("unfreeze")
     finder = lr_find(args.data_dir, args.backbone, args.plot, unfreeze=unfreeze,
                      start=args.start, end=args.end, steps=args.steps, strict=args.strict,
-                     **options)
+                     overwrite=args.overwrite, **options)
     print(f"Suggested learning rate: {finder.suggestion_:.2g} (the lowest smoothed loss at "
           f"{finder.minimum_rate_:.2g}, divided by 10), over {len(finder.losses_)} batches"
           + ("; stopped when the loss diverged" if finder.stopped_early_ else "")

@@ -147,7 +147,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         seed: seeds the split and every variant's training. Defaults to 0.
         cache_dir: a feature-cache folder shared with other runs.
         strict: a file that does not decode is an error instead of skipped.
-        overwrite: replace a non-empty `out`.
+        overwrite: replace `out` if it is a previous `compare` run or an
+            empty folder. Defaults to `False`.
         save_models: also write each variant's model (best epoch's weights)
             to `out`'s `variants/<name>/model.keras`. Defaults to `False`.
         report: with `out`, also write `report.html` and `report.json`
@@ -173,13 +174,15 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     """
     from transferkit.diagnosis import diagnose
     from transferkit.features import FeatureCache
-    from transferkit.runs import check_run_dir, run_dir, write_json
+    from transferkit.outputs import check_output_folder, output_folder
+    from transferkit.runs import write_json
 
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_options(base_options, BASE_OPTIONS, "compare")
+    inputs = (data_dir, val, config, cache_dir)
     if out is not None:
-        check_run_dir(out, overwrite)
+        check_output_folder(out, "compare", inputs=inputs, overwrite=overwrite)
     if val is None and (isinstance(val_split, bool) or not isinstance(val_split, (int, float))
                         or not 0 < val_split < 1):
         raise TransferkitError(f"val_split must be in (0, 1), like 0.2; got {val_split!r}.")
@@ -197,64 +200,62 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     _say_duplicates(first, base, chosen)
     cache_dir = _checked_cache_dir(cache_dir)
 
-    folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
-    num_classes = len(train_set.class_names)
-    first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
-              f"{train_set.class_names}; images at {first.size}x{first.size}; "
-              f"{len(setups)} variants: {', '.join(setups)}.")
-    x_train, y_train = train_set.load(first.size, crop=first.crop, verbose=first.bar())
-    x_val, y_val = val_set.load(first.size, crop=first.crop, verbose=first.bar())
+    with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp:
+        folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
+        num_classes = len(train_set.class_names)
+        first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
+                  f"{train_set.class_names}; images at {first.size}x{first.size}; "
+                  f"{len(setups)} variants: {', '.join(setups)}.")
+        x_train, y_train = train_set.load(first.size, crop=first.crop, verbose=first.bar())
+        x_val, y_val = val_set.load(first.size, crop=first.crop, verbose=first.bar())
 
-    def run_variants(cache, where, models_dir):
-        rows, histories = {}, {}
-        for index, (name, setup) in enumerate(setups.items()):
-            setup.say(f"Variant {index + 1}/{len(setups)}: {name} "
-                      f"({_describe(chosen[name][0])}).")
+        def run_variants(cache, where, models_dir):
+            rows, histories = {}, {}
+            for index, (name, setup) in enumerate(setups.items()):
+                setup.say(f"Variant {index + 1}/{len(setups)}: {name} "
+                          f"({_describe(chosen[name][0])}).")
 
-            def features(extractor, setup=setup):
-                return (setup.features(cache, extractor, x_train, train_set.files, "training",
-                                       where),
-                        setup.features(cache, extractor, x_val, val_set.files, "validation",
-                                       where))
+                def features(extractor, setup=setup):
+                    return (setup.features(cache, extractor, x_train, train_set.files, "training",
+                                           where),
+                            setup.features(cache, extractor, x_val, val_set.files, "validation",
+                                           where))
 
-            fitted = setup.fit(x_train, y_train, x_val, y_val, num_classes, features=features)
-            history = fitted["history"]["history"]
-            diagnosis = diagnose(history, num_classes=num_classes)
-            best = fitted["metrics"]["best_epoch"] - 1
-            rows[name] = {
-                "options": dict(chosen[name][0]),
-                "best_epoch": best + 1,
-                "best_val_loss": history["val_loss"][best],
-                "best_val_accuracy": history["val_accuracy"][best],
-                "last_val_loss": history["val_loss"][-1],
-                "last_val_accuracy": history["val_accuracy"][-1],
-                "epochs_run": len(history["val_loss"]),
-                "overfitting_onset": diagnosis.overfitting_onset,
-                "verdict": diagnosis.verdict,
-                "diagnosis": diagnosis.to_dict(),
-            }
-            histories[name] = fitted["history"]
-            if models_dir is not None:
-                from transferkit.saving import save_model
+                fitted = setup.fit(x_train, y_train, x_val, y_val, num_classes, features=features)
+                history = fitted["history"]["history"]
+                diagnosis = diagnose(history, num_classes=num_classes)
+                best = fitted["metrics"]["best_epoch"] - 1
+                rows[name] = {
+                    "options": dict(chosen[name][0]),
+                    "best_epoch": best + 1,
+                    "best_val_loss": history["val_loss"][best],
+                    "best_val_accuracy": history["val_accuracy"][best],
+                    "last_val_loss": history["val_loss"][-1],
+                    "last_val_accuracy": history["val_accuracy"][-1],
+                    "epochs_run": len(history["val_loss"]),
+                    "overfitting_onset": diagnosis.overfitting_onset,
+                    "verdict": diagnosis.verdict,
+                    "diagnosis": diagnosis.to_dict(),
+                }
+                histories[name] = fitted["history"]
+                if models_dir is not None:
+                    os.makedirs(os.path.join(models_dir, name))
+                    fitted["model"].save(os.path.join(models_dir, name, MODEL_FILE))
+                del fitted  # one model in memory at a time
+            return rows, histories
 
-                os.makedirs(os.path.join(models_dir, name))
-                save_model(fitted["model"], os.path.join(models_dir, name, MODEL_FILE))
-            del fitted  # one model in memory at a time
-        return rows, histories
-
-    resolved = {name: {k: _jsonable(v) for k, v in options.items()}
-                for name, (options, _) in chosen.items()}
-    arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "variants": resolved,
-                 "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
-                 "strict": strict, "save_models": save_models, "report": report, **base}
-    summary = {"base": {k: _jsonable(v) for k, v in base.items()},
-               "train_images": len(train_set), "val_images": len(val_set)}
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="transferkit-compare-") as scratch:
-            rows, histories = run_variants(FeatureCache(cache_dir or scratch),
-                                           cache_dir or "a temporary folder", None)
-    else:
-        with run_dir(out, overwrite) as tmp:
+        resolved = {name: {k: _jsonable(v) for k, v in options.items()}
+                    for name, (options, _) in chosen.items()}
+        arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "variants": resolved,
+                     "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
+                     "strict": strict, "save_models": save_models, "report": report, **base}
+        summary = {"base": {k: _jsonable(v) for k, v in base.items()},
+                   "train_images": len(train_set), "val_images": len(val_set)}
+        if out is None:
+            with tempfile.TemporaryDirectory(prefix="transferkit-compare-") as scratch:
+                rows, histories = run_variants(FeatureCache(cache_dir or scratch),
+                                               cache_dir or "a temporary folder", None)
+        else:
             rows, histories = run_variants(
                 FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
                 cache_dir or os.path.join(os.fspath(out), FEATURES_DIR),

@@ -54,7 +54,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         report: with `out`, also write `report.html` and `report.json`
             (`transferkit.write_report`). Defaults to `True`.
         strict: a file that does not decode is an error instead of skipped.
-        overwrite: replace a non-empty `out`.
+        overwrite: replace `out` if it is a previous `cv` run or an empty
+            folder. Defaults to `False`.
         verbose: Keras' verbosity. Defaults to `"auto"`.
         **options: `train`'s model and training options (`head`, `epochs`,
             `learning_rate`, `unfreeze`, `augment`, `image_size`, `crop`, ...).
@@ -73,64 +74,65 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
 
     from transferkit.data.images import scan_image_folder
     from transferkit.features import FeatureCache
-    from transferkit.runs import check_run_dir, run_dir
+    from transferkit.outputs import check_output_folder, output_folder
 
     start = time.perf_counter()
     check_options(options, SETUP_ARGUMENTS, "cross_validate")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
+    inputs = (data_dir, cache_dir)
     if out is not None:
-        check_run_dir(out, overwrite)
+        check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
     setup = Setup(backbone, seed=seed, verbose=verbose, **options)
     cache_dir = _checked_cache_dir(cache_dir)
 
-    folder = scan_image_folder(data_dir, strict=strict)
-    smallest = min(folder.class_counts().items(), key=lambda item: item[1])
-    if smallest[1] < folds:
-        raise TransferkitError(
-            f"Class '{smallest[0]}' has {smallest[1]} image(s), fewer than --folds {folds}; "
-            "use fewer folds or add images."
-        )
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-        np.zeros(len(folder)), folder.labels))
-    setup.say(f"{len(folder)} images in {len(folder.class_names)} classes "
-              f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
-              f"{setup.size}x{setup.size}.")
-    setup.hint(len(folder) - len(splits[0][1]))
-    x, y = folder.load(setup.size, crop=setup.crop, verbose=setup.bar())
+    with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp:
+        folder = scan_image_folder(data_dir, strict=strict)
+        smallest = min(folder.class_counts().items(), key=lambda item: item[1])
+        if smallest[1] < folds:
+            raise TransferkitError(
+                f"Class '{smallest[0]}' has {smallest[1]} image(s), fewer than --folds {folds}; "
+                "use fewer folds or add images."
+            )
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+            np.zeros(len(folder)), folder.labels))
+        setup.say(f"{len(folder)} images in {len(folder.class_names)} classes "
+                  f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
+                  f"{setup.size}x{setup.size}.")
+        setup.hint(len(folder) - len(splits[0][1]))
+        x, y = folder.load(setup.size, crop=setup.crop, verbose=setup.bar())
 
-    def run_folds(cache, where):
-        def features_for(train_index, val_index):
-            def features(extractor):
-                # The cache key hashes the backbone's weights: every fold whose
-                # backbone starts from the same weights reads one extraction.
-                every = setup.features(cache, extractor, x, folder.files, "all images'",
-                                       where)
-                return every[train_index], every[val_index]
-            return features
+        def run_folds(cache, where):
+            def features_for(train_index, val_index):
+                def features(extractor):
+                    # The cache key hashes the backbone's weights: every fold whose
+                    # backbone starts from the same weights reads one extraction.
+                    every = setup.features(cache, extractor, x, folder.files, "all images'",
+                                           where)
+                    return every[train_index], every[val_index]
+                return features
 
-        rows, histories = [], []
-        for k, (train_index, val_index) in enumerate(splits):
-            setup.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
-                      "validation images.")
-            fitted = setup.fit(x[train_index], y[train_index], x[val_index], y[val_index],
-                               len(folder.class_names),
-                               features=features_for(train_index, val_index))
-            rows.append({"fold": k + 1, "train_images": int(len(train_index)),
-                         "val_images": int(len(val_index)), **fitted["metrics"]})
-            histories.append(fitted["history"])
-        return rows, histories
+            rows, histories = [], []
+            for k, (train_index, val_index) in enumerate(splits):
+                setup.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
+                          "validation images.")
+                fitted = setup.fit(x[train_index], y[train_index], x[val_index], y[val_index],
+                                   len(folder.class_names),
+                                   features=features_for(train_index, val_index))
+                rows.append({"fold": k + 1, "train_images": int(len(train_index)),
+                             "val_images": int(len(val_index)), **fitted["metrics"]})
+                histories.append(fitted["history"])
+            return rows, histories
 
-    arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "folds": folds,
-                 "seed": seed, "cache_dir": cache_dir, "report": report, "strict": strict,
-                 **options}
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
-            rows, histories = run_folds(FeatureCache(cache_dir or scratch),
-                                        cache_dir or "a temporary folder")
-        result = _summary(rows)
-    else:
-        with run_dir(out, overwrite) as tmp:
+        arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "folds": folds,
+                     "seed": seed, "cache_dir": cache_dir, "report": report, "strict": strict,
+                     **options}
+        if out is None:
+            with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
+                rows, histories = run_folds(FeatureCache(cache_dir or scratch),
+                                            cache_dir or "a temporary folder")
+            result = _summary(rows)
+        else:
             rows, histories = run_folds(
                 FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
                 cache_dir or os.path.join(os.fspath(out), FEATURES_DIR))

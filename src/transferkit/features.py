@@ -31,7 +31,8 @@ import numpy as np
 
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
-from transferkit.saving import atomic_output, file_sha256
+from transferkit.outputs import atomic_output
+from transferkit.saving import file_sha256
 
 BACKBONE = "backbone"
 AUGMENT = "augment"

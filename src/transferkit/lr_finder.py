@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.saving import atomic_output
+from transferkit.outputs import check_output_file, output_file
 
 
 class LRFinder:
@@ -176,7 +176,7 @@ class LRFinder:
         self._suggest()
         return self
 
-    def plot(self, path, *, title=None):
+    def plot(self, path, *, title=None, overwrite=False):
         """Plots the loss against the learning rate (log scale), suggestions marked.
 
         The raw losses are drawn faintly, the smoothed ones as a line; the
@@ -186,6 +186,7 @@ class LRFinder:
         Args:
             path: the `.png` file to write.
             title: optional figure title.
+            overwrite: replace an existing file. Defaults to `False`.
 
         Example:
 
@@ -222,7 +223,7 @@ class LRFinder:
         axes.legend(fontsize=8)
         if title:
             figure.suptitle(title)
-        with atomic_output(path) as temporary:
+        with output_file(path, overwrite=overwrite, suffix=".png", flag="plot") as temporary:
             figure.savefig(temporary, format="png", dpi=100)
 
     def to_dict(self):
@@ -359,7 +360,7 @@ def _batches(count, size, rng):
 
 
 def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
-            steps=200, strict=False, verbose="auto", **options):
+            steps=200, strict=False, overwrite=False, verbose="auto", **options):
     """The LR finder on an image folder, with the model `train` would build.
 
     The model is `train`'s (same backbone, head, dropout, augmentation,
@@ -379,6 +380,7 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
         start, end, steps: the rate range and the most batches (see
             `LRFinder`).
         strict: a file that does not decode is an error instead of skipped.
+        overwrite: replace an existing `plot` file. Defaults to `False`.
         verbose: `"auto"` shows progress. Defaults to `"auto"`.
         **options: `train`'s model options (`image_size`, `crop`, `augment`,
             `dropout`, `optimizer`, `batch_size`, `seed`, `weights`, ...).
@@ -412,8 +414,9 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
                       optimizer=setup.recipe[0].optimizer, seed=setup.seed,
                       verbose=setup.bar())
     finder._check()
-    if plot is not None and not os.fspath(plot).endswith(".png"):
-        raise TransferkitError(f"plot must be a .png path, got {os.fspath(plot)!r}.")
+    if plot is not None:
+        check_output_file(plot, inputs=[data_dir], overwrite=overwrite, suffix=".png",
+                          flag="plot")
     folder = scan_image_folder(data_dir, strict=strict)
     setup.say(f"{len(folder)} images, classes {folder.class_names}; images at "
               f"{setup.size}x{setup.size}.")
@@ -431,5 +434,6 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     finder.fit(target, inputs, y)
     if plot is not None:
         finder.plot(plot, title=f"{setup.config.name} on "
-                    f"{os.path.basename(os.path.abspath(data_dir))}, unfreeze {plan}")
+                    f"{os.path.basename(os.path.abspath(data_dir))}, unfreeze {plan}",
+                    overwrite=overwrite)
     return finder

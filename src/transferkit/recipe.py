@@ -28,6 +28,7 @@ from transferkit.features import (
     head_model,
 )
 from transferkit.freezing import BATCHNORM_MODES, freeze, parse_plan
+from transferkit.saving import save_weights
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 
@@ -601,7 +602,7 @@ class _Checkpoint(keras.callbacks.ModelCheckpoint):
             return
         current = self._trained.get_weights()
         self._trained.set_weights(self._best)
-        self._full.save_weights(self._path, overwrite=True)
+        save_weights(self._full, self._path)
         self._trained.set_weights(current)
 
 

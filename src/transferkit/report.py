@@ -116,7 +116,7 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None):
     if isinstance(data_dir, (str, os.PathLike)) and not os.path.isdir(data_dir):
         raise TransferkitError(f"No such image folder: {os.fspath(data_dir)}; check --data.")
 
-    from transferkit.saving import atomic_output
+    from transferkit.outputs import atomic_output, friendly_write_errors
 
     report, thumbnails = _collect(path, data_dir, int(worst))
     if location is not None:
@@ -124,7 +124,8 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None):
     page = _render(report, thumbnails, path)
     target = os.path.join(path, REPORT_FILE)
     # Both under temporary names first: an error in either replaces neither.
-    with atomic_output(os.path.join(path, REPORT_JSON_FILE)) as json_tmp, \
+    with friendly_write_errors(os.path.join(location or path, REPORT_FILE)), \
+            atomic_output(os.path.join(path, REPORT_JSON_FILE)) as json_tmp, \
             atomic_output(target) as html_tmp:
         write_json(json_tmp, report)
         with open(html_tmp, "w", encoding="utf-8") as f:

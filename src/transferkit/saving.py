@@ -1,14 +1,17 @@
 """Reading and writing `.keras` files: clear errors in, nothing half-written out."""
 
-import contextlib
+import errno
 import hashlib
+import math
 import os
-import uuid
+import shutil
 import zipfile
 
 import keras
+import numpy as np
 
 from transferkit.errors import TransferkitError
+from transferkit.outputs import output_file
 
 
 def load_model(path, **kwargs):
@@ -43,53 +46,53 @@ def load_model(path, **kwargs):
         raise TransferkitError(f"Could not load {path}: {reason}") from e
 
 
-def save_model(model, path):
+def save_model(model, path, overwrite=False):
     """Saves `model` to `path` atomically: a complete file or none at all.
 
-    Writes to a temporary `.keras` file beside `path`, then renames it, so an
-    interrupted save never leaves a truncated model behind.
+    Writes to a temporary `.keras` file beside `path`, then moves it into
+    place, so an interrupted save never leaves a truncated model behind
+    (`transferkit.outputs.output_file`).
 
     Args:
         model: a Keras model.
         path: destination; must end in `.keras`.
-    """
-    path = os.fspath(path)
-    if not path.endswith(".keras"):
-        raise TransferkitError(f"Output {path} must end in .keras.")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise TransferkitError(f"Output folder {directory} does not exist; create it first.")
-    with atomic_output(path) as tmp:
-        model.save(tmp, overwrite=True)
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yields a temporary name beside `path`; renames it to `path` on success.
-
-    The temporary file keeps `path`'s extension (Keras checks it) and sits in
-    the same folder, so that `os.replace` is one step on one file system: a
-    reader sees the old file or the complete new one, never half of it. On
-    any error, or an interrupt, the temporary file is removed.
+        overwrite: replace an existing file. Defaults to `False`: an
+            existing file is an error, never silently replaced.
 
     Example:
 
-    >>> with atomic_output("cache/model.weights.h5") as tmp:  # doctest: +SKIP
-    ...     model.save_weights(tmp)
+    >>> save_model(model, "model.keras")  # doctest: +SKIP
+    """
+    with output_file(path, overwrite=overwrite, suffix=".keras") as tmp:
+        model.save(tmp, overwrite=True)
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)`, refused up front when the disk cannot take it.
+
+    HDF5 does not recover from a write that fails half-way (full disk): the
+    open file's handles crash the interpreter when they are freed (seen with
+    h5py 3.14 and HDF5 1.14.6: a segmentation fault at exit). So the free
+    space is checked first, against the weights' size with room for HDF5's
+    own records, and a shortfall is the `OSError(ENOSPC)` that the write
+    would have raised, before any byte is written.
+
+    Args:
+        model: a Keras model.
+        path: a `.weights.h5` file.
+
+    Example:
+
+    >>> save_weights(model, "best.weights.h5")  # doctest: +SKIP
     """
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    # Not mkstemp: its 0600 mode would stick to the result. The pid and a
-    # random part keep concurrent writers apart.
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.weights)
+    needed = int(needed * 1.05) + (1 << 20)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device ({needed:,} bytes needed, "
+                      f"{free:,} free)", path)
+    model.save_weights(path, overwrite=True)
 
 
 def file_sha256(path):

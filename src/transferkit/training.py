@@ -16,10 +16,9 @@ from transferkit.runs import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    check_run_dir,
-    run_dir,
     write_json,
 )
+from transferkit.outputs import output_folder
 
 HEADS = ("softmax", "logreg", "linear-svm")
 FEATURES_DIR = "features"
@@ -156,7 +155,9 @@ def train(
             worst-classified examples; `transferkit.write_report`). Defaults
             to `True`.
         strict: a file that does not decode is an error instead of skipped.
-        overwrite: replace a non-empty `out`. Defaults to `False`.
+        overwrite: replace `out` if it is a previous `train` run (its
+            `config.json` says so) or an empty folder; anything else there is
+            refused. Defaults to `False`.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
 
     Returns:
@@ -174,20 +175,21 @@ def train(
 
     arguments = {k: v for k, v in locals().items() if k in ARGUMENTS}
     start = time.perf_counter()
-    # Everything that can be wrong is checked before the first image is read.
-    check_run_dir(out, overwrite)
-    setup = Setup(**{k: v for k, v in arguments.items() if k in SETUP_ARGUMENTS},
-                  verbose=verbose)
-    cache_dir = _checked_cache_dir(cache_dir)
+    # Everything that can be wrong is checked before the first image is read;
+    # the output folder is locked for the whole run.
+    with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
+                       overwrite=overwrite) as tmp:
+        setup = Setup(**{k: v for k, v in arguments.items() if k in SETUP_ARGUMENTS},
+                      verbose=verbose)
+        cache_dir = _checked_cache_dir(cache_dir)
 
-    folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
-    setup.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
-              f"classes {train_set.class_names}; images at {setup.size}x{setup.size}.")
-    setup.hint(len(train_set))
-    x_train, y_train = train_set.load(setup.size, crop=crop, verbose=setup.bar())
-    x_val, y_val = val_set.load(setup.size, crop=crop, verbose=setup.bar())
+        folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
+        setup.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
+                  f"classes {train_set.class_names}; images at {setup.size}x{setup.size}.")
+        setup.hint(len(train_set))
+        x_train, y_train = train_set.load(setup.size, crop=crop, verbose=setup.bar())
+        x_val, y_val = val_set.load(setup.size, crop=crop, verbose=setup.bar())
 
-    with run_dir(out, overwrite) as tmp:
         cache = FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR))
         where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)
 
@@ -218,9 +220,7 @@ def train(
             **fitted["config"],
             "versions": _versions(),
         }
-        from transferkit.saving import save_model
-
-        save_model(model, os.path.join(tmp, MODEL_FILE))
+        model.save(os.path.join(tmp, MODEL_FILE))
         write_json(os.path.join(tmp, HISTORY_FILE), fitted["history"])
         write_json(os.path.join(tmp, METRICS_FILE), metrics)
         write_json(os.path.join(tmp, CONFIG_FILE), run_config)

@@ -17,8 +17,8 @@ import numpy as np
 from transferkit.errors import TransferkitError
 from transferkit.plots import plot_history
 from transferkit.recipe import FineTuner, Phase, default_recipe
-from transferkit.runs import run_dir, write_json
-from transferkit.saving import save_model
+from transferkit.outputs import output_folder
+from transferkit.runs import write_json
 from transferkit.transfer import reuse
 
 DEFAULT_CLASSES = (5, 9)
@@ -39,7 +39,8 @@ def transfer_demo(out=None, *, classes=DEFAULT_CLASSES, train_size=200, epochs=(
         learning_rate: the head phase's rate (and the from-scratch rate);
             fine-tuning uses a tenth of it. Defaults to `1e-2`.
         seed: seeds the split and the initializations. Defaults to `0`.
-        overwrite: replace an existing non-empty `out`. Defaults to `False`.
+        overwrite: replace `out` if it is a previous demo run or an empty
+            folder. Defaults to `False`.
         echo: where the report lines go. Defaults to `print`.
 
     Returns:
@@ -51,15 +52,21 @@ def transfer_demo(out=None, *, classes=DEFAULT_CLASSES, train_size=200, epochs=(
     >>> results = transfer_demo(out=None, echo=lambda line: None)  # doctest: +SKIP
     >>> results["on_a"]["accuracy"] >= results["scratch"]["accuracy"]  # doctest: +SKIP
     """
-    from sklearn.datasets import load_digits
-
     classes = tuple(int(c) for c in classes)
     if len(classes) != 2 or len(set(classes)) != 2 or not all(0 <= c <= 9 for c in classes):
         raise TransferkitError(f"classes must be two different digits 0-9, got {classes}.")
+    with output_folder(out, "demo", overwrite=overwrite) as tmp:
+        results = _experiment(tmp, classes, train_size, epochs, learning_rate, seed, echo)
     if out is not None:
-        from transferkit.runs import check_run_dir
+        echo(f"Wrote {out} (models, histories, curves, metrics) in "
+             f"{results['seconds']:.1f} s.")
+    return results
 
-        check_run_dir(out, overwrite)
+
+def _experiment(tmp, classes, train_size, epochs, learning_rate, seed, echo):
+    """Runs the experiment; writes its run folder into `tmp` unless `None`."""
+    from sklearn.datasets import load_digits
+
     start = time.perf_counter()
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
@@ -128,28 +135,25 @@ def transfer_demo(out=None, *, classes=DEFAULT_CLASSES, train_size=200, epochs=(
         "on_a": {k: runs["on_a"][k] for k in ("loss", "accuracy")},
         "seconds": time.perf_counter() - start,
     }
-    if out is not None:
-        with run_dir(out, overwrite) as tmp:
-            save_model(model_a, os.path.join(tmp, "model_a.keras"))
-            write_json(os.path.join(tmp, "history_a.json"), history_a.history)
-            plot_history(history_a.history, os.path.join(tmp, "curves_a.png"),
-                         title=f"Model A: digits {a_classes}")
-            for variant, run in runs.items():
-                save_model(run["model"], os.path.join(tmp, f"model_b_{variant}.keras"))
-                write_json(os.path.join(tmp, f"history_b_{variant}.json"),
-                           {"history": run["tuner"].history_, "phases": run["tuner"].phases_})
-                plot_history(run["tuner"].history_,
-                             os.path.join(tmp, f"curves_b_{variant}.png"),
-                             phases=run["tuner"].phases_,
-                             title=_TITLES[variant])
-            write_json(os.path.join(tmp, "metrics.json"), results)
-            write_json(os.path.join(tmp, "config.json"), {
-                "command": "demo", "classes": list(classes), "train_size": train_size,
-                "epochs": list(epochs), "learning_rate": learning_rate, "seed": seed,
-                "keras_backend": keras.backend.backend(), "keras_version": keras.__version__,
-            })
-        echo(f"Wrote {out} (models, histories, curves, metrics) in "
-             f"{time.perf_counter() - start:.1f} s.")
+    if tmp is not None:
+        model_a.save(os.path.join(tmp, "model_a.keras"))
+        write_json(os.path.join(tmp, "history_a.json"), history_a.history)
+        plot_history(history_a.history, os.path.join(tmp, "curves_a.png"),
+                     title=f"Model A: digits {a_classes}")
+        for variant, run in runs.items():
+            run["model"].save(os.path.join(tmp, f"model_b_{variant}.keras"))
+            write_json(os.path.join(tmp, f"history_b_{variant}.json"),
+                       {"history": run["tuner"].history_, "phases": run["tuner"].phases_})
+            plot_history(run["tuner"].history_,
+                         os.path.join(tmp, f"curves_b_{variant}.png"),
+                         phases=run["tuner"].phases_,
+                         title=_TITLES[variant])
+        write_json(os.path.join(tmp, "metrics.json"), results)
+        write_json(os.path.join(tmp, "config.json"), {
+            "command": "demo", "classes": list(classes), "train_size": train_size,
+            "epochs": list(epochs), "learning_rate": learning_rate, "seed": seed,
+            "keras_backend": keras.backend.backend(), "keras_version": keras.__version__,
+        })
     return results
 
 

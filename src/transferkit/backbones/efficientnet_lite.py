@@ -24,7 +24,7 @@ from keras import layers
 
 from transferkit.errors import TransferkitError
 from transferkit.backbones.cache import cached_weights_path
-from transferkit.saving import atomic_output
+from transferkit.outputs import atomic_output
 
 # (expand ratio, kernel size, first stride, output channels, repeats) per
 # stage, as in the EfficientNet-B0 paper table; Lite0 keeps depth and width.
@@ -333,7 +333,7 @@ def _load_imagenet_weights(model, include_top):
     from transferkit.weights import load_torch_state_dict
 
     source = _torch_checkpoint_path()
-    from transferkit.saving import file_sha256
+    from transferkit.saving import file_sha256, save_weights
 
     digest = file_sha256(source)
     if digest != _TORCH_SHA256:
@@ -345,7 +345,7 @@ def _load_imagenet_weights(model, include_top):
     try:
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         with atomic_output(cached) as tmp:
-            model.save_weights(tmp, overwrite=True)
+            save_weights(model, tmp)
     except OSError as e:
         # The model has its weights already; only the next load gets slower.
         warnings.warn(f"Could not cache the converted weights at {cached}: {e}", stacklevel=3)
