@@ -7,7 +7,7 @@ backbone, first with plain `model.fit` through the backbone, then with
 `FineTuner(cache=True)` (feature extraction included in its time). Then
 seed 001's bottleneck path: the same features (extraction timed again) with
 a linear SVM and a logistic regression, C chosen by 5-fold cross-validation
-on the training features (`transferkit.linear.LinearHead`). Prints each
+on the training features (`transferkit.training.linear.LinearHead`). Prints each
 path's wall time and validation accuracy, and the plain/cached ratio.
 
     .venv/bin/python bench/frozen_phase.py [--epochs 10] [--data DIR]
@@ -35,9 +35,9 @@ def main(argv=None):
     import numpy as np
 
     import transferkit
-    from transferkit.features import extract_features, feature_extractor
-    from transferkit.linear import LinearHead
-    from transferkit.recipe import FineTuner, Phase
+    from transferkit.training.features import extract_features, feature_extractor
+    from transferkit.training.linear import LinearHead
+    from transferkit.training.recipe import FineTuner, Phase
 
     x, y = transferkit.scan_image_folder(data / "train").load(SIZE, crop=None)
     x_val, y_val = transferkit.scan_image_folder(data / "val").load(SIZE, crop=None)

@@ -131,7 +131,7 @@ def test_console_script_version_help_and_exit_code(tmp_path):
 
 
 def test_demo_shows_the_pitfall_and_the_fix():
-    from transferkit.demo import regularization_demo
+    from transferkit.workflows.regularization_demo import regularization_demo
 
     lines = []
     results = regularization_demo(input_size=32, echo=lines.append)

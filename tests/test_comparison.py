@@ -7,7 +7,7 @@ import re
 import pytest
 from test_training import make_folder, run
 
-from transferkit.comparison import PRESETS, compare, read_variants, resolve_variants
+from transferkit.workflows.compare import PRESETS, compare, read_variants, resolve_variants
 from transferkit.errors import TransferkitError
 
 # A small backbone with random weights at 32 px: fast, offline.
@@ -77,7 +77,7 @@ def test_compare_writes_a_complete_folder(compared, capsys):
 
 def test_a_variant_equal_to_the_base_repeats_train(compared, tmp_path):
     # `train` with the base options on the same folder, split and seed: the same history.
-    from transferkit.training import train
+    from transferkit.workflows.train import train
 
     data, _, out = compared
     run_ = train(data, "mobilenet_v3_small", tmp_path / "run", val_split=0.3, dropout=0.3,

@@ -7,8 +7,8 @@ from conftest import snapshot
 
 import transferkit
 from transferkit import TransferkitError
-from transferkit.audits import AuditMismatch
-from transferkit.constraints import constrain, default_axis, get_constraint
+from transferkit.regularizers.audits import AuditMismatch
+from transferkit.regularizers.constraints import constrain, default_axis, get_constraint
 
 EPS = keras.config.epsilon()
 

@@ -19,7 +19,7 @@ def folders(tmp_path_factory):
 
 @pytest.mark.parametrize("head", ["logreg", "linear-svm"])
 def test_linear_head_run_predicts_and_evaluates(folders, tmp_path, capsys, head):
-    from transferkit.inference import evaluate, predict
+    from transferkit.evaluation.inference import evaluate, predict
 
     data, val = folders
     out = tmp_path / "run"

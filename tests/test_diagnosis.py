@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from transferkit import diagnosis
+from transferkit.evaluation import diagnosis
 from transferkit.cli import main
-from transferkit.diagnosis import Diagnosis, diagnose, diagnose_run
+from transferkit.evaluation.diagnosis import Diagnosis, diagnose, diagnose_run
 from transferkit.errors import TransferkitError
 
 # Seed 004's picture: validation loss lowest at epoch 4, then rising for 10

@@ -9,8 +9,8 @@ from conftest import snapshot
 
 import transferkit
 from transferkit.errors import TransferkitError
-from transferkit import recipe
-from transferkit.features import (
+from transferkit.training import recipe
+from transferkit.training.features import (
     AugmentedFeatures,
     FeatureCache,
     augmentation_layer,
@@ -19,7 +19,7 @@ from transferkit.features import (
     feature_extractor,
     head_model,
 )
-from transferkit.recipe import FineTuner, Phase, default_recipe
+from transferkit.training.recipe import FineTuner, Phase, default_recipe
 
 
 def tiny_backbone():
@@ -207,7 +207,7 @@ class HeadWeights(keras.callbacks.Callback):
 
 
 def spy(monkeypatch, name):
-    """Wraps `transferkit.recipe.<name>`; returns the list of `(kwargs, result)` of its calls."""
+    """Wraps `transferkit.training.recipe.<name>`; returns the list of `(kwargs, result)` of its calls."""
     calls, real = [], getattr(recipe, name)
 
     def wrapper(*args, **kwargs):

@@ -7,7 +7,7 @@ from conftest import snapshot
 
 import transferkit
 from transferkit.errors import TransferkitError
-from transferkit.freezing import FreezePlan, freeze, parse_plan
+from transferkit.models.freezing import FreezePlan, freeze, parse_plan
 
 
 def small_backbone():

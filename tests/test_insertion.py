@@ -8,7 +8,7 @@ from conftest import snapshot
 import transferkit
 from transferkit import TransferkitError
 from transferkit._walk import iter_layers
-from transferkit.insertion import insert_dropout
+from transferkit.models.insertion import insert_dropout
 
 
 def residual_backbone():

@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from transferkit.errors import TransferkitError
-from transferkit.linear import DEFAULT_CS, LinearHead
+from transferkit.training.linear import DEFAULT_CS, LinearHead
 
 
 def blobs(classes=2, n=60, d=12, seed=0):

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from transferkit import lr_finder
+from transferkit.optim import lr_finder
 from transferkit.errors import TransferkitError
-from transferkit.features import feature_extractor, head_model
-from transferkit.lr_finder import LRFinder, find_learning_rate
+from transferkit.training.features import feature_extractor, head_model
+from transferkit.optim.lr_finder import LRFinder, find_learning_rate
 
 RNG = np.random.default_rng(0)
 # Linear regression, unit-variance inputs: SGD diverges above a rate of ~1.

@@ -12,8 +12,8 @@ from test_training import FAST, make_folder, run
 
 from transferkit.data import get_augmentation
 from transferkit.errors import TransferkitError
-from transferkit import inference
-from transferkit.inference import load_run, mc_dropout_predict, predict
+from transferkit.evaluation import inference
+from transferkit.evaluation.inference import load_run, mc_dropout_predict, predict
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(100, 8)).astype("float32") * 2

@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from transferkit import TransferkitError
-from transferkit.optimizers import (
+from transferkit.optim.optimizers import (
     OPTIMIZERS,
     block_multipliers,
     describe,
@@ -14,7 +14,7 @@ from transferkit.optimizers import (
     get_optimizer,
     parse_spec,
 )
-from transferkit.schedules import PowerDecay
+from transferkit.optim.schedules import PowerDecay
 
 # Keras optimizers only: also run on JAX and PyTorch (`-m backends`).
 pytestmark = pytest.mark.backends

@@ -401,7 +401,7 @@ def test_a_read_only_parent_fails_before_any_image_is_read(scratch, capsys, monk
 
     scanned = []
     monkeypatch.setattr(os, "mkdir", read_only_mkdir)
-    monkeypatch.setattr("transferkit.training.scan_split",
+    monkeypatch.setattr("transferkit.workflows.train.scan_split",
                         lambda *a, **k: scanned.append(a) or pytest.fail("scanned"))
     assert run("train", "data/train", "--out", "run", *TRAIN) == 2
     assert "the file system is read-only" in capsys.readouterr().err

@@ -2,7 +2,7 @@ import keras
 import pytest
 
 from transferkit import TransferkitError, get_penalty
-from transferkit.penalties import describe, penalty_value
+from transferkit.regularizers.penalties import describe, penalty_value
 
 # Backend-agnostic core: also run on JAX and PyTorch (`-m backends`).
 pytestmark = pytest.mark.backends

@@ -8,7 +8,7 @@ import pytest
 from conftest import loss_total, snapshot
 
 from transferkit import TransferkitError
-from transferkit.presets import LayerPreset, get_preset, layer_preset, list_presets
+from transferkit.models.layer_presets import LayerPreset, get_preset, layer_preset, list_presets
 
 
 def test_named_preset_builds_a_regularized_head_in_one_line():

@@ -9,8 +9,8 @@ from conftest import snapshot
 
 import transferkit
 from transferkit.errors import TransferkitError
-from transferkit.recipe import FineTuner, Phase, default_recipe
-from transferkit.transfer import reuse
+from transferkit.training.recipe import FineTuner, Phase, default_recipe
+from transferkit.models.transfer import reuse
 
 
 def source_model():
@@ -158,7 +158,7 @@ def _walk(model):
 
 @pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
 def test_digits_demo_writes_a_run_and_transfer_helps(tmp_path):
-    from transferkit.transfer_demo import transfer_demo
+    from transferkit.workflows.transfer_demo import transfer_demo
 
     lines = []
     out = tmp_path / "demo"
@@ -180,7 +180,7 @@ def test_digits_demo_writes_a_run_and_transfer_helps(tmp_path):
 
 
 def test_demo_refuses_bad_classes_and_an_occupied_folder(tmp_path):
-    from transferkit.transfer_demo import transfer_demo
+    from transferkit.workflows.transfer_demo import transfer_demo
 
     with pytest.raises(TransferkitError, match="two different digits"):
         transfer_demo(None, classes=(5, 5))

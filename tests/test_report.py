@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from test_training import FAST, make_folder, run
-from transferkit import report as report_module
-from transferkit.report import write_report
+from transferkit.evaluation import report as report_module
+from transferkit.evaluation.report import write_report
 
 CLASSES = ("<b>&x", "red")  # a class folder name that must be escaped
 HEAD_ONLY = FAST[:FAST.index("--epochs")] + ["--epochs", "2,0"] + FAST[FAST.index("--epochs") + 2:]
@@ -79,7 +79,7 @@ def written(trained):
 @pytest.fixture(scope="module")
 def truth(trained):
     """`inference.evaluate` and `inference.predict` on the validation folder, one model load."""
-    from transferkit.inference import evaluate, load_run, predict
+    from transferkit.evaluation.inference import evaluate, load_run, predict
 
     _, val, out = trained
     loaded = load_run(out)
@@ -155,7 +155,7 @@ def test_cli_data_and_worst(trained, truth, capsys):
 
 
 def test_report_json_has_the_same_numbers(trained, written):
-    from transferkit.diagnosis import diagnose_run
+    from transferkit.evaluation.diagnosis import diagnose_run
 
     _, _, out = trained
     _, text, data = written

@@ -7,8 +7,8 @@ import pytest
 from keras import ops
 
 from transferkit import TransferkitError
-from transferkit.optimizers import discriminative, get_optimizer
-from transferkit.schedules import (
+from transferkit.optim.optimizers import discriminative, get_optimizer
+from transferkit.optim.schedules import (
     MomentumScheduler,
     OneCycle,
     OneCycleMomentum,

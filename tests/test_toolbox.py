@@ -11,8 +11,8 @@ from test_features import images, tiny_model
 from test_training import make_folder, run
 
 from transferkit.errors import TransferkitError
-from transferkit.recipe import FineTuner, Phase
-from transferkit.schedules import OneCycle
+from transferkit.training.recipe import FineTuner, Phase
+from transferkit.optim.schedules import OneCycle
 
 TINY = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
         "--batch-size", "8", "--no-augment"]

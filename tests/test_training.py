@@ -69,7 +69,7 @@ def test_train_writes_a_complete_run(trained):
     assert config["arguments"]["batchnorm"] == "frozen"
     assert config["versions"]["keras"]
     # The final model is the best epoch's: its accuracy on val is the best one.
-    from transferkit.inference import evaluate
+    from transferkit.evaluation.inference import evaluate
 
     result = evaluate(out, val)
     assert result["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
@@ -110,7 +110,7 @@ def test_predict_prints_a_class_per_image_and_csv(trained, capsys):
 def test_predict_matches_the_model_on_the_same_pixels(trained):
     import keras
 
-    from transferkit.inference import predict
+    from transferkit.evaluation.inference import predict
 
     data, val, out = trained
     files = sorted((val / "red").iterdir())
@@ -121,7 +121,7 @@ def test_predict_matches_the_model_on_the_same_pixels(trained):
 
 
 def test_evaluate_prints_accuracy_per_class_and_confusion(trained, capsys):
-    from transferkit.inference import predict
+    from transferkit.evaluation.inference import predict
 
     data, val, out = trained
     capsys.readouterr()
@@ -184,7 +184,7 @@ def test_bad_folders_exit_2_and_write_nothing(tmp_path, capsys):
 
 
 def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
-    from transferkit import recipe
+    from transferkit.training import recipe
 
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt

@@ -407,12 +407,12 @@ def _recipe_options(args):
 
 def _demo(args):
     if args.regularization:
-        from transferkit.demo import regularization_demo
+        from transferkit.workflows.regularization_demo import regularization_demo
 
         _check_positive("--input-size", args.input_size, minimum=32)
         regularization_demo(input_size=args.input_size)
         return
-    from transferkit.transfer_demo import transfer_demo
+    from transferkit.workflows.transfer_demo import transfer_demo
 
     classes = _int_list("--classes", args.classes)
     # The README's first command must run twice: the demo replaces its own
@@ -478,7 +478,7 @@ def _backbones(args):
 
 
 def _train(args):
-    from transferkit.training import train
+    from transferkit.workflows.train import train
 
     if not 0 < args.val_split < 1:
         _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
@@ -488,7 +488,7 @@ def _train(args):
 
 
 def _lr_find(args):
-    from transferkit.lr_finder import lr_find
+    from transferkit.optim.lr_finder import lr_find
 
     options = _recipe_options(args)
     for unused in ("epochs", "learning_rate", "fine_tune_factor", "schedule",
@@ -505,7 +505,7 @@ def _lr_find(args):
 
 
 def _cv(args):
-    from transferkit.crossval import cross_validate
+    from transferkit.workflows.crossval import cross_validate
 
     _check_positive("--folds", args.folds, minimum=2)
     cross_validate(args.data_dir, args.backbone, args.out, folds=args.folds,
@@ -516,7 +516,7 @@ def _cv(args):
 def _diagnose(args):
     import json
 
-    from transferkit.diagnosis import diagnose_run
+    from transferkit.evaluation.diagnosis import diagnose_run
 
     _check_positive("--patience", args.patience)
     if not 0 <= args.min_delta < float("inf"):
@@ -536,7 +536,7 @@ def _diagnose(args):
 
 
 def _compare(args):
-    from transferkit.comparison import compare
+    from transferkit.workflows.compare import compare
 
     # Only the options given here: the others come from the TOML [base] or train's defaults.
     options = {}
@@ -574,7 +574,7 @@ def _compare(args):
 
 
 def _report(args):
-    from transferkit.report import write_report
+    from transferkit.evaluation.report import write_report
 
     _check_positive("--worst", args.worst, minimum=0)
     print(write_report(args.run_dir, data_dir=args.data, worst=args.worst))
@@ -583,7 +583,7 @@ def _report(args):
 def _predict(args):
     import csv
 
-    from transferkit.inference import load_run, predict
+    from transferkit.evaluation.inference import load_run, predict
 
     mc = args.mc_samples is not None
     if mc:
@@ -614,7 +614,7 @@ def _predict(args):
 def _evaluate(args):
     import json
 
-    from transferkit.inference import evaluate
+    from transferkit.evaluation.inference import evaluate
 
     result = evaluate(args.run_dir, args.data_dir)
     if args.json:

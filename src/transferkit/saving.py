@@ -37,7 +37,7 @@ def load_model(path, **kwargs):
         )
     # transferkit's registered Keras objects (schedules, per-block optimizers,
     # in-model preprocessing) must be importable by name before loading.
-    import transferkit.schedules  # noqa: F401  (also registers the optimizers)
+    import transferkit.optim.schedules  # noqa: F401  (also registers the optimizers)
 
     try:
         return keras.saving.load_model(path, **kwargs)

@@ -7,7 +7,7 @@ import keras
 
 from transferkit.backbones.loading import load_backbone
 from transferkit.errors import TransferkitError
-from transferkit.penalties import get_penalty
+from transferkit.regularizers.penalties import get_penalty
 
 # The nested backbone's name in every model `build` makes:
 # `model.get_layer(BACKBONE)` is the backbone, and `regularize(...,
@@ -128,7 +128,7 @@ def build(
     model = keras.Model(inputs, outputs, name=name)
 
     if any(p is not None for p in penalties.values()):
-        from transferkit.regularization import regularize
+        from transferkit.regularizers.regularization import regularize
 
         regularize(model, **penalties)
     return model

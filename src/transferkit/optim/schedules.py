@@ -31,7 +31,7 @@ import keras
 from keras import ops
 
 from transferkit.errors import TransferkitError
-from transferkit.optimizers import parse_spec
+from transferkit.optim.optimizers import parse_spec
 
 _REQUIRED = object()
 # name -> {parameter: default}; None defaults are derived from total_steps or lr0.

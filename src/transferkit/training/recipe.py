@@ -16,9 +16,9 @@ import tempfile
 import keras
 import numpy as np
 
-from transferkit import optimizers, schedules
+from transferkit.optim import optimizers, schedules
 from transferkit.errors import TransferkitError
-from transferkit.features import (
+from transferkit.training.features import (
     AugmentedFeatures,
     FeatureCache,
     augmentation_layer,
@@ -27,7 +27,7 @@ from transferkit.features import (
     feature_extractor,
     head_model,
 )
-from transferkit.freezing import BATCHNORM_MODES, freeze, parse_plan
+from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
 from transferkit.saving import save_weights
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
@@ -44,19 +44,19 @@ class Phase:
         learning_rate: the optimizer's learning rate.
         unfreeze: the freeze plan for the backbone (`"none"`, `"all"`,
             `"last:N"`, `"fraction:F"`, `"from:LAYER"`, `"blocks:N"`; see
-            `transferkit.freezing`).
+            `transferkit.models.freezing`).
         optimizer: an optimizer name or spec with its parameters (`"adam"`,
             `"sgd:momentum=0.9,nesterov=true"`, `"adamw:weight_decay=1e-4"`;
-            see `transferkit.optimizers.get_optimizer`). Defaults to `"adam"`.
+            see `transferkit.optim.optimizers.get_optimizer`). Defaults to `"adam"`.
         name: a label for logs and plots. Defaults to `"phase<k>"`.
         schedule: a learning-rate schedule spec starting from
             `learning_rate` (`"cosine:warmup=0.05"`, `"1cycle:max_lr=1e-2"`,
             `"plateau:factor=0.5,patience=2"`, ...; see
-            `transferkit.schedules.get_schedule`). Defaults to `None`
+            `transferkit.optim.schedules.get_schedule`). Defaults to `None`
             (constant).
         lr_decay: discriminative fine-tuning: the head trains at the full
             rate, the backbone's last block at `lr_decay` times it, the block
-            before at `lr_decay**2`, ... (`transferkit.optimizers.
+            before at `lr_decay**2`, ... (`transferkit.optim.optimizers.
             block_multipliers`). A float in (0, 1], or `None` (default; one
             rate for all).
     """
@@ -169,7 +169,7 @@ class FineTuner:
         cache: `True` (default), `False`, or a folder. A phase whose
             backbone is frozen (plan `"none"`) on a model without
             augmentation computes the backbone's features once and trains
-            the head on them (`transferkit.features`): same updates, one
+            the head on them (`transferkit.training.features`): same updates, one
             forward pass through the backbone instead of one per epoch.
             `True` keeps the features in memory; a folder keeps them in a
             `FeatureCache` there; `False` always trains through the backbone.
@@ -180,7 +180,7 @@ class FineTuner:
             features (each batch through the model's `"augment"` layer in
             training mode, then the frozen backbone; at most one copy per
             epoch of the phase) and trains the head on copy `e % K` at epoch
-            `e`, shuffled per epoch (`transferkit.features.AugmentedFeatures`);
+            `e`, shuffled per epoch (`transferkit.training.features.AugmentedFeatures`);
             validation features are computed once, unaugmented. The copies
             sit in memory (`cache=True`) or in temporary files in the cache
             folder, removed after the phase. Fewer distinct augmentations

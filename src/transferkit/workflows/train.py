@@ -8,8 +8,8 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.freezing import BATCHNORM_MODES
-from transferkit.recipe import FineTuner, Phase, default_recipe
+from transferkit.models.freezing import BATCHNORM_MODES
+from transferkit.training.recipe import FineTuner, Phase, default_recipe
 from transferkit.runs import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -79,7 +79,7 @@ def train(
     With `head="logreg"` or `"linear-svm"` (seed 001's advice for under
     ~1,000 images) no network trains: a scikit-learn linear classifier is fit
     on the frozen backbone's pooled features, its `C` chosen by stratified
-    cross-validation on the training images (`transferkit.linear`), and
+    cross-validation on the training images (`transferkit.training.linear`), and
     saved as the model's Dense output layer.
 
     The run folder (written complete or not at all) holds `model.keras`
@@ -171,7 +171,7 @@ def train(
     ...             val="hymenoptera/val", epochs=(5, 5))  # doctest: +SKIP
     >>> run["metrics"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from transferkit.features import FeatureCache
+    from transferkit.training.features import FeatureCache
 
     arguments = {k: v for k, v in locals().items() if k in ARGUMENTS}
     start = time.perf_counter()
@@ -227,7 +227,7 @@ def train(
         setup.plot(fitted, os.path.join(tmp, CURVES_FILE),
                    title=f"{setup.config.name} on {os.path.basename(os.path.abspath(data_dir))}")
         if report:
-            from transferkit.report import write_report
+            from transferkit.evaluation.report import write_report
 
             write_report(tmp, data_dir=val_set, location=out)
     if setup.linear:
@@ -305,7 +305,7 @@ class Setup:
                  weights="imagenet", from_scratch=False, verbose="auto"):
         from transferkit.backbones.registry import get_backbone_config
         from transferkit.data import augment as augment_module
-        from transferkit.penalties import get_penalty
+        from transferkit.regularizers.penalties import get_penalty
 
         self.config = get_backbone_config(backbone)
         if self.config.modality != "image":
@@ -365,7 +365,7 @@ class Setup:
                     f"{dropout_after!r}."
                 )
         if kernel_constraint is not None:
-            from transferkit.constraints import get_constraint
+            from transferkit.regularizers.constraints import get_constraint
 
             get_constraint(kernel_constraint)  # fails early on a bad spec
         self.dropout_after, self.dropout_after_rate = dropout_after, dropout_after_rate
@@ -390,7 +390,7 @@ class Setup:
 
     def build_model(self, num_classes):
         """The model to train: `build` plus inserted dropout and constraints."""
-        from transferkit.model import build
+        from transferkit.models.model import build
 
         model = build(
             self.config.name, num_classes, weights=self.weights,
@@ -400,18 +400,18 @@ class Setup:
                 seed=self.seed),
         )
         if self.dropout_after is not None:
-            from transferkit.insertion import insert_dropout
+            from transferkit.models.insertion import insert_dropout
 
             model = insert_dropout(model, self.dropout_after_rate, where=self.dropout_after,
                                    kind=self.dropout_kind, seed=self.seed, blocks=self.config)
         if self.kernel_constraint is not None:
-            from transferkit.constraints import constrain
+            from transferkit.regularizers.constraints import constrain
 
             constrain(model, kernel=self.kernel_constraint)
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
-        from transferkit.features import cache_refusal, feature_extractor
+        from transferkit.training.features import cache_refusal, feature_extractor
 
         model = self.build_model(num_classes)
         given = None
@@ -443,9 +443,9 @@ class Setup:
                 "config": {"phases": tuner.phases_}}
 
     def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features):
-        from transferkit.features import extract_features, feature_extractor
-        from transferkit.linear import LinearHead
-        from transferkit.model import build
+        from transferkit.training.features import extract_features, feature_extractor
+        from transferkit.training.linear import LinearHead
+        from transferkit.models.model import build
 
         extractor = feature_extractor(build(
             self.config.name, num_classes, weights=self.weights,
@@ -509,7 +509,7 @@ class Setup:
             )
 
     def plot(self, fitted, path, title):
-        from transferkit.plots import plot_grid, plot_history
+        from transferkit.evaluation.plots import plot_grid, plot_history
 
         if self.linear:
             plot_grid(fitted["linear"].cv_results_, path, title=f"{title}: {self.head}")

@@ -6,7 +6,7 @@ import math
 import keras
 import numpy as np
 
-from transferkit import penalties
+from transferkit.regularizers import penalties
 from transferkit._walk import BIAS_SLOTS, KERNEL_SLOTS, iter_layers, weight_slots
 
 ACTIVITY = "activity"
@@ -206,7 +206,7 @@ def audit(model):
     >>> [e.weight for e in transferkit.audit(model).entries]
     ['kernel']
     """
-    from transferkit.constraints import constrained_slots
+    from transferkit.regularizers.constraints import constrained_slots
 
     report = build_audit(model, _regularized_slots(model))
     report.constraints = build_constraint_audit(model, constrained_slots(model))
@@ -347,7 +347,7 @@ class ConstraintAudit:
     Example:
 
     >>> import keras
-    >>> from transferkit.constraints import constrain
+    >>> from transferkit.regularizers.constraints import constrain
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> report = constrain(model, kernel="max_norm:3", apply_now=True)
     >>> report.verify(model, satisfied=True).num_active
@@ -398,7 +398,7 @@ class ConstraintAudit:
         Raises:
             AuditMismatch: naming the first weights that fail.
         """
-        from transferkit.constraints import satisfies
+        from transferkit.regularizers.constraints import satisfies
 
         tracked = {id(v) for v in model.weights}
         problems = []
@@ -461,7 +461,7 @@ class ConstraintAudit:
 
 def build_constraint_audit(model, slots):
     """An audit of `slots`: `(layer_name, layer, attribute, variable, saved)`."""
-    from transferkit.constraints import describe, satisfies
+    from transferkit.regularizers.constraints import describe, satisfies
 
     trainable = {id(v) for v in model.trainable_weights}
     entries, variables = [], []

@@ -260,7 +260,7 @@ def _coerced(key, param, value, default):
 def _checked_learning_rate(learning_rate):
     schedules = keras.optimizers.schedules
     if isinstance(learning_rate, dict):
-        import transferkit.schedules  # noqa: F401  (registers transferkit's schedules)
+        import transferkit.optim.schedules  # noqa: F401  (registers transferkit's schedules)
 
         try:
             return schedules.deserialize(learning_rate)
@@ -325,7 +325,7 @@ def discriminative(optimizer, multipliers):
     then the weight's: `"conv5_block1_1_conv/kernel"`, `"head/bias"`; a
     `Sequential` model puts its own name first) when the optimizer is built.
     Saved with a model, the optimizer keeps its multipliers: import
-    `transferkit.optimizers` before `keras.saving.load_model` (the classes
+    `transferkit.optim.optimizers` before `keras.saving.load_model` (the classes
     are registered there). Under PyTorch the update is Keras' generic one,
     not the fused `torch._foreach` version of the plain optimizer.
 
@@ -510,7 +510,7 @@ def discriminative_class(base):
             "__module__": __name__,
             "__qualname__": name,
             "__doc__": f"`{base.__name__}` with per-variable learning-rate multipliers "
-                       "(see `transferkit.optimizers.discriminative`).",
+                       "(see `transferkit.optim.optimizers.discriminative`).",
             "_base_optimizer": base,
         })
         _CLASSES[base] = keras.saving.register_keras_serializable(
@@ -562,7 +562,7 @@ def block_multipliers(model, ratio=0.5, blocks=None, backbone="backbone"):
     >>> block_multipliers(model, 0.5, blocks=("block1", "block2"))
     {'stem/': 0.25, 'block1_conv/': 0.25, 'block2_conv/': 0.5, 'head/': 1.0}
     """
-    from transferkit.freezing import block_names, get_backbone
+    from transferkit.models.freezing import block_names, get_backbone
 
     if (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real)
             or not 0 < ratio <= 1):

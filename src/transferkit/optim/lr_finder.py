@@ -52,7 +52,7 @@ class LRFinder:
         steps: the most batches to train, an int >= 10. Defaults to 200.
         batch_size: Defaults to 32.
         optimizer: an optimizer name or spec: `"adam"` (default),
-            `"sgd:momentum=0.9"`, ... (`transferkit.optimizers.get_optimizer`).
+            `"sgd:momentum=0.9"`, ... (`transferkit.optim.optimizers.get_optimizer`).
             The rate found is for this optimizer: use the same one to train.
         loss: a Keras loss. Defaults to the one `FineTuner` uses for the
             output layer: sparse categorical cross-entropy after a softmax,
@@ -146,7 +146,7 @@ class LRFinder:
         average, best, stopped = 0.0, math.inf, False
         try:
             trainer = _Trainer(model)
-            from transferkit.optimizers import get_optimizer
+            from transferkit.optim.optimizers import get_optimizer
 
             optimizer = get_optimizer(self.optimizer)
             trainer.compile(optimizer=optimizer, loss=loss)
@@ -257,7 +257,7 @@ class LRFinder:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) \
                 or self.batch_size < 1:
             raise TransferkitError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        from transferkit.optimizers import describe
+        from transferkit.optim.optimizers import describe
 
         describe(self.optimizer)  # a one-line error for an unknown name or parameter
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, numbers.Real) \
@@ -337,7 +337,7 @@ class _Trainer(keras.Model):
 
 
 def _default_loss(model):
-    from transferkit.recipe import _head
+    from transferkit.training.recipe import _head
 
     try:
         activation, _ = _head(model)
@@ -395,14 +395,14 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     >>> finder.suggestion_  # doctest: +SKIP
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.features import (
+    from transferkit.training.features import (
         cache_refusal,
         extract_features,
         feature_extractor,
         head_model,
     )
-    from transferkit.freezing import freeze, parse_plan
-    from transferkit.training import SETUP_ARGUMENTS, Setup, check_options
+    from transferkit.models.freezing import freeze, parse_plan
+    from transferkit.workflows.train import SETUP_ARGUMENTS, Setup, check_options
 
     check_options(options, SETUP_ARGUMENTS, "lr_find")
     setup = Setup(backbone, verbose=verbose, **options)

@@ -5,9 +5,9 @@ import warnings
 
 import keras
 
-from transferkit.audits import build_audit
+from transferkit.regularizers.audits import build_audit
 from transferkit.errors import TransferkitError
-from transferkit.penalties import get_penalty
+from transferkit.regularizers.penalties import get_penalty
 from transferkit._walk import BIAS_SLOTS, KERNEL_SLOTS, iter_layers, weight_slots
 
 

@@ -15,11 +15,11 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.plots import plot_history
-from transferkit.recipe import FineTuner, Phase, default_recipe
+from transferkit.evaluation.plots import plot_history
+from transferkit.training.recipe import FineTuner, Phase, default_recipe
 from transferkit.outputs import output_folder
 from transferkit.runs import write_json
-from transferkit.transfer import reuse
+from transferkit.models.transfer import reuse
 
 DEFAULT_CLASSES = (5, 9)
 

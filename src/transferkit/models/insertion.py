@@ -9,7 +9,7 @@ import keras
 
 from transferkit._walk import _stores_layer_configs, iter_layers
 from transferkit.errors import TransferkitError
-from transferkit.freezing import block_names
+from transferkit.models.freezing import block_names
 
 KINDS = ("dropout", "spatial")
 BACKBONE = "backbone"

@@ -200,7 +200,7 @@ def _collect(path, data_dir, worst):
 
 def _diagnosis(path):
     """`diagnose_run`'s dicts, or `None` when the run has no epochs (a linear head)."""
-    from transferkit.diagnosis import diagnose_run
+    from transferkit.evaluation.diagnosis import diagnose_run
 
     history = read_json(os.path.join(path, HISTORY_FILE))
     entries = history.get("folds") if isinstance(history, dict) else None
@@ -218,7 +218,7 @@ def _evaluate(path, data_dir, worst, known):
     thumbnails (what the model saw, at the run's image size and crop).
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.inference import _probabilities, classification_figures, load_run
+    from transferkit.evaluation.inference import _probabilities, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)

@@ -33,7 +33,7 @@ from transferkit._walk import (
     weight_slots,
 )
 from transferkit.errors import TransferkitError
-from transferkit.regularization import _forget_traced_steps, _select_layers
+from transferkit.regularizers.regularization import _forget_traced_steps, _select_layers
 
 _EXAMPLES = "'max_norm:3', 'max_norm:3,axis=0', 'unit_norm', 'non_neg' or 'min_max_norm:0.5,2'"
 # kind -> (Keras class, positional values, keyword options)
@@ -189,7 +189,7 @@ def constrain(model, kernel=None, bias=None, layers=None, *, apply_now=False):
     >>> print(report.entries[0].constraint)
     max_norm(3, axis=0)
     """
-    from transferkit.audits import build_constraint_audit
+    from transferkit.regularizers.audits import build_constraint_audit
 
     requested = {"kernel": _parse(kernel), "bias": _parse(bias)}
     if all(r is None for r in requested.values()):

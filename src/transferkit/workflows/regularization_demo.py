@@ -6,8 +6,8 @@ import tempfile
 import keras
 import numpy as np
 
-from transferkit.audits import audit
-from transferkit.regularization import regularize
+from transferkit.regularizers.audits import audit
+from transferkit.regularizers.regularization import regularize
 from transferkit.saving import load_model, save_model
 
 

@@ -357,7 +357,7 @@ class _MCDropout:
         backbone, the backbone's output is the same in every pass: it runs
         once per input and only the head runs T times.
         """
-        from transferkit.features import feature_extractor, head_model
+        from transferkit.training.features import feature_extractor, head_model
         from transferkit._walk import iter_layers
 
         try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE
-from transferkit.training import (
+from transferkit.workflows.train import (
     FEATURES_DIR,
     SETUP_ARGUMENTS,
     Setup,
@@ -73,7 +73,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     from sklearn.model_selection import StratifiedKFold
 
     from transferkit.data.images import scan_image_folder
-    from transferkit.features import FeatureCache
+    from transferkit.training.features import FeatureCache
     from transferkit.outputs import check_output_folder, output_folder
 
     start = time.perf_counter()
@@ -155,7 +155,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             _plot(setup, histories, os.path.join(tmp, CURVES_FILE), folds,
                   os.path.basename(os.path.abspath(data_dir)))
             if report:
-                from transferkit.report import write_report
+                from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
     setup.say(format_table(result))
@@ -199,7 +199,7 @@ def _number(value):
 
 
 def _plot(setup, histories, path, folds, data_name):
-    from transferkit.plots import plot_folds, plot_grid
+    from transferkit.evaluation.plots import plot_folds, plot_grid
 
     title = f"{setup.config.name} on {data_name}: {folds}-fold cross-validation"
     if setup.linear:

@@ -46,7 +46,7 @@ from transferkit.runs import (
     METRICS_FILE,
     MODEL_FILE,
 )
-from transferkit.training import (
+from transferkit.workflows.train import (
     FEATURES_DIR,
     SETUP_ARGUMENTS,
     Setup,
@@ -172,8 +172,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     ...                  epochs=(3, 5))  # doctest: +SKIP
     >>> {name: row["verdict"] for name, row in result["variants"].items()}  # doctest: +SKIP
     """
-    from transferkit.diagnosis import diagnose
-    from transferkit.features import FeatureCache
+    from transferkit.evaluation.diagnosis import diagnose
+    from transferkit.training.features import FeatureCache
     from transferkit.outputs import check_output_folder, output_folder
     from transferkit.runs import write_json
 
@@ -279,7 +279,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                             title=f"{first.config.name} on "
                             f"{os.path.basename(os.path.abspath(data_dir))}")
             if report:
-                from transferkit.report import write_report
+                from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
     first.say(format_table(rows))

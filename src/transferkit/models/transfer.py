@@ -38,7 +38,7 @@ def reuse(source, num_classes, *, cut_at=None, head="softmax", from_scratch=Fals
     >>> model_b = reuse(model_a, 2, head="binary")  # doctest: +SKIP
     >>> FineTuner(default_recipe(epochs=(4, 16))).fit(model_b, x, y)  # doctest: +SKIP
     """
-    from transferkit.model import build
+    from transferkit.models.model import build
 
     if isinstance(source, keras.Model):
         model = source

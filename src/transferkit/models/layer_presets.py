@@ -15,9 +15,9 @@ import inspect
 
 import keras
 
-from transferkit.constraints import constraint_for, get_constraint
+from transferkit.regularizers.constraints import constraint_for, get_constraint
 from transferkit.errors import TransferkitError
-from transferkit.penalties import get_penalty
+from transferkit.regularizers.penalties import get_penalty
 
 # Arguments every Keras layer takes, besides its class's own.
 _BASE_ARGUMENTS = {"name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "batch_size"}

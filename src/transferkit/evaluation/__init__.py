@@ -1,0 +1,1 @@
+"""Reading a trained model: predictions, evaluation, diagnosis of a history, the report."""

@@ -1,0 +1,1 @@
+"""Optimizers by spec, learning-rate schedules and the learning-rate finder."""

@@ -1,0 +1,2 @@
+"""The fine-tuning machinery: phases and the recipe, frozen features and their
+cache, linear heads."""
