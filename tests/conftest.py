@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+# Plain helpers live in helpers.py (`from helpers import make_folder`); re-exported here.
+from helpers import FAST, images, make_folder, run, tiny_backbone, tiny_model  # noqa: E402,F401
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -5,7 +5,7 @@ import os
 import re
 
 import pytest
-from test_training import make_folder, run
+from helpers import make_folder, run
 
 from transferkit.workflows.compare import PRESETS, compare, read_variants, resolve_variants
 from transferkit.errors import TransferkitError

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from test_training import FAST, make_folder, run
+from helpers import FAST, make_folder, run
 
 LINEAR = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
           "--batch-size", "8", "--no-report"]

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import snapshot
+from helpers import images, tiny_model
 
 import transferkit
 from transferkit.errors import TransferkitError
@@ -20,28 +21,6 @@ from transferkit.training.features import (
     head_model,
 )
 from transferkit.training.recipe import FineTuner, Phase, default_recipe
-
-
-def tiny_backbone():
-    return keras.Sequential([
-        keras.Input((12, 12, 3)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
-        keras.layers.BatchNormalization(name="bn1"),
-        keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2"),
-    ], name="tiny")
-
-
-def tiny_model(seed=0, **kwargs):
-    keras.utils.set_random_seed(seed)
-    return transferkit.build(tiny_backbone(), 3, dropout=0.3, **kwargs)
-
-
-def images(n=30, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
-    y = (x[..., 0].mean(axis=(1, 2)) // 86).astype("int64")
-    return x, y
 
 
 def test_extractor_skips_augmentation_and_the_head_model_shares_layers():

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import snapshot
-from test_training import FAST, make_folder, run
+from helpers import FAST, make_folder, run
 
 from transferkit.data import get_augmentation
 from transferkit.errors import TransferkitError

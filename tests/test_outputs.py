@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -25,7 +24,7 @@ from transferkit.outputs import (
     output_folder,
 )
 
-from test_training import FAST, make_folder
+from helpers import FAST, make_folder
 
 TRAIN = [*FAST, "--epochs", "1,0"]
 LR_FIND = [a for a in FAST if a != "--no-report"]
@@ -218,7 +217,7 @@ def test_the_final_rename_never_replaces_a_folder_that_appeared_meanwhile(tmp_pa
 def test_a_previous_run_swapped_for_another_folder_meanwhile_is_not_replaced(tmp_path):
     previous_run(tmp_path / "a")
     with pytest.raises(TransferkitError, match="appeared"):
-        with output_folder(tmp_path / "a", "train", overwrite=True) as tmp:
+        with output_folder(tmp_path / "a", "train", overwrite=True):
             os.rename(tmp_path / "a", tmp_path / "moved")
             (tmp_path / "a").mkdir()
             (tmp_path / "a" / "new.txt").write_text("someone else's")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from test_training import FAST, make_folder, run
+from helpers import FAST, make_folder, run
 from transferkit.evaluation import report as report_module
 from transferkit.evaluation.report import write_report
 

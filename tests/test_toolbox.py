@@ -7,8 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from test_features import images, tiny_model
-from test_training import make_folder, run
+from helpers import images, make_folder, run, tiny_model
 
 from transferkit.errors import TransferkitError
 from transferkit.training.recipe import FineTuner, Phase

@@ -5,35 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from helpers import FAST, make_folder, run
 from PIL import Image
 
-from transferkit import cli
 from transferkit.data import load_images
-
-# A small backbone with random weights at 32 px: fast, offline.
-FAST = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
-        "--epochs", "2,1", "--batch-size", "8", "--no-augment", "--no-report"]
-
-
-def make_folder(root, n=10, seed=0, classes=("blue", "red"), corrupt=False):
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 80, (40 + i, 48, 3), dtype=np.uint8)
-            pixels[..., 2 - 2 * label] += 170  # blue or red dominant
-            image = Image.fromarray(pixels)
-            if i % 3 == 0:
-                image = image.convert("P") if i % 2 else image.convert("L")
-            image.save(folder / f"{name}{i}.{'png' if i % 2 else 'jpg'}")
-    if corrupt:
-        (root / classes[0] / "broken.jpg").write_bytes(b"not a jpeg at all")
-    return root
-
-
-def run(*argv):
-    return cli.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ The public verbs are imported on first use, so that `import transferkit` (and
 
 import importlib
 
-__version__ = "0.1.0"
+from transferkit.version import __version__  # noqa: F401  (transferkit.__version__)
 
 _EXPORTS = {
     "AuditEntry": "transferkit.regularizers.audits",
@@ -43,11 +43,16 @@ _EXPORTS = {
     "feature_extractor": "transferkit.training.features",
     "head_model": "transferkit.training.features",
     "FineTuner": "transferkit.training.recipe",
-    "Phase": "transferkit.training.recipe",
-    "default_recipe": "transferkit.training.recipe",
+    "BestWeights": "transferkit.training.callbacks",
+    "PhaseSwitch": "transferkit.training.callbacks",
+    "recompile": "transferkit.training.callbacks",
+    "Phase": "transferkit.training.phases",
+    "default_recipe": "transferkit.training.phases",
     "freeze": "transferkit.models.freezing",
     "reuse": "transferkit.models.transfer",
     "train": "transferkit.workflows.train",
+    "TrainingConfig": "transferkit.training.config",
+    "Trainer": "transferkit.training.trainer",
     "cross_validate": "transferkit.workflows.crossval",
     "LinearHead": "transferkit.training.linear",
     "load_run": "transferkit.evaluation.inference",
@@ -57,7 +62,7 @@ _EXPORTS = {
     "MCDropoutPrediction": "transferkit.evaluation.inference",
     "LRFinder": "transferkit.optim.lr_finder",
     "find_learning_rate": "transferkit.optim.lr_finder",
-    "lr_find": "transferkit.optim.lr_finder",
+    "lr_find": "transferkit.workflows.lr_find",
     "get_optimizer": "transferkit.optim.optimizers",
     "discriminative": "transferkit.optim.optimizers",
     "block_multipliers": "transferkit.optim.optimizers",
@@ -68,7 +73,7 @@ _EXPORTS = {
     "TransferkitError": "transferkit.errors",
     "get_penalty": "transferkit.regularizers.penalties",
     "regularize": "transferkit.regularizers.regularization",
-    "load_model": "transferkit.saving",
+    "load_model": "transferkit.evaluation.inference",
     "save_model": "transferkit.saving",
 }
 

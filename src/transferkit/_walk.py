@@ -1,17 +1,19 @@
 """Walking a model's layers, nested models included, with qualified names."""
 
 import keras
-from keras.src.models.functional import Functional
+
+from transferkit._compat import LORA_BASE_ATTRIBUTES, has_functional_config, sublayers
 
 # Kernel-like weights: the regularizer attribute Keras layers read at build
 # time, and the attributes that may hold the variable it governs, in order of
-# preference (`Dense` keeps its variable in `_kernel` behind a LoRA-aware
-# property; `DepthwiseConv2D` calls its depthwise kernel `kernel`).
+# preference (`Dense` keeps its variable behind a LoRA-aware `kernel`
+# property, see `LORA_BASE_ATTRIBUTES`; `DepthwiseConv2D` calls its
+# depthwise kernel `kernel`).
 KERNEL_SLOTS = {
-    "kernel_regularizer": ("_kernel", "kernel"),
+    "kernel_regularizer": (LORA_BASE_ATTRIBUTES["kernel"], "kernel"),
     "depthwise_regularizer": ("depthwise_kernel", "kernel"),
     "pointwise_regularizer": ("pointwise_kernel",),
-    "embeddings_regularizer": ("_embeddings", "embeddings"),
+    "embeddings_regularizer": (LORA_BASE_ATTRIBUTES["embeddings"], "embeddings"),
 }
 BIAS_SLOTS = {"bias_regularizer": ("bias",)}
 # The same weights' constraint attributes (`kernel_constraint`, ...), which
@@ -32,18 +34,21 @@ def iter_layers(model):
     true inside functional and sequential models, false inside layers or
     subclassed models that rebuild their sublayers from constructor arguments
     (KerasHub backbones, `MultiHeadAttention`).
+
+    Args:
+        model: a `keras.Model`, or any layer (its sublayers are walked).
+
+    Example:
+
+    >>> [name for name, _, _ in iter_layers(model)][:2]  # doctest: +SKIP
+    ['backbone', 'backbone/conv1']
     """
     yield from _iter(model, prefix="", saved=True)
 
 
 def _iter(parent, prefix, saved):
-    stores_layers = _stores_layer_configs(parent)
-    children = (
-        parent.layers
-        if isinstance(parent, keras.Model)
-        # Composite layers have no public list of sublayers.
-        else parent._flatten_layers(include_self=False, recursive=False)
-    )
+    stores_layers = stores_layer_configs(parent)
+    children = parent.layers if isinstance(parent, keras.Model) else sublayers(parent)
     for layer in children:
         name = f"{prefix}{layer.name}"
         layer_saved = saved and stores_layers
@@ -51,19 +56,39 @@ def _iter(parent, prefix, saved):
         yield from _iter(layer, prefix=f"{name}/", saved=layer_saved)
 
 
-def _stores_layer_configs(layer):
-    if isinstance(layer, keras.Sequential):
-        return True
-    # Subclasses of Functional that override `get_config` (KerasHub backbones)
-    # are rebuilt from their arguments, so their layers' configs are not saved.
-    return (
-        isinstance(layer, Functional)
-        and type(layer).get_config is Functional.get_config
-    )
+def stores_layer_configs(layer):
+    """Whether `layer` is a model whose `.keras` config is its layers' configs and graph.
+
+    True for sequential models and for functional models with Keras' own
+    `get_config`; false for subclassed models, for functional subclasses that
+    are rebuilt from their arguments (KerasHub backbones), and for layers.
+    Such a model's graph can also be rebuilt around its own layer objects.
+
+    Args:
+        layer: any `keras.layers.Layer`.
+
+    Example:
+
+    >>> stores_layer_configs(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+    True
+    """
+    return isinstance(layer, keras.Sequential) or has_functional_config(layer)
 
 
 def weight_slots(layer, slots):
-    """Yields `(attribute, variable)` for each slot of `slots` that `layer` has."""
+    """Yields `(attribute, variable)` for each slot of `slots` that `layer` has.
+
+    Args:
+        layer: a `keras.layers.Layer`.
+        slots: a dict `{attribute: candidates}` such as `KERNEL_SLOTS`: the
+            layer's regularizer (or constraint) attribute, and the attributes
+            that may hold its variable, in order of preference.
+
+    Example:
+
+    >>> [a for a, _ in weight_slots(dense, KERNEL_SLOTS)]  # doctest: +SKIP
+    ['kernel_regularizer']
+    """
     for attribute, candidates in slots.items():
         if not hasattr(layer, attribute):
             continue

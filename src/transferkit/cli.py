@@ -10,6 +10,7 @@ import sys
 import warnings
 
 import transferkit
+from transferkit.training.config import add_arguments, from_arguments
 
 USAGE_ERROR = 2
 
@@ -111,7 +112,6 @@ def _parser():
         "metrics.json, config.json and curves.png to --out (complete or not at all).",
     )
     tr.add_argument("data_dir", help="training images, one subfolder per class")
-    tr.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
     tr.add_argument("--out", required=True, help="run folder to create")
     where = tr.add_mutually_exclusive_group()
     where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
@@ -132,7 +132,6 @@ def _parser():
         "their mean and standard deviation. Frozen features are computed once for all folds.",
     )
     cv.add_argument("data_dir", help="images, one subfolder per class")
-    cv.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
     cv.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     cv.add_argument("--out", help="optional folder for metrics.json, history.json, config.json, "
                     "curves.png (complete or not at all)")
@@ -152,7 +151,6 @@ def _parser():
         "model's weights are restored afterwards; nothing else is written.",
     )
     lf.add_argument("data_dir", help="images, one subfolder per class")
-    lf.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
     lf.add_argument("--plot", default="lr_find.png", help="the plot to write (default lr_find.png)")
     lf.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     lf.add_argument("--start", type=float, default=1e-7, help="first rate (default 1e-7)")
@@ -191,7 +189,6 @@ def _parser():
         "training; l2 = --kernel l2:1e-4; dropout = --dropout 0.5.",
     )
     cmp.add_argument("data_dir", help="training images, one subfolder per class")
-    cmp.add_argument("--backbone", required=True, help="catalogue name (see `transferkit backbones`)")
     cmp.add_argument("--variants", metavar="NAME,...",
                      help="presets to compare (default all: original,smaller,bigger,l2,dropout); "
                      "with --config, which of the file's variants to run")
@@ -203,27 +200,11 @@ def _parser():
     cmp_where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
     cmp_where.add_argument("--val-split", type=float, default=0.2,
                            help="share of DATA_DIR held out for validation (default 0.2)")
-    cmp.add_argument("--seed", type=int, default=0, help="random seed of the split and of every "
-                     "variant (default 0)")
     cmp_base = cmp.add_argument_group(
-        "base options", "shared by every variant; given here, they override the TOML [base] "
-        "(defaults: train's)")
-    cmp_base.add_argument("--epochs", metavar="HEAD,FINE", help="epochs of the two phases")
-    cmp_base.add_argument("--lr", metavar="LR[,LR2]", help="head learning rate, optionally the "
-                          "fine-tuning one (default 1e-3; fine-tuning 10x lower)")
-    cmp_base.add_argument("--unfreeze", metavar="PLAN", help="what trains in phase 2")
-    cmp_base.add_argument("--optimizer", metavar="SPEC", help="optimizer spec, e.g. sgd:momentum=0.9")
-    cmp_base.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
-    cmp_base.add_argument("--dropout", type=float, help="dropout before the head")
-    cmp_base.add_argument("--augment", metavar="SPEC", help="augmentation: default, none, or "
-                          "e.g. flip=horizontal,rotate=0.1")
-    cmp_base.add_argument("--no-augment", dest="augment", action="store_const", const="none",
-                          help="no augmentation")
-    cmp_base.add_argument("--image-size", type=int, help="image side in pixels")
-    cmp_base.add_argument("--crop", choices=("none", "center"), help="resize (none) or centre crop")
-    cmp_base.add_argument("--batch-size", type=int, help="default 32")
-    cmp_base.add_argument("--patience", type=int, help="early-stopping patience, 0 for none")
-    cmp_base.add_argument("--weights", help="imagenet (default), none, or a weights file")
+        "model and training options",
+        "train's options, shared by every variant; given here, they override the TOML [base] "
+        "(defaults: train's). --seed seeds the split and every variant (default 0).")
+    add_arguments(cmp_base, defaults=False)
     cmp.add_argument("--cache-dir", metavar="DIR", help="feature cache shared between runs")
     cmp.add_argument("--strict", action="store_true",
                      help="stop at an unreadable image instead of skipping it")
@@ -292,72 +273,9 @@ def _parser():
 
 
 def _add_recipe_arguments(parser):
-    """The options that say how a model is built and trained (train and cv)."""
-    parser.add_argument("--head", default="softmax", choices=("softmax", "logreg", "linear-svm"),
-                        help="softmax: train a Dense head (default); logreg, linear-svm: a "
-                        "linear classifier on the frozen features, C chosen by cross-validation "
-                        "(seed 001's advice under ~1,000 images)")
-    parser.add_argument("--epochs", default="5,10", metavar="HEAD,FINE",
-                        help="epochs of the head phase and the fine-tuning phase (default 5,10)")
-    parser.add_argument("--lr", default="1e-3", metavar="LR[,LR2]",
-                        help="learning rate of the head phase, optionally the fine-tuning one "
-                        "(default 1e-3; fine-tuning 10x lower)")
-    parser.add_argument("--unfreeze", default="all", metavar="PLAN",
-                        help="what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
-                        "blocks:N (default all)")
-    parser.add_argument("--optimizer", default="adam", metavar="SPEC",
-                        help="adam, adamw, sgd, rmsprop, nadam, adagrad, with parameters: "
-                        "sgd:momentum=0.9,nesterov=true or adamw:weight_decay=1e-4 "
-                        "(default adam)")
-    parser.add_argument("--schedule", metavar="SPEC",
-                        help="learning-rate schedule per phase: power:s=1000,c=1, "
-                        "exponential:s=2000, piecewise:boundaries=100/200,values=1e-3/1e-4/1e-5, "
-                        "plateau:factor=0.5,patience=2, cosine:warmup=0.05, 1cycle:max_lr=1e-2 "
-                        "(default constant)")
-    parser.add_argument("--lr-decay", type=float, metavar="RATIO",
-                        help="discriminative fine-tuning: each backbone block trains at RATIO "
-                        "times the rate of the block after it, the head at the full rate")
-    parser.add_argument("--train-batchnorm", action="store_true",
-                        help="let BatchNormalization layers train (default: inference mode)")
-    parser.add_argument("--kernel", metavar="SPEC", help="kernel penalty, e.g. l2:1e-4")
-    parser.add_argument("--bias", metavar="SPEC", help="bias penalty, e.g. l1:1e-5")
-    parser.add_argument("--dropout", type=float, default=0.2,
-                        help="dropout before the head (default 0.2)")
-    parser.add_argument("--dropout-after", metavar="WHERE",
-                        help="insert dropout into the pretrained graph: blocks (after each "
-                        "backbone block) or layer names like backbone/block_6_add,...")
-    parser.add_argument("--dropout-after-rate", type=float, default=0.1,
-                        help="rate of the --dropout-after layers (default 0.1)")
-    parser.add_argument("--spatial-dropout", action="store_true",
-                        help="--dropout-after drops whole feature maps (SpatialDropout)")
-    parser.add_argument("--kernel-constraint", metavar="SPEC",
-                        help="constraint on every kernel: max_norm:3, unit_norm, non_neg, "
-                        "min_max_norm:0.5,2")
-    parser.add_argument("--max-norm", type=float, metavar="C",
-                        help="shorthand for --kernel-constraint max_norm:C")
-    parser.add_argument("--augment", default="default", metavar="SPEC",
-                        help="augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
-                        "shift=0.1,zoom=0.2,contrast=0.2")
-    parser.add_argument("--no-augment", dest="augment", action="store_const", const="none",
-                        help="no augmentation")
-    parser.add_argument("--augmented-copies", type=int, default=0, metavar="K",
-                        help="with augmentation on, train the frozen head phase on K augmented "
-                        "copies of the features computed once (default 0: through the backbone "
-                        "every epoch)")
-    parser.add_argument("--image-size", type=int,
-                        help="image side in pixels (default: the backbone's)")
-    parser.add_argument("--crop", choices=("none", "center"), default="none",
-                        help="none: resize whole images to the square (default); center: keep "
-                        "the aspect ratio, crop the centre")
-    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
-    parser.add_argument("--patience", type=int, default=5,
-                        help="early-stopping patience in epochs, 0 for none (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--weights", default="imagenet",
-                        help="imagenet (default), none, or a weights file")
-    parser.add_argument("--from-scratch", action="store_true",
-                        help="baseline: same architecture, random weights, one phase with "
-                        "everything trainable for the sum of --epochs")
+    """The options that say how a model is built and trained, from `TrainingConfig`."""
+    add_arguments(parser.add_argument_group(
+        "model and training options", "see transferkit.training.config.TrainingConfig"))
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="feature cache shared between runs (default: features/ in the "
                         "run folder)")
@@ -366,43 +284,9 @@ def _add_recipe_arguments(parser):
 
 
 def _recipe_options(args):
-    """`_add_recipe_arguments`' values, checked, as keyword arguments of `train`."""
-    epochs = _int_list("--epochs", args.epochs)
-    if len(epochs) != 2 or min(epochs) < 0:
-        _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got {args.epochs!r}.")
-    rates = _float_list("--lr", args.lr)
-    if len(rates) not in (1, 2) or min(rates) <= 0:
-        _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
-    factor = rates[1] / rates[0] if len(rates) == 2 else 0.1
-    if factor > 1:
-        _fail(f"--lr {args.lr}: the fine-tuning rate should not exceed the head's.")
-    if not 0 <= args.dropout < 1:
-        _fail(f"--dropout must be in [0, 1); got {args.dropout}.")
-    _check_positive("--batch-size", args.batch_size)
-    _check_positive("--patience", args.patience, minimum=0)
-    _check_positive("--augmented-copies", args.augmented_copies, minimum=0)
-    constraint = args.kernel_constraint
-    if args.max_norm is not None:
-        if constraint is not None:
-            _fail("Give --max-norm or --kernel-constraint, not both.")
-        if not args.max_norm > 0:
-            _fail(f"--max-norm must be positive, like 3; got {args.max_norm}.")
-        constraint = f"max_norm:{args.max_norm:g}"
-    return dict(
-        head=args.head, epochs=tuple(epochs), learning_rate=rates[0], fine_tune_factor=factor,
-        unfreeze=args.unfreeze, optimizer=args.optimizer, schedule=args.schedule,
-        lr_decay=args.lr_decay, dropout_after=args.dropout_after,
-        dropout_after_rate=args.dropout_after_rate,
-        dropout_kind="spatial" if args.spatial_dropout else "dropout",
-        kernel_constraint=constraint,
-        batchnorm="train" if args.train_batchnorm else "frozen", kernel=args.kernel,
-        bias=args.bias, dropout=args.dropout, augment=args.augment,
-        augmented_copies=args.augmented_copies, image_size=args.image_size,
-        crop=None if args.crop == "none" else args.crop, batch_size=args.batch_size,
-        patience=args.patience or None, seed=args.seed,
-        weights=None if args.weights == "none" else args.weights,
-        from_scratch=args.from_scratch,
-    )
+    """The model and training options given on the command line, as `train`'s keywords."""
+    given = from_arguments(args)
+    return given.pop("backbone"), given
 
 
 def _demo(args):
@@ -482,22 +366,18 @@ def _train(args):
 
     if not 0 < args.val_split < 1:
         _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
-    train(args.data_dir, args.backbone, args.out, val=args.val, val_split=args.val_split,
+    backbone, given = _recipe_options(args)
+    train(args.data_dir, backbone, args.out, val=args.val, val_split=args.val_split,
           cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-          overwrite=args.overwrite, **_recipe_options(args))
+          overwrite=args.overwrite, **given)
 
 
 def _lr_find(args):
-    from transferkit.optim.lr_finder import lr_find
+    from transferkit.workflows.lr_find import lr_find
 
-    options = _recipe_options(args)
-    for unused in ("epochs", "learning_rate", "fine_tune_factor", "schedule",
-                   "lr_decay", "patience", "augmented_copies", "from_scratch"):
-        options.pop(unused)
-    unfreeze = options.pop("unfreeze")
-    finder = lr_find(args.data_dir, args.backbone, args.plot, unfreeze=unfreeze,
-                     start=args.start, end=args.end, steps=args.steps, strict=args.strict,
-                     overwrite=args.overwrite, **options)
+    backbone, given = _recipe_options(args)
+    finder = lr_find(args.data_dir, backbone, args.plot, start=args.start, end=args.end,
+                     steps=args.steps, strict=args.strict, overwrite=args.overwrite, **given)
     print(f"Suggested learning rate: {finder.suggestion_:.2g} (the lowest smoothed loss at "
           f"{finder.minimum_rate_:.2g}, divided by 10), over {len(finder.losses_)} batches"
           + ("; stopped when the loss diverged" if finder.stopped_early_ else "")
@@ -508,9 +388,10 @@ def _cv(args):
     from transferkit.workflows.crossval import cross_validate
 
     _check_positive("--folds", args.folds, minimum=2)
-    cross_validate(args.data_dir, args.backbone, args.out, folds=args.folds,
+    backbone, given = _recipe_options(args)
+    cross_validate(args.data_dir, backbone, args.out, folds=args.folds,
                    cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-                   overwrite=args.overwrite, **_recipe_options(args))
+                   overwrite=args.overwrite, **given)
 
 
 def _diagnose(args):
@@ -539,38 +420,14 @@ def _compare(args):
     from transferkit.workflows.compare import compare
 
     # Only the options given here: the others come from the TOML [base] or train's defaults.
-    options = {}
-    if args.epochs is not None:
-        epochs = _int_list("--epochs", args.epochs)
-        if len(epochs) != 2 or min(epochs) < 0:
-            _fail(f"--epochs takes two counts >= 0, head and fine-tuning, like 5,10; got "
-                  f"{args.epochs!r}.")
-        options["epochs"] = tuple(epochs)
-    if args.lr is not None:
-        rates = _float_list("--lr", args.lr)
-        if len(rates) not in (1, 2) or min(rates) <= 0:
-            _fail(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; got {args.lr!r}.")
-        options["learning_rate"] = rates[0]
-        if len(rates) == 2:
-            options["fine_tune_factor"] = rates[1] / rates[0]
-    for name in ("unfreeze", "optimizer", "kernel", "dropout", "augment", "image_size",
-                 "batch_size"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.crop is not None:
-        options["crop"] = None if args.crop == "none" else args.crop
-    if args.patience is not None:
-        _check_positive("--patience", args.patience, minimum=0)
-        options["patience"] = args.patience or None
-    if args.weights is not None:
-        options["weights"] = None if args.weights == "none" else args.weights
+    backbone, given = _recipe_options(args)
+    seed = given.pop("seed", 0)
     if args.val is None and not 0 < args.val_split < 1:
         _fail(f"--val-split must be between 0 and 1, like 0.2; got {args.val_split}.")
-    compare(args.data_dir, args.backbone, args.out, variants=args.variants, config=args.config,
-            val=args.val, val_split=args.val_split, seed=args.seed, cache_dir=args.cache_dir,
+    compare(args.data_dir, backbone, args.out, variants=args.variants, config=args.config,
+            val=args.val, val_split=args.val_split, seed=seed, cache_dir=args.cache_dir,
             strict=args.strict, overwrite=args.overwrite, save_models=args.save_models,
-            report=args.report,
-            **options)
+            report=args.report, **given)
 
 
 def _report(args):
@@ -632,13 +489,6 @@ def _evaluate(args):
     print(" " * (width + 2) + "  ".join(n.rjust(cell) for n in names))
     for name, row in zip(names, result["confusion_matrix"]):
         print(name.ljust(width) + "  " + "  ".join(str(v).rjust(cell) for v in row))
-
-
-def _float_list(flag, text):
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        _fail(f"{flag} takes comma-separated numbers like 1e-3,1e-4; got {text!r}.")
 
 
 def _check_positive(flag, value, minimum=1):

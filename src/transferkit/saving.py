@@ -17,6 +17,10 @@ from transferkit.outputs import output_file
 def load_model(path, **kwargs):
     """Loads a `.keras` model file, with a one-line error for a bad path.
 
+    The Keras objects the file names must be registered: a model compiled
+    with transferkit's optimizers or schedules loads with `compile=False`
+    here, or compiled through `transferkit.load_model`, which registers them.
+
     Args:
         path: path to a `.keras` file written by `model.save`.
         **kwargs: passed to `keras.saving.load_model` (e.g. `compile=False`).
@@ -35,10 +39,6 @@ def load_model(path, **kwargs):
             f"{path} is not a Keras model file: expected a .keras archive "
             "written by model.save('model.keras')."
         )
-    # transferkit's registered Keras objects (schedules, per-block optimizers,
-    # in-model preprocessing) must be importable by name before loading.
-    import transferkit.optim.schedules  # noqa: F401  (also registers the optimizers)
-
     try:
         return keras.saving.load_model(path, **kwargs)
     except Exception as e:  # Keras raises many types for a damaged archive.

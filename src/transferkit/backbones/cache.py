@@ -7,9 +7,8 @@ afterwards. It is resolved here the way `get_file` resolves it, so that
 """
 
 import os
-import tempfile
 
-from keras.src.backend import config as keras_config
+from transferkit._compat import keras_cache_dir
 
 CACHE_SUBDIR = "models"
 
@@ -18,13 +17,15 @@ def keras_models_dir():
     """The folder `keras.applications` reads ImageNet weights from.
 
     Keras reads `KERAS_HOME` once, when it is imported (default
-    `~/.keras`); `keras_home()` returns that value. When the folder cannot be
-    written, `get_file` falls back to `/tmp/.keras`; so does this.
+    `~/.keras`). When that folder cannot be written, `get_file` falls back
+    to `/tmp/.keras`; so does this.
+
+    Example:
+
+    >>> keras_models_dir()  # doctest: +SKIP
+    '/home/me/.keras/models'
     """
-    base = os.path.expanduser(keras_config.keras_home())
-    if not os.access(base, os.W_OK):
-        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return os.path.join(base, CACHE_SUBDIR)
+    return os.path.join(keras_cache_dir(), CACHE_SUBDIR)
 
 
 def cached_weights_path(filename):

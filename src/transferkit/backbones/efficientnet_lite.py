@@ -218,10 +218,22 @@ def EfficientNetLite0(
 # --- ImageNet weights: conversion and cache ---------------------------------
 
 
-def _cache_path(include_top):
+def cache_path(include_top):
+    """The path of the converted ImageNet weights in the Keras cache (there or not).
+
+    Args:
+        include_top: bool, whether the file holds the classifier too.
+
+    Example:
+
+    >>> os.path.basename(cache_path(include_top=False))  # doctest: +SKIP
+    'efficientnet_lite0_57934424_imagenet_notop.weights.h5'
+    """
     suffix = "" if include_top else "_notop"
     # The same folder keras.applications downloads its ImageNet weights to.
-    return cached_weights_path(f"efficientnet_lite0_{_TORCH_SHA256[:8]}_imagenet{suffix}.weights.h5")
+    return cached_weights_path(
+        f"efficientnet_lite0_{_TORCH_SHA256[:8]}_imagenet{suffix}.weights.h5"
+    )
 
 
 def _torch_checkpoint_path():
@@ -322,7 +334,7 @@ def _load_imagenet_weights(model, include_top):
     Returns:
         str, the path of the cache file (written now if it was missing).
     """
-    cached = _cache_path(include_top)
+    cached = cache_path(include_top)
     if os.path.isfile(cached):
         try:
             model.load_weights(cached)

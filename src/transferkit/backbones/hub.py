@@ -27,10 +27,18 @@ show their weights as not available.
 import importlib.util
 import os
 
+from transferkit._compat import (
+    kaggle_cached_path,
+    kaggle_files_cached,
+    raised_in_preset_download,
+    run_graph,
+)
+
 # Registered before these entries, whichever module is imported first, so
 # that the catalogue lists the Keras families first.
 from transferkit.backbones import applications  # noqa: F401
 from transferkit.backbones.registry import BackboneConfig, register
+from transferkit.backbones.shapes import as_shape, checked_sequence_length
 from transferkit.errors import TransferkitError
 
 INSTALL_HINT = "pip install 'transferkit[hub]' (or pip install keras-hub)"
@@ -46,7 +54,8 @@ def load_preset(preset, *, load_weights=True, input_shape=None, name=None):
     preset's scaling inside (a `Rescaling` layer named `"preprocessing"`),
     then the network's layers. Text presets (a backbone with `token_ids`
     inputs, e.g. BERT) give a model from token ids to the mean of the token
-    vectors; `transferkit.backbones.text.tokenize(texts, preset)` makes the ids.
+    vectors (`sentence_model`); `transferkit.backbones.text.tokenize(texts,
+    preset)` makes the ids.
 
     Args:
         preset: a preset folder (what `save_to_preset` writes, or a Hugging
@@ -104,10 +113,53 @@ def inline(model, inputs):
     Args:
         model: a functional `keras.Model`.
         inputs: symbolic tensors, one per `model.inputs`, in that order.
+
+    Example:
+
+    >>> features = keras.Model(images, inline(backbone, [images]))  # doctest: +SKIP
     """
-    # Keras' own graph walk, as `clone_model` uses it, with each layer kept
-    # as it is instead of cloned.
-    return model._run_through_graph(list(inputs), operation_fn=lambda layer: layer)
+    return run_graph(model, inputs)
+
+
+def sentence_model(backbone, sequence_length, pad_id, name):
+    """A model from token ids to mean-pooled token vectors, over a KerasHub text backbone.
+
+    Args:
+        backbone: a KerasHub backbone with a `token_ids` input, optional
+            `padding_mask` and `segment_ids` inputs, and a `sequence_output`.
+        sequence_length: int or `None`, the token axis of the input.
+        pad_id: the padding token id; the mask is `token_ids != pad_id`.
+        name: the model's name.
+
+    Example:
+
+    >>> bert = keras_hub.models.BertBackbone.from_preset(folder)  # doctest: +SKIP
+    >>> sentences = sentence_model(bert, 128, pad_id=0, name="bert")  # doctest: +SKIP
+    """
+    import keras
+    from keras import ops
+
+    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+    mask = ops.cast(ops.not_equal(token_ids, pad_id), "int32")
+    # One sentence per input: segment 0 throughout.
+    feeds = {"token_ids": token_ids, "padding_mask": mask, "segment_ids": ops.zeros_like(token_ids)}
+    names = [t.name for t in backbone.inputs]
+    if "token_ids" not in names or not set(names) <= set(feeds):
+        raise TransferkitError(
+            f"{type(backbone).__name__} takes inputs {names}; transferkit's text models take "
+            "BERT-like backbones (token_ids, padding_mask, optional segment_ids)."
+        )
+    outputs = inline(backbone, [feeds[n] for n in names])
+    if not isinstance(outputs, dict) or "sequence_output" not in outputs:
+        raise TransferkitError(
+            f"{type(backbone).__name__} has no sequence_output to pool; pick a BERT-like backbone."
+        )
+    # The pooled [CLS] output (BERT's `pooled_dense`) is left out: nothing
+    # uses it, and its weights would get no gradient.
+    pooled = keras.layers.GlobalAveragePooling1D(name="mean_pool")(
+        outputs["sequence_output"], mask=mask
+    )
+    return keras.Model(token_ids, pooled, name=name)
 
 
 def first_line(error):
@@ -128,12 +180,10 @@ def load_source(source, label, load_weights, input_shape, name, weights_file=Non
         source, load_weights=load_weights))
     name = name or backbone.name
     if "token_ids" in [t.name for t in backbone.inputs]:
-        from transferkit.backbones import text
-
         tokenizer = read_preset(
             label, source, lambda: keras_hub.models.Tokenizer.from_preset(source))
-        sequence_length = text.checked_sequence_length(label, input_shape, backbone)
-        model = text.sentence_model(backbone, sequence_length, tokenizer.pad_token_id or 0, name)
+        sequence_length = checked_sequence_length(label, input_shape, backbone)
+        model = sentence_model(backbone, sequence_length, tokenizer.pad_token_id or 0, name)
     else:
         converter = read_preset(
             label, source, lambda: keras_hub.layers.ImageConverter.from_preset(source))
@@ -166,8 +216,6 @@ def _image_shape(label, input_shape, converter, backbone):
         if size is None:
             return own
         return (own[0], *size) if channels_first else (*size, own[-1])
-    from transferkit.backbones.loading import as_shape
-
     input_shape = as_shape(input_shape)
     if len(input_shape) != 3 or input_shape[0 if channels_first else -1] != 3:
         raise TransferkitError(
@@ -217,22 +265,11 @@ def read_preset(label, source, load):
     except TransferkitError:
         raise
     except Exception as e:  # Kaggle, Hugging Face, files and configs raise many types.
-        if _came_from_download(e):
+        if raised_in_preset_download(e):
             raise TransferkitError(_download_message(label, source, e)) from e
         raise TransferkitError(
             f"Could not read the KerasHub preset {label}: {first_line(e)}"
         ) from e
-
-
-def _came_from_download(error):
-    """Whether `error` was raised by a downloader (KaggleHub, Hugging Face Hub, requests)."""
-    tb = error.__traceback__
-    while tb is not None:
-        module = tb.tb_frame.f_globals.get("__name__", "")
-        if module.split(".")[0] in ("kagglehub", "huggingface_hub", "requests", "urllib3"):
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def _download_message(label, source, error):
@@ -251,11 +288,8 @@ def _download_message(label, source, error):
 def _kaggle_cache_path(handle):
     """Where KaggleHub keeps the files of a versioned model handle, or `None`."""
     try:
-        from kagglehub.cache import get_cached_path
-        from kagglehub.handle import parse_model_handle
-
-        return get_cached_path(parse_model_handle(handle))
-    except Exception:  # kagglehub missing, or its internals moved.
+        return kaggle_cached_path(handle)
+    except Exception:  # kagglehub missing, or its internals moved (tests/test_compat.py).
         return None
 
 
@@ -264,12 +298,8 @@ def preset_cached(handle, files=IMAGE_PRESET_FILES):
     if any(importlib.util.find_spec(m) is None for m in ("keras_hub", "kagglehub")):
         return False
     try:
-        from kagglehub.cache import Cache
-        from kagglehub.handle import parse_model_handle
-
-        parsed, cache = parse_model_handle(handle), Cache()
-        return all(cache.load_from_cache(parsed, f) is not None for f in files)
-    except Exception:  # kagglehub's internals moved: say "download".
+        return kaggle_files_cached(handle, files)
+    except Exception:  # kagglehub's internals moved (tests/test_compat.py): say "download".
         return False
 
 

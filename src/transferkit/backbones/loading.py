@@ -4,11 +4,12 @@ import difflib
 import os
 
 import keras
-from keras.src.utils import file_utils
 
+from transferkit._compat import raised_in_get_file
 from transferkit.backbones import cache
 from transferkit.backbones.preprocessing import add_preprocessing
 from transferkit.backbones.registry import get_backbone_config
+from transferkit.backbones.shapes import as_shape
 from transferkit.errors import TransferkitError
 
 
@@ -140,7 +141,9 @@ def _from_catalogue(name, weights, input_shape):
     try:
         model = config.builder(**kwargs)
     except Exception as e:
-        if weights == "imagenet" and _failed_to_download(e):
+        # Only a failure in Keras' download, not an unrelated error while
+        # building the model, is reported as a download problem.
+        if weights == "imagenet" and raised_in_get_file(e):
             filename = config.weights_filename(input_shape)
             raise TransferkitError(
                 f"Could not download the ImageNet weights of {config.name} "
@@ -180,16 +183,6 @@ def _checked_input_shape(config, input_shape):
     return input_shape
 
 
-def as_shape(input_shape):
-    """`input_shape` as a tuple of ints (or `None`s), or a one-line error."""
-    try:
-        return tuple(None if d is None else int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise TransferkitError(
-            f"input_shape must be a tuple like (224, 224, 3); got {input_shape!r}."
-        ) from None
-
-
 def _check_single_image_input(model, input_shape):
     if not getattr(model, "inputs", None) or len(model.inputs) != 1:
         raise TransferkitError(
@@ -214,22 +207,6 @@ def _renamed(model, name):
     # supported way to change their name once built.
     outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
     return keras.Model(model.inputs[0], outputs, name=name)
-
-
-def _failed_to_download(error):
-    """Whether `error` came out of Keras' download of a weights file.
-
-    Told by the traceback passing through `keras.utils.get_file` (which
-    raises a bare `Exception` for network failures and a `ValueError` for a
-    bad hash), so that an unrelated error while building the model is not
-    reported as a download problem.
-    """
-    tb = error.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code is file_utils.get_file.__code__:
-            return True
-        tb = tb.tb_next
-    return str(error).startswith("URL fetch failure")
 
 
 def _is_preset_folder(path):

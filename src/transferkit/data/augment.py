@@ -12,6 +12,9 @@ A spec names what to apply; what it does not name is off:
     False, None, "none" no augmentation
     "flip=horizontal,rotate=0.1,shift=0.1,zoom=0.2,contrast=0.2"   (command line)
     {"flip": "horizontal", "rotate": 0.1}                          (Python, config.json)
+
+The strings are transferkit's one spec grammar (`transferkit.specs`), with
+key=value settings and no name (or the names `default` and `none` alone).
 """
 
 import dataclasses
@@ -19,6 +22,7 @@ import math
 
 import keras
 
+from transferkit import specs
 from transferkit.errors import TransferkitError
 
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
@@ -36,6 +40,10 @@ _VALID_KEYS = (
                 for key, (_, high, closed, _) in _AMOUNTS.items())
 )
 NAME = "augment"
+_USAGE = (
+    "key=value pairs separated by commas, such as 'flip=horizontal,rotate=0.1', or "
+    f"'default' or 'none' ({_VALID_KEYS})"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +179,37 @@ def describe(spec):
     return None if augmentation is None else augmentation.describe()
 
 
+def get(identifier):
+    """Returns the `Augmentation` of an augmentation identifier, or `None` when off.
+
+    Args:
+        identifier: one of
+
+            - `None`, `False` or `"none"`: no augmentation (`None`);
+            - `True` or `"default"`: `Augmentation.default()`;
+            - an `Augmentation`, returned as it is (`None` when it is off);
+            - a spec string of key=value settings,
+              `"flip=horizontal,rotate=0.1"`;
+            - a dict, what `Augmentation.describe()` returns:
+              `{"flip": "horizontal", "rotate": 0.1}`.
+
+            Keys that a dict or string leaves out are off.
+
+    Returns:
+        An `Augmentation`, or `None` when nothing would be applied.
+
+    Example:
+
+    >>> get("flip=horizontal,rotate=0.1") == Augmentation(flip="horizontal", rotate=0.1)
+    True
+    >>> get({"rotate": 0.0}) is None
+    True
+    """
+    return parse(identifier)
+
+
 def parse(spec):
-    """The `Augmentation` for a spec (see `get_augmentation`), `None` when off."""
+    """The `Augmentation` for a spec (see `get`), `None` when off."""
     if isinstance(spec, Augmentation):
         augmentation = spec
     elif spec is True:
@@ -185,30 +222,20 @@ def parse(spec):
         augmentation = _from_dict(spec, spec)
     else:
         raise TransferkitError(
-            f"Invalid augmentation {spec!r}: use True, 'default', 'none', a dict "
-            "or a string such as 'flip=horizontal,rotate=0.1'."
+            f"Invalid augmentation {spec!r}: use True, 'default', 'none', an Augmentation, "
+            "a dict or a string such as 'flip=horizontal,rotate=0.1'."
         )
     return None if augmentation is None or augmentation.is_off() else augmentation
 
 
 def _parse_string(spec):
-    text = spec.strip().lower()
-    if text in ("default", "true"):
-        return Augmentation.default()
-    if text in ("none", "false"):
-        return None
-    settings = {}
-    for item in text.split(","):
-        key, equals, value = (part.strip() for part in item.partition("="))
-        if not equals or not key or not value:
-            raise TransferkitError(
-                f"Invalid augmentation {spec!r}: write key=value pairs separated "
-                f"by commas, such as 'flip=horizontal,rotate=0.1'; {_VALID_KEYS}."
-            )
-        if key in settings:
-            raise TransferkitError(f"Augmentation {spec!r} sets {key!r} twice.")
-        settings[key] = value
-    return _from_dict(settings, spec)
+    parsed = specs.parse(spec, what="augmentation", usage=_USAGE, positional=False)
+    if parsed.name is not None:
+        if parsed.kwargs or parsed.name not in ("default", "true", "none", "false"):
+            raise TransferkitError(f"Invalid augmentation {spec!r}: write {_USAGE}.")
+        return Augmentation.default() if parsed.name in ("default", "true") else None
+    # The values as written: `Augmentation` reads them, and its messages quote them.
+    return _from_dict(parsed.raw_kwargs, spec)
 
 
 def _from_dict(settings, spec):

@@ -7,7 +7,7 @@ everything else in inference mode, whose spread says how sure the model is.
 
 import contextlib
 import dataclasses
-import functools
+import inspect
 import numbers
 import os
 import random
@@ -16,6 +16,8 @@ import warnings
 import keras
 import numpy as np
 
+from transferkit._compat import is_functional
+from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_json
 
@@ -30,6 +32,26 @@ class Run:
     image_size: tuple
     crop: object = None
     outputs: str = "probabilities"
+
+
+def load_model(path, **kwargs):
+    """Loads any `.keras` model transferkit wrote, compiled as it was saved.
+
+    `transferkit.saving.load_model` with transferkit's own Keras objects
+    (per-block optimizers, learning-rate schedules) registered first.
+
+    Args:
+        path: a `.keras` file.
+        **kwargs: passed to `keras.saving.load_model` (e.g. `compile=False`).
+
+    Example:
+
+    >>> model = load_model("runs/ants/model.keras")  # doctest: +SKIP
+    """
+    import transferkit.optim.optimizers  # noqa: F401  (registers them, and the schedules)
+    from transferkit import saving
+
+    return saving.load_model(path, **kwargs)
 
 
 def load_run(path):
@@ -123,7 +145,7 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
                     raise TransferkitError(f"Cannot read {path}: {e}") from None
                 names.append(path)
             if sampler is None:
-                spread, probabilities = None, _probabilities(run, np.stack(batch))
+                spread, probabilities = None, class_scores(run, np.stack(batch))
             else:
                 spread = sampler.predict(np.stack(batch), mc_samples, batch_size)
                 probabilities = spread.mean
@@ -165,7 +187,7 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x, _ = folder.load(run.image_size, crop=run.crop)
     predicted = np.concatenate([
-        _probabilities(run, x[i:i + batch_size]).argmax(axis=1)
+        class_scores(run, x[i:i + batch_size]).argmax(axis=1)
         for i in range(0, len(x), batch_size)
     ])
     return classification_figures(labels, predicted, run.class_names, folder.skipped)
@@ -249,12 +271,13 @@ def mc_dropout_predict(model, x, samples=30, *, batch_size=32, seed=None):
     masks differ between passes, and the spread of the T outputs estimates
     the model's uncertainty (Gal & Ghahramani, 2016; seed 003).
 
-    The passes run eagerly on the model itself (never through
-    `model.predict`, whose compiled function would not see dropout on): for
-    their duration each dropout layer's `call` is wrapped and it draws from
-    a seed generator of its own, both put back afterwards, on error too.
-    The model is left as it was, but do not call it from another thread
-    meanwhile.
+    The passes run eagerly on a copy of the model's graph that shares its
+    layers and weights, in which each dropout layer is called in training
+    mode and draws from a seed generator of its own: the model itself (its
+    layers, weights and random states) is not changed. Dropout inside a
+    composite layer (a KerasHub `TransformerEncoder`) is on when dropout is
+    all that training mode changes in that layer; otherwise it stays off,
+    with a warning.
 
     For a model from `build` whose dropout is all in the head (after the
     backbone), the backbone runs once per input and only the head T times.
@@ -319,36 +342,49 @@ def _check_mc_arguments(samples, batch_size, seed):
 
 
 class _MCDropout:
-    """A context in which `model`'s dropout layers draw masks in inference calls.
+    """A context in which `model`'s passes run with its dropout layers on.
 
-    On entry each dropout layer's `call` is wrapped to receive
-    `training=True` whatever the caller passed, and its seed generator is
-    replaced by one seeded from `seed`; on exit both are put back as they
-    were. The model is called eagerly (`model(x, training=False)`), never
-    through `model.predict`, whose cached compiled function would not see
-    the wrapped calls.
+    On entry, the graph of the model (or of its head, see `_head_only`) is
+    rebuilt with `keras.models.clone_model` around the same layer objects,
+    except that each dropout layer is called through a `_DropoutOn` wrapper:
+    in training mode whatever mode the pass runs in, drawing from a seed
+    generator of the wrapper's own, seeded from `seed`. Nothing of the model
+    changes (not its layers' calls, random states or weights), so there is
+    nothing to put back on exit but the rebuilt graph to let go of. The passes
+    call the rebuilt graph eagerly with `training=False`.
+
+    Dropout inside a composite layer (a KerasHub `TransformerEncoder`,
+    `MultiHeadAttention`) cannot be switched on alone: the whole composite is
+    called in training mode, when dropout is the only thing in it that
+    training mode changes. When something else is (a `BatchNormalization`),
+    that composite's dropout stays off, with a warning.
     """
 
     def __init__(self, model, seed):
-        from transferkit._walk import iter_layers
-
         self.model = model
         self.seed = seed
-        found = {}
+        found, off = {}, {}
         for name, layer, _ in iter_layers(model):
-            if isinstance(layer, MC_DROPOUT_LAYERS) and getattr(layer, "rate", 0) > 0:
+            if _is_mc_dropout(layer):
                 found.setdefault(id(layer), (name, layer))  # a shared layer once
-        self.layers = list(found.values())
+        on = _reachable(model, off)
+        self.layers = [(name, layer) for key, (name, layer) in found.items() if key in on]
         # A mask shared along the batch axis (`noise_shape=(1, ...)`) would be
         # shared between passes packed side by side.
         self._packable = all(getattr(layer, "noise_shape", None) is None
                              or layer.noise_shape[0] is None for _, layer in self.layers)
-        if not self.layers:
+        if off:
+            names = [name for key, (name, _) in found.items() if key not in on]
+            composite, reason = next(iter(off.values()))
+            warnings.warn(
+                f"MC dropout leaves {', '.join(names)} off: {composite!r} also holds a "
+                f"{reason}, which training mode would change.", stacklevel=3)
+        elif not self.layers:
             warnings.warn(
                 f"Model {model.name!r} has no dropout layer: MC dropout gives its "
                 "deterministic prediction, with spread 0.", stacklevel=3)
         self._split = self._head_only() if self.layers else None
-        self._saved = []
+        self._runner = None
 
     def _head_only(self):
         """`(feature extractor, head model)` when all the dropout is in the head.
@@ -358,7 +394,6 @@ class _MCDropout:
         once per input and only the head runs T times.
         """
         from transferkit.training.features import feature_extractor, head_model
-        from transferkit._walk import iter_layers
 
         try:
             head = head_model(self.model)
@@ -372,34 +407,13 @@ class _MCDropout:
     def __enter__(self):
         seed = random.randrange(2**31) if self.seed is None else int(self.seed)
         seeds = np.random.default_rng(seed).integers(1, 2**31, size=len(self.layers))
-        try:
-            for (_, layer), layer_seed in zip(self.layers, seeds):
-                generator = getattr(layer, "seed_generator", None)
-                # Saved before changing anything, so that __exit__ undoes a partial entry.
-                self._saved.append((layer, layer.__dict__.get("call", _ABSENT), generator))
-                layer.call = _training_call(layer.call)
-                if generator is not None:
-                    # A seeded generator of our own, its state untracked (the
-                    # layer's state is locked once built); the layer's own,
-                    # untouched, comes back on exit. (Unseeded, the PyTorch
-                    # backend would draw from its global generator.)
-                    object.__setattr__(layer, "seed_generator",
-                                       keras.random.SeedGenerator(int(layer_seed)))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        seeds = {id(layer): int(s) for (_, layer), s in zip(self.layers, seeds)}
+        model = self.model if self._split is None else self._split[1]
+        self._runner = _with_dropout_on(model, seeds) if seeds else model
         return self
 
     def __exit__(self, *exc):
-        while self._saved:
-            layer, call, generator = self._saved.pop()
-            if call is _ABSENT:
-                if "call" in layer.__dict__:
-                    del layer.call
-            else:
-                layer.call = call
-            if generator is not None:
-                object.__setattr__(layer, "seed_generator", generator)
+        self._runner = None
         return False
 
     def predict(self, x, samples, batch_size):
@@ -423,9 +437,9 @@ class _MCDropout:
 
     def _passes(self, chunk, passes, batch_size):
         """The probabilities of `passes` passes over `chunk`: `(passes, rows, classes)`."""
-        model, rows_per_call = self.model, batch_size
+        model, rows_per_call = self._runner, batch_size
         if self._split is not None:
-            extractor, model = self._split
+            extractor = self._split[0]
             chunk = keras.ops.convert_to_numpy(extractor(chunk, training=False))
             rows_per_call = max(batch_size, _HEAD_ROWS)  # feature vectors are small
         if not self._packable:
@@ -457,17 +471,132 @@ class _MCDropout:
         return p
 
 
-_ABSENT = object()
 _HEAD_ROWS = 4096  # rows per call when only the head runs the passes
 
 
-def _training_call(call):
-    @functools.wraps(call)
-    def training_call(*args, **kwargs):
-        kwargs["training"] = True
-        return call(*args, **kwargs)
+class _DropoutOn(keras.layers.Layer):
+    """Calls `layer` in training mode, with random states of its own.
 
-    return training_call
+    `layer` is a dropout layer, or a composite whose only training-mode
+    behaviour is that of the dropout layers inside it. The random states of
+    `dropouts` (the variables of a dropout layer, which has no weights, are
+    its seed generators' states) are read from and written to this layer's
+    own seed generators instead, inside a `keras.StatelessScope`, so `layer`
+    itself is not changed by the call.
+
+    Args:
+        layer: the layer to call.
+        dropouts: `{dropout layer: seed}` for the dropout layers that are
+            `layer` or inside it.
+    """
+
+    def __init__(self, layer, dropouts, **kwargs):
+        super().__init__(name=layer.name, dtype=layer.dtype_policy, **kwargs)
+        self.supports_masking = layer.supports_masking
+        self.layer = layer
+        self.states = []
+        self.generators = []
+        for dropout, seed in dropouts.items():
+            weights = {id(w) for w in dropout.weights}
+            states = [v for v in dropout.variables if id(v) not in weights]
+            for i, state in enumerate(states):
+                self.states.append(state)
+                self.generators.append(keras.random.SeedGenerator(seed + i))
+
+    def call(self, *args, training=None, **kwargs):
+        mapping = [(state, own.state.value) for state, own in zip(self.states, self.generators)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(*args, training=True, **kwargs)
+        for state, own in zip(self.states, self.generators):
+            own.state.assign(scope.get_current_value(state))
+        return outputs
+
+
+def _is_mc_dropout(layer):
+    return isinstance(layer, MC_DROPOUT_LAYERS) and getattr(layer, "rate", 0) > 0
+
+
+def _is_graph(layer):
+    # Models whose graph `clone_model` rebuilds around their own layers.
+    return isinstance(layer, keras.Sequential) or is_functional(layer)
+
+
+def _training_changes(layer):
+    """Whether training mode may change what `layer` does, apart from its sublayers.
+
+    Layers that behave differently in training take a `training` argument. A
+    composite passes it on to its sublayers, which are looked at in turn;
+    `Dense` and `EinsumDense` take it for float8 quantization only.
+    """
+    if next(iter_layers(layer), None) is not None:
+        return False
+    if "training" not in inspect.signature(layer.call).parameters:
+        return False
+    return not (isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+                and getattr(layer, "quantization_mode", None) is None)
+
+
+def _reachable(model, off):
+    """The ids of the dropout layers of `model` that MC dropout can switch on.
+
+    Fills `off` with `{id(composite): (name, blocking layer type)}` for the
+    composites whose dropout must stay off.
+    """
+    on = set()
+
+    def visit(layer):
+        if _is_mc_dropout(layer):
+            on.add(id(layer))
+        elif _is_graph(layer):
+            for child in layer.layers:
+                visit(child)
+        else:
+            inside = [sub for _, sub, _ in iter_layers(layer)]
+            dropouts = [sub for sub in inside if _is_mc_dropout(sub)]
+            blocking = [sub for sub in inside
+                        if not _is_mc_dropout(sub) and _training_changes(sub)]
+            if dropouts and blocking:
+                off[id(layer)] = (layer.name, type(blocking[0]).__name__)
+            elif dropouts:
+                on.update(id(sub) for sub in dropouts)
+
+    visit(model)
+    return on
+
+
+def _with_dropout_on(model, seeds):
+    """`model` with each reachable dropout layer (a key of `seeds`) called in training mode.
+
+    Graph models are rebuilt around the same layers; a dropout layer, or a
+    composite holding some, becomes a `_DropoutOn` wrapper.
+    """
+    wrappers = {}
+
+    def replacement(layer):
+        if not isinstance(layer, keras.layers.Layer):  # an op, such as `ops.zeros_like`
+            return layer
+        if _is_mc_dropout(layer):
+            dropouts = {layer: seeds[id(layer)]} if id(layer) in seeds else {}
+        elif _is_graph(layer):
+            if not any(id(sub) in seeds for _, sub, _ in iter_layers(layer)):
+                return layer
+            return keras.models.clone_model(layer, clone_function=replacement)
+        else:
+            dropouts = {sub: seeds[id(sub)] for _, sub, _ in iter_layers(layer)
+                        if id(sub) in seeds}
+        if not dropouts:
+            return layer
+        if id(layer) not in wrappers:  # a shared layer: one wrapper, one random state
+            wrappers[id(layer)] = _DropoutOn(layer, dropouts)
+        return wrappers[id(layer)]
+
+    if _is_graph(model) and model.compiled:
+        # `clone_model` compiles its copy like the model: the passes need no
+        # optimizer or loss, which may not even deserialize (a lambda loss).
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+        outputs = model.outputs[0] if len(model.outputs) == 1 else model.output
+        model = keras.Model(inputs, outputs, name=model.name)
+    return replacement(model)
 
 
 def _entropy(p):
@@ -476,7 +605,12 @@ def _entropy(p):
     return -np.sum(np.where(p > 0, p * np.log(safe), 0.0), axis=-1)
 
 
-def _probabilities(run, x):
+def class_scores(run, x):
+    """One row of class scores per image of `x`: the run model's outputs, one column a class.
+
+    Probabilities (a one-unit sigmoid output becomes the two columns
+    `1 - p, p`), or decision scores for a `linear-svm` run.
+    """
     p = np.asarray(run.model.predict(x, verbose=0))
     if p.shape[-1] == 1:  # a binary (sigmoid) head: P(class 1)
         p = np.concatenate([1 - p, p], axis=-1)

@@ -218,7 +218,7 @@ def _evaluate(path, data_dir, worst, known):
     thumbnails (what the model saw, at the run's image size and crop).
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.evaluation.inference import _probabilities, classification_figures, load_run
+    from transferkit.evaluation.inference import class_scores, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
@@ -230,7 +230,7 @@ def _evaluate(path, data_dir, worst, known):
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x, _ = folder.load(run.image_size, crop=run.crop)
     batch = 32
-    scores = np.concatenate([_probabilities(run, x[i:i + batch]) for i in range(0, len(x), batch)])
+    scores = np.concatenate([class_scores(run, x[i:i + batch]) for i in range(0, len(x), batch)])
     predicted = scores.argmax(axis=1)
     evaluation = {
         "data_dir": os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir),

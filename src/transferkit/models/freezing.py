@@ -12,6 +12,9 @@ always train. Plans, as strings (the CLI's `--unfreeze`) or values:
 - `"blocks:N"`: the last N blocks of a catalogue backbone (`resnet50` has
   `conv2`..`conv5`), from the end of the block before them onwards.
 
+The strings are transferkit's one spec grammar (`transferkit.specs`); `get`
+also takes what `FreezePlan.describe()` returns.
+
 Layers are counted in the backbone's topological order (`backbone.layers`).
 BatchNormalization layers stay frozen under every plan unless
 `batchnorm="train"`: a frozen BatchNormalization layer runs in inference
@@ -24,12 +27,14 @@ import numbers
 
 import keras
 
+from transferkit import specs
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
 
 BACKBONE = "backbone"
 BATCHNORM_MODES = ("frozen", "train")
 _KINDS = ("none", "all", "last", "fraction", "from", "blocks")
+_USAGE = "none, all, last:N, fraction:F, from:LAYER or blocks:N"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +46,10 @@ class FreezePlan:
 
     def __str__(self):
         return self.kind if self.value is None else f"{self.kind}:{self.value}"
+
+    def describe(self):
+        """`{"kind": ..., "value": ...}`, JSON-able, which `get` takes back."""
+        return {"kind": self.kind, "value": self.value}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +74,35 @@ class FreezeSummary:
         return text
 
 
+def get(identifier):
+    """Returns the checked `FreezePlan` of a freeze-plan identifier.
+
+    Args:
+        identifier: one of
+
+            - `None` or `False`: `FreezePlan("none")`, the backbone frozen;
+            - `True`: `FreezePlan("all")`;
+            - a `FreezePlan`, returned as it is;
+            - an int `N` (`"last:N"`) or a float `F` in (0, 1]
+              (`"fraction:F"`);
+            - a spec string: `"none"`, `"all"`, `"last:N"`, `"fraction:F"`,
+              `"from:LAYER"` or `"blocks:N"` (see the module docstring);
+            - a dict, what `FreezePlan.describe()` returns:
+              `{"kind": "last", "value": 20}` (`"name"` may stand for `"kind"`).
+
+    Returns:
+        A `FreezePlan`.
+
+    Example:
+
+    >>> get("last:20") == get({"kind": "last", "value": 20}) == get(20)
+    True
+    """
+    return parse_plan(identifier)
+
+
 def parse_plan(plan):
-    """Parses a freeze plan (see the module docstring) into a `FreezePlan`.
+    """Parses a freeze plan (see the module docstring, and `get`) into a `FreezePlan`.
 
     Example:
 
@@ -85,30 +121,66 @@ def parse_plan(plan):
         return _checked("last", int(plan), plan)
     if isinstance(plan, numbers.Real):
         return _checked("fraction", float(plan), plan)
+    if isinstance(plan, dict):
+        return _from_dict(plan)
     if not isinstance(plan, str):
         raise TransferkitError(f"A freeze plan is a string like 'last:20'; got {plan!r}.")
-    kind, _, value = plan.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind not in _KINDS:
+    parsed = specs.parse(plan, what="freeze plan", usage=_USAGE)
+    if parsed.name not in _KINDS:
+        raise TransferkitError(f"Unknown freeze plan {plan!r}; use {_USAGE}.")
+    if parsed.kwargs:
         raise TransferkitError(
-            f"Unknown freeze plan {plan!r}; use none, all, last:N, fraction:F, "
-            "from:LAYER or blocks:N."
+            f"Freeze plan {plan!r} takes no key=value settings; use {_USAGE}."
         )
+    # `from:` names a layer: its text as written, whatever it looks like.
+    values = parsed.raw_args if parsed.name == "from" else parsed.args
+    return _plan(parsed.name, values, plan)
+
+
+def _from_dict(config):
+    settings = dict(config)
+    kind = settings.pop("kind", None)
+    if kind is None:
+        kind = settings.pop("name", None)
+    value = settings.pop("value", None)
+    if settings or not isinstance(kind, str) or kind.lower() not in _KINDS:
+        raise TransferkitError(
+            f"Invalid freeze plan {config!r}: a dict is {{'kind': KIND, 'value': VALUE}} "
+            f"with KIND one of {', '.join(_KINDS)}, as in {{'kind': 'last', 'value': 20}}."
+        )
+    return _plan(kind.lower(), () if value is None else (value,), config)
+
+
+def _plan(kind, values, plan):
+    """The checked plan of a kind and its values (none, or one)."""
     if kind in ("none", "all"):
-        if value:
+        if values:
             raise TransferkitError(f"Freeze plan {kind!r} takes no value; got {plan!r}.")
         return FreezePlan(kind)
-    if not value.strip():
-        raise TransferkitError(f"Freeze plan {plan!r} needs a value, e.g. '{kind}:{_EXAMPLE[kind]}'.")
-    if kind == "from":
-        return FreezePlan(kind, value.strip())
-    try:
-        number = float(value) if kind == "fraction" else int(value)
-    except ValueError:
+    if not values:
         raise TransferkitError(
-            f"Freeze plan {plan!r}: {value!r} is not a number; e.g. '{kind}:{_EXAMPLE[kind]}'."
-        ) from None
-    return _checked(kind, number, plan)
+            f"Freeze plan {plan!r} needs a value, e.g. '{kind}:{_EXAMPLE[kind]}'."
+        )
+    if len(values) > 1:
+        raise TransferkitError(
+            f"Freeze plan {plan!r} takes one value, e.g. '{kind}:{_EXAMPLE[kind]}'."
+        )
+    value = values[0]
+    if kind == "from":
+        if not isinstance(value, str) or not value.strip():
+            raise TransferkitError(
+                f"Freeze plan {plan!r}: {value!r} is not a layer name; e.g. "
+                f"'from:{_EXAMPLE['from']}'."
+            )
+        return FreezePlan(kind, value.strip())
+    whole = kind != "fraction"
+    if isinstance(value, bool) or not isinstance(
+            value, numbers.Integral if whole else numbers.Real):
+        raise TransferkitError(
+            f"Freeze plan {plan!r}: {value!r} is not {'a whole' if whole else 'a'} number; "
+            f"e.g. '{kind}:{_EXAMPLE[kind]}'."
+        )
+    return _checked(kind, int(value) if whole else float(value), plan)
 
 
 _EXAMPLE = {"last": "20", "fraction": "0.3", "from": "conv5_block1_out", "blocks": "2"}

@@ -7,7 +7,8 @@ import re
 
 import keras
 
-from transferkit._walk import _stores_layer_configs, iter_layers
+from transferkit._compat import graph_nodes, set_own_trainable, source_layer
+from transferkit._walk import iter_layers, stores_layer_configs
 from transferkit.errors import TransferkitError
 from transferkit.models.freezing import block_names
 
@@ -155,7 +156,7 @@ def _rebuildable(model):
     # Functional models with Keras' own `get_config`, and Sequential models,
     # are fully described by their layers and graph; subclassed models and
     # KerasHub backbones are not.
-    return _stores_layer_configs(model)
+    return stores_layer_configs(model)
 
 
 def _layer_names(where):
@@ -197,21 +198,18 @@ class _Level:
 class _Graph:
     """The edges of one model's own graph (not of other models sharing layers).
 
-    Keras has no public graph API; this reads the nodes the way
+    Keras has no public graph API; `graph_nodes` reads the nodes the way
     `keras.models.clone_model` does.
     """
 
     def __init__(self, model):
-        functional = model._functional if isinstance(model, keras.Sequential) else model
         self.outputs, self.inputs, self.consumers = {}, {}, {}
-        for nodes in functional._nodes_by_depth.values():
-            for node in nodes:
-                op = node.operation
-                self.outputs.setdefault(id(op), []).extend(node.outputs)
-                self.inputs.setdefault(id(op), []).extend(node.input_tensors)
-                for tensor in node.input_tensors:
-                    self.consumers.setdefault(id(tensor), []).append(op)
-        self.model_outputs = {id(t) for t in functional.outputs}
+        for op, input_tensors, output_tensors in graph_nodes(model):
+            self.outputs.setdefault(id(op), []).extend(output_tensors)
+            self.inputs.setdefault(id(op), []).extend(input_tensors)
+            for tensor in input_tensors:
+                self.consumers.setdefault(id(tensor), []).append(op)
+        self.model_outputs = {id(t) for t in model.outputs}
 
     def consumers_of(self, layer):
         """The layers reading `layer`'s outputs, and whether one is a model output."""
@@ -288,7 +286,7 @@ def _plan_head(root, maker):
                 f"The classifier {head.name!r} takes {len(inputs)} inputs; name the "
                 "layers to follow with dropout instead: where=['LAYER', ...]."
             )
-        source = inputs[0]._keras_history.operation
+        source = source_layer(inputs[0])
         readers = graph.consumers.get(id(inputs[0]), [])
         if _is_dropout(source) and len(readers) == 1:
             _plan_replace(root, source, maker, source.name)
@@ -304,9 +302,8 @@ def _classifiers(model, graph):
     if HEAD in top and top[HEAD].weights:
         return [top[HEAD]]
     found = []
-    outputs = model._functional.outputs if isinstance(model, keras.Sequential) else model.outputs
-    for tensor in outputs:
-        layer = tensor._keras_history.operation
+    for tensor in model.outputs:
+        layer = source_layer(tensor)
         while not layer.weights:
             inputs = graph.inputs.get(id(layer), [])
             if isinstance(layer, keras.layers.InputLayer) or len(inputs) != 1:
@@ -314,7 +311,7 @@ def _classifiers(model, graph):
                     f"Model {model.name!r} has no single-input layer with weights before "
                     "its output; name the layers to follow with dropout: where=['LAYER']."
                 )
-            layer = inputs[0]._keras_history.operation
+            layer = source_layer(inputs[0])
         if all(layer is not f for f in found):
             found.append(layer)
     return found
@@ -404,9 +401,9 @@ def _rebuild(level):
     # The layers are shared, so their own flags carry over; the model's flag
     # is set without the setter, which would overwrite every layer's. Input
     # layers are new: they take the old ones' flags.
-    new._trainable = model.trainable
+    set_own_trainable(new, model.trainable)
     for old_input, new_input in zip(model.inputs, new.inputs):
-        new_input._keras_history.operation.trainable = old_input._keras_history.operation.trainable
+        source_layer(new_input).trainable = source_layer(old_input).trainable
     return new
 
 
@@ -462,7 +459,7 @@ def _rebuild_functional(level):
 
 
 def _new_input(tensor):
-    layer = tensor._keras_history.operation
+    layer = source_layer(tensor)
     return keras.Input(
         batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse, name=layer.name
     )

@@ -9,7 +9,6 @@ bit afterwards.
 """
 
 import math
-import os
 import numbers
 import random
 import warnings
@@ -18,7 +17,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.outputs import check_output_file, output_file
+from transferkit.outputs import output_file
 
 
 class LRFinder:
@@ -115,7 +114,7 @@ class LRFinder:
 
         >>> LRFinder(steps=100, seed=0).fit(model, x, y).suggestion_  # doctest: +SKIP
         """
-        self._check()
+        self.check_parameters()
         if not isinstance(model, keras.Model):
             raise TransferkitError(f"model must be a keras.Model, got {type(model).__name__}.")
         if not model.built:
@@ -241,7 +240,8 @@ class LRFinder:
             "steepest_rate": self.steepest_rate_, "stopped_early": self.stopped_early_,
         }
 
-    def _check(self):
+    def check_parameters(self):
+        """Checks the settings; a bad one is a one-line `TransferkitError` (`fit` calls it)."""
         for name in ("start", "end"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
@@ -337,16 +337,14 @@ class _Trainer(keras.Model):
 
 
 def _default_loss(model):
-    from transferkit.training.recipe import _head
+    from transferkit.models.heads import default_loss
 
     try:
-        activation, _ = _head(model)
-    except (AttributeError, IndexError, TypeError):
+        return default_loss(model)
+    except TransferkitError:
         raise TransferkitError(
             f"Cannot tell model {model.name!r}'s output activation; give loss=."
         ) from None
-    return {"softmax": "sparse_categorical_crossentropy",
-            "sigmoid": "binary_crossentropy"}.get(activation, "mean_squared_error")
 
 
 def _batches(count, size, rng):
@@ -357,83 +355,3 @@ def _batches(count, size, rng):
             order = np.concatenate([order, rng.permutation(count)])
         yield order[:size]
         order = order[size:]
-
-
-def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
-            steps=200, strict=False, overwrite=False, verbose="auto", **options):
-    """The LR finder on an image folder, with the model `train` would build.
-
-    The model is `train`'s (same backbone, head, dropout, augmentation,
-    inserted dropout, constraints), frozen per `unfreeze`: `"none"` (the
-    default) finds the head phase's rate; a plan such as `"blocks:2"` the
-    fine-tuning phase's (then train the head first: a random head's large
-    gradients dominate). With the backbone frozen and no augmentation the
-    finder trains the head on features computed once (same losses, far
-    faster). The optimizer and batch size are `train`'s: the rate found is
-    for them.
-
-    Args:
-        data_dir: images, one subfolder per class.
-        backbone: a catalogue name.
-        plot: optional `.png` path for the loss-versus-rate plot.
-        unfreeze: the freeze plan while searching. Defaults to `"none"`.
-        start, end, steps: the rate range and the most batches (see
-            `LRFinder`).
-        strict: a file that does not decode is an error instead of skipped.
-        overwrite: replace an existing `plot` file. Defaults to `False`.
-        verbose: `"auto"` shows progress. Defaults to `"auto"`.
-        **options: `train`'s model options (`image_size`, `crop`, `augment`,
-            `dropout`, `optimizer`, `batch_size`, `seed`, `weights`, ...).
-
-    Returns:
-        The fitted `LRFinder` (`suggestion_`, `learning_rates_`, ...).
-
-    Example:
-
-    >>> finder = lr_find("hymenoptera/train", "efficientnet_lite0",
-    ...                  "lr_find.png", augment=False)  # doctest: +SKIP
-    >>> finder.suggestion_  # doctest: +SKIP
-    """
-    from transferkit.data.images import scan_image_folder
-    from transferkit.training.features import (
-        cache_refusal,
-        extract_features,
-        feature_extractor,
-        head_model,
-    )
-    from transferkit.models.freezing import freeze, parse_plan
-    from transferkit.workflows.train import SETUP_ARGUMENTS, Setup, check_options
-
-    check_options(options, SETUP_ARGUMENTS, "lr_find")
-    setup = Setup(backbone, verbose=verbose, **options)
-    if setup.linear:
-        raise TransferkitError(f"head={setup.head!r} has no learning rate; the LR finder is "
-                               "for the trained (softmax) head.")
-    plan = parse_plan(unfreeze)
-    finder = LRFinder(start, end, steps, batch_size=setup.batch_size,
-                      optimizer=setup.recipe[0].optimizer, seed=setup.seed,
-                      verbose=setup.bar())
-    finder._check()
-    if plot is not None:
-        check_output_file(plot, inputs=[data_dir], overwrite=overwrite, suffix=".png",
-                          flag="plot")
-    folder = scan_image_folder(data_dir, strict=strict)
-    setup.say(f"{len(folder)} images, classes {folder.class_names}; images at "
-              f"{setup.size}x{setup.size}.")
-    x, y = folder.load(setup.size, crop=setup.crop, verbose=setup.bar())
-    if setup.seed is not None:
-        keras.utils.set_random_seed(setup.seed)
-    model = setup.build_model(len(folder.class_names))
-    summary = freeze(model, plan, batchnorm=setup.batchnorm)
-    setup.say(f"Searching with unfreeze {plan}: {summary}.")
-    target, inputs = model, x
-    if plan.kind == "none" and cache_refusal(model) is None:
-        target = head_model(model)
-        inputs = extract_features(feature_extractor(model), x, batch_size=setup.batch_size,
-                                  verbose=setup.bar())
-    finder.fit(target, inputs, y)
-    if plot is not None:
-        finder.plot(plot, title=f"{setup.config.name} on "
-                    f"{os.path.basename(os.path.abspath(data_dir))}, unfreeze {plan}",
-                    overwrite=overwrite)
-    return finder

@@ -11,7 +11,8 @@ is the command line's:
 Names: sgd (momentum, nesterov), adagrad, rmsprop (rho, momentum), adam
 (beta_1, beta_2, epsilon, amsgrad), nadam, adamw (weight_decay); every
 parameter of the Keras class is accepted (clipnorm, use_ema, ...). Values
-are numbers, `true`/`false`, `none`, or lists separated by `;`.
+are numbers, `true`/`false`, `none`, or lists separated by `;`: the strings
+are transferkit's one spec grammar (`transferkit.specs`), keyword settings only.
 
 Discriminative fine-tuning trains the layers of a pretrained network at
 different rates: the new head at the full learning rate, the last blocks of
@@ -21,6 +22,7 @@ uses `learning_rate * multiplier(variable)`, and `block_multipliers` gives
 the multipliers of the usual recipe for a `transferkit.build` model.
 """
 
+import copy
 import difflib
 import inspect
 import math
@@ -32,6 +34,10 @@ import keras
 import numpy as np
 from keras import ops
 
+# Registers transferkit's Keras schedules (PowerDecay, OneCycle), which a
+# learning rate given as a dict (what `describe` records) may name.
+import transferkit.optim.schedules  # noqa: F401
+from transferkit import specs
 from transferkit.errors import TransferkitError
 
 OPTIMIZERS = {
@@ -51,14 +57,16 @@ _COMMON = {
     "loss_scale_factor": None, "gradient_accumulation_steps": None,
 }
 _NOT_PARAMS = frozenset({"self", "learning_rate", "name", "kwargs"})
+_USAGE = "NAME:KEY=VALUE,KEY=VALUE, such as 'sgd:momentum=0.9,nesterov=true'"
 
 
 def parse_spec(spec):
     """Splits a spec string `"NAME:KEY=VALUE,KEY=VALUE"` into `(name, params)`.
 
-    Values are read as `true`/`false`, `none`, integers, floats, lists of those
-    separated by `;` (or `/`, which needs no quoting in a shell), or else kept
-    as strings. The name is lower-cased.
+    The string is read by `transferkit.specs.parse`, with keyword settings
+    only: values are read as `true`/`false`, `none`, integers, floats, lists
+    of those in brackets or separated by `;` (or `/`, which needs no quoting
+    in a shell), or else kept as strings. The name and keys are lower-cased.
 
     Example:
 
@@ -69,36 +77,39 @@ def parse_spec(spec):
     """
     if not isinstance(spec, str) or not spec.strip():
         raise TransferkitError(f"Expected a spec string such as 'sgd:momentum=0.9'; got {spec!r}.")
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip().lower()
-    params = {}
-    for item in rest.split(",") if rest.strip() else ():
-        key, equals, value = (part.strip() for part in item.partition("="))
-        if not equals or not key or not value:
-            raise TransferkitError(
-                f"Invalid spec {spec!r}: write NAME:KEY=VALUE,KEY=VALUE, such as "
-                "'sgd:momentum=0.9,nesterov=true'."
-            )
-        if key in params:
-            raise TransferkitError(f"Spec {spec!r} sets {key!r} twice.")
-        params[key] = _parse_value(value)
-    return name, params
+    parsed = specs.parse(spec, usage=_USAGE, positional=False, require_name=True)
+    return parsed.name, dict(parsed.kwargs)
 
 
-def _parse_value(text):
-    if ";" in text or "/" in text:
-        return [_parse_value(item.strip()) for item in re.split("[;/]", text)]
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
+def get(identifier):
+    """Returns a Keras optimizer for an optimizer identifier, or `None` for `None`.
+
+    Args:
+        identifier: one of
+
+            - `None`, returned as it is;
+            - a `keras.optimizers.Optimizer`, returned as it is;
+            - a spec string, `"adam"` or `"sgd:momentum=0.9,nesterov=true"`
+              (see `get_optimizer` for the names);
+            - a dict: what `describe` returns
+              (`{"name": "sgd", "learning_rate": 0.01, "momentum": 0.9}`), or
+              `keras.optimizers.serialize(optimizer)`. (A bare `get_config()`
+              will not do: its `name` is the instance's, such as `adam_w_1`.)
+
+    Returns:
+        A `keras.optimizers.Optimizer` (new, unbuilt, unless one was given),
+        or `None`.
+
+    Example:
+
+    >>> get({"name": "sgd", "momentum": 0.9}).momentum
+    0.9
+    >>> get(None) is None
+    True
+    """
+    if identifier is None:
         return None
-    for number in (int, float):
-        try:
-            return number(text)
-        except ValueError:
-            pass
-    return text
+    return get_optimizer(identifier)
 
 
 def get_optimizer(name, learning_rate=None, multipliers=None, **params):
@@ -107,8 +118,9 @@ def get_optimizer(name, learning_rate=None, multipliers=None, **params):
     Args:
         name: `"sgd"`, `"adagrad"`, `"rmsprop"`, `"adam"`, `"nadam"` or
             `"adamw"`, optionally with parameters as in
-            `"sgd:momentum=0.9,nesterov=true"`; a dict as `describe` returns;
-            or a Keras optimizer (returned as it is).
+            `"sgd:momentum=0.9,nesterov=true"`; a dict as `describe` or
+            `keras.optimizers.serialize` returns; or a Keras optimizer
+            (returned as it is).
         learning_rate: a float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a schedule serialized by Keras (a dict, as `describe` records
             it). Defaults to `None`: the Keras class's default rate.
@@ -128,6 +140,8 @@ def get_optimizer(name, learning_rate=None, multipliers=None, **params):
     >>> get_optimizer("adamw", 1e-3, weight_decay=1e-4).weight_decay
     0.0001
     """
+    if isinstance(name, dict) and "class_name" in name:
+        name = _deserialized(name)
     if isinstance(name, keras.optimizers.Optimizer):
         if learning_rate is not None or params:
             raise TransferkitError(
@@ -163,6 +177,22 @@ def get_optimizer(name, learning_rate=None, multipliers=None, **params):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TransferkitError(f"Invalid optimizer {name!r}: {reason}") from None
     return optimizer if multipliers is None else discriminative(optimizer, multipliers)
+
+
+def _deserialized(config):
+    try:
+        # A copy: Keras edits the dict it reads.
+        optimizer = keras.optimizers.deserialize(copy.deepcopy(config))
+    except (TypeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TransferkitError(f"Invalid optimizer {config!r}: {reason}") from None
+    # Keras hands back a class name it does not know as it is.
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TransferkitError(
+            f"Invalid optimizer {config!r}: Keras has no optimizer class "
+            f"{config['class_name']!r}; give one of {', '.join(OPTIMIZERS)} by name."
+        )
+    return optimizer
 
 
 def describe(optimizer):
@@ -258,16 +288,13 @@ def _coerced(key, param, value, default):
 
 
 def _checked_learning_rate(learning_rate):
-    schedules = keras.optimizers.schedules
     if isinstance(learning_rate, dict):
-        import transferkit.optim.schedules  # noqa: F401  (registers transferkit's schedules)
-
         try:
-            return schedules.deserialize(learning_rate)
+            return keras.optimizers.schedules.deserialize(learning_rate)
         except (TypeError, ValueError) as e:
             raise TransferkitError(
                 f"Invalid learning-rate schedule {learning_rate!r}: {e}") from None
-    if isinstance(learning_rate, schedules.LearningRateSchedule):
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate
     if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
             or not math.isfinite(learning_rate) or learning_rate <= 0):

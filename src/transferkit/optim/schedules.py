@@ -12,6 +12,10 @@ shell needs quoted, or by `/`):
     "cosine:warmup=0.05"                        linear warm-up, then cosine decay
     "1cycle:max_lr=1e-2"                        up to max_lr and back, momentum the other way
 
+The strings are transferkit's one spec grammar (`transferkit.specs`), keyword
+settings only; `get` also takes what `Schedule.describe()` returns, and
+`Schedule` objects.
+
 `get_schedule` parses and checks a spec; `Schedule.build(learning_rate,
 total_steps)` then makes what Keras takes: the optimizer's `learning_rate`
 (a float or a `LearningRateSchedule`, evaluated at every step from the
@@ -30,8 +34,8 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
+from transferkit import specs
 from transferkit.errors import TransferkitError
-from transferkit.optim.optimizers import parse_spec
 
 _REQUIRED = object()
 # name -> {parameter: default}; None defaults are derived from total_steps or lr0.
@@ -48,6 +52,7 @@ _PARAMS = {
 }
 SCHEDULES = tuple(_PARAMS)
 _ALIASES = {"none": "constant", "onecycle": "1cycle", "one_cycle": "1cycle"}
+_USAGE = "NAME:KEY=VALUE,KEY=VALUE, such as 'cosine:warmup=0.05' or '1cycle:max_lr=1e-2'"
 
 
 # --- Keras schedules that Keras lacks ---------------------------------------
@@ -332,7 +337,7 @@ class Schedule:
         if not self.params:
             return self.name
         return f"{self.name}:" + ",".join(
-            f"{key}={_format(value)}" for key, value in self.params.items())
+            f"{key}={specs.format_value(value)}" for key, value in self.params.items())
 
     def needs_total_steps(self):
         """Whether `build` needs `total_steps` (cosine, 1cycle, and power or
@@ -432,6 +437,32 @@ def _cosine(lr0, total_steps, warmup, alpha, schedule):
         warmup_steps=warmup_steps)
 
 
+def get(identifier):
+    """Returns the checked `Schedule` of a schedule identifier.
+
+    Args:
+        identifier: one of
+
+            - `None`: the constant rate, `Schedule("constant", {})`;
+            - a `Schedule`, returned as it is;
+            - a spec string such as `"cosine:warmup=0.05"` (see
+              `get_schedule` for the names and their parameters);
+            - a dict, what `Schedule.describe()` returns:
+              `{"name": "power", "s": 1000, "c": 1.0}`.
+
+    Returns:
+        A `Schedule`.
+
+    Example:
+
+    >>> get("power:s=1000") == get({"name": "power", "s": 1000, "c": 1.0})
+    True
+    >>> get(None).name
+    'constant'
+    """
+    return get_schedule(identifier)
+
+
 def get_schedule(name="constant", **params):
     """A checked learning-rate schedule spec, ready to `build`.
 
@@ -487,8 +518,9 @@ def get_schedule(name="constant", **params):
         raise TransferkitError(
             f"A schedule is a name such as 'cosine' or '1cycle:max_lr=1e-2', got {name!r}."
         )
-    key, spec_params = parse_spec(name)
-    key = _ALIASES.get(key, key)
+    parsed = specs.parse(name, what="schedule", usage=_USAGE, positional=False,
+                         require_name=True)
+    key, spec_params = _ALIASES.get(parsed.name, parsed.name), parsed.kwargs
     if key not in _PARAMS:
         close = difflib.get_close_matches(key, list(_PARAMS) + list(_ALIASES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -569,7 +601,7 @@ def _check(key, param, value):
     check, meaning = _CHECKS[param]
     if not check(value):
         raise TransferkitError(
-            f"Schedule {key!r}: {param}={_format(value)} should be {meaning}."
+            f"Schedule {key!r}: {param}={specs.format_value(value)} should be {meaning}."
         )
     if param == "boundaries":
         return [int(b) for b in value]
@@ -606,13 +638,3 @@ def _positive(value, what):
     if not _is_number(value) or value <= 0:
         raise TransferkitError(f"{what} must be a positive number, got {value!r}.")
     return float(value)
-
-
-def _format(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ";".join(_format(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
-    return str(value)

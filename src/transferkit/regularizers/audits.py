@@ -6,8 +6,8 @@ import math
 import keras
 import numpy as np
 
-from transferkit.regularizers import penalties
-from transferkit._walk import BIAS_SLOTS, KERNEL_SLOTS, iter_layers, weight_slots
+from transferkit.regularizers import penalties, projections
+from transferkit.regularizers.layers import constrained_slots, regularized_slots
 
 ACTIVITY = "activity"
 
@@ -206,9 +206,7 @@ def audit(model):
     >>> [e.weight for e in transferkit.audit(model).entries]
     ['kernel']
     """
-    from transferkit.regularizers.constraints import constrained_slots
-
-    report = build_audit(model, _regularized_slots(model))
+    report = build_audit(model, regularized_slots(model))
     report.constraints = build_constraint_audit(model, constrained_slots(model))
     return report
 
@@ -240,15 +238,6 @@ def build_audit(model, slots):
         )
         variables.append((variable, regularizer))
     return RegularizationAudit(weight_entries + activity_entries, variables)
-
-
-def _regularized_slots(model):
-    for name, layer, saved in iter_layers(model):
-        for attribute, variable in weight_slots(layer, {**KERNEL_SLOTS, **BIAS_SLOTS}):
-            if variable.regularizer is not None:
-                yield name, layer, attribute, variable, saved
-        if getattr(layer, "activity_regularizer", None) is not None:
-            yield name, layer, "activity_regularizer", None, saved
 
 
 def _weight_terms(model):
@@ -398,8 +387,6 @@ class ConstraintAudit:
         Raises:
             AuditMismatch: naming the first weights that fail.
         """
-        from transferkit.regularizers.constraints import satisfies
-
         tracked = {id(v) for v in model.weights}
         problems = []
         for entry, (variable, constraint) in zip(self.entries, self._variables):
@@ -408,7 +395,7 @@ class ConstraintAudit:
                 problems.append(f"{where}: not a weight of {model.name!r}")
             elif entry.on_variable and variable.constraint is not constraint:
                 problems.append(f"{where}: {entry.constraint} is no longer on the variable")
-            elif satisfied and not satisfies(constraint, variable):
+            elif satisfied and not projections.satisfies(constraint, variable):
                 problems.append(f"{where}: the weights break {entry.constraint}")
         if problems:
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
@@ -461,8 +448,6 @@ class ConstraintAudit:
 
 def build_constraint_audit(model, slots):
     """An audit of `slots`: `(layer_name, layer, attribute, variable, saved)`."""
-    from transferkit.regularizers.constraints import describe, satisfies
-
     trainable = {id(v) for v in model.trainable_weights}
     entries, variables = [], []
     for name, layer, attribute, variable, saved in slots:
@@ -472,12 +457,12 @@ def build_constraint_audit(model, slots):
             ConstraintEntry(
                 layer=name,
                 weight=variable.name,
-                constraint=describe(constraint),
+                constraint=projections.describe(constraint),
                 shape=tuple(variable.shape),
                 on_variable=variable.constraint is not None,
                 trainable=id(variable) in trainable,
                 saved=saved and _same_constraint(on_layer, constraint),
-                satisfied=satisfies(constraint, variable),
+                satisfied=projections.satisfies(constraint, variable),
             )
         )
         variables.append((variable, constraint))

@@ -10,6 +10,9 @@ inside a ball of radius `c`). Specs:
 - `"min_max_norm:LOW,HIGH"`: each norm clipped into [LOW, HIGH]; an optional
   `rate=R` moves it only part of the way at each step.
 
+The specs are written in transferkit's one spec grammar (`transferkit.specs`);
+`get` also takes dicts and constraint objects.
+
 The norm constraints take an optional `axis=A` (or `axis=[0,1,2]`): the axes
 summed over, so one norm per remaining index. Without it, the axis is chosen
 per weight so that there is one norm per output unit: all axes but the last
@@ -20,22 +23,26 @@ spatial axes for depthwise kernels (one norm per channel), one norm per row
 of an `Embedding` matrix, and the whole vector for a bias.
 """
 
+import copy
 import dataclasses
 import math
+import numbers
 
 import keras
-import numpy as np
 
-from transferkit._walk import (
-    BIAS_CONSTRAINT_SLOTS,
-    KERNEL_CONSTRAINT_SLOTS,
-    iter_layers,
-    weight_slots,
-)
+from transferkit import specs
+from transferkit._walk import BIAS_CONSTRAINT_SLOTS, KERNEL_CONSTRAINT_SLOTS, weight_slots
 from transferkit.errors import TransferkitError
-from transferkit.regularizers.regularization import _forget_traced_steps, _select_layers
+from transferkit.regularizers.audits import build_constraint_audit
+from transferkit.regularizers.layers import forget_traced_steps, select_layers
+from transferkit.regularizers.projections import describe
+
+# Public here before they moved below the audits; still importable from here.
+from transferkit.regularizers.layers import constrained_slots  # noqa: F401
+from transferkit.regularizers.projections import project, satisfies  # noqa: F401
 
 _EXAMPLES = "'max_norm:3', 'max_norm:3,axis=0', 'unit_norm', 'non_neg' or 'min_max_norm:0.5,2'"
+_USAGE = f"KIND[:NUMBERS][,axis=A], such as {_EXAMPLES}"
 # kind -> (Keras class, positional values, keyword options)
 _KINDS = {
     "max_norm": (keras.constraints.MaxNorm, ("max_value",), ("axis",)),
@@ -50,15 +57,48 @@ _TRANSPOSED = (
 )
 
 
+def get(identifier):
+    """Returns a Keras constraint for a constraint identifier, or `None` for `None`.
+
+    Args:
+        identifier: one of
+
+            - `None` (no constraint), returned as it is;
+            - a `keras.constraints.Constraint`, returned as it is;
+            - a spec string: `"max_norm:3"`, `"max_norm:3,axis=0"`,
+              `"unit_norm"`, `"non_neg"`, `"min_max_norm:0.5,2"` or
+              `"min_max_norm:0.5,2,rate=0.5,axis=[0,1,2]"` (see the module
+              docstring); the numbers may also be named, as in
+              `"max_norm:max_value=3"`;
+            - a dict: the kind and the Keras arguments,
+              `{"name": "max_norm", "max_value": 3, "axis": 0}` (a
+              constraint's `get_config()` plus its `name`), or
+              `keras.constraints.serialize(constraint)`.
+
+            A norm constraint that names no axis gets Keras' default, `0`.
+
+    Returns:
+        A `keras.constraints.Constraint`, or `None`.
+
+    Example:
+
+    >>> get("max_norm:3").get_config()
+    {'max_value': 3.0, 'axis': 0}
+    >>> get({"name": "unit_norm", "axis": [0, 1]}).get_config()
+    {'axis': [0, 1]}
+    """
+    return get_constraint(identifier)
+
+
 def get_constraint(spec, axis=None):
     """Returns a Keras constraint for a spec, or `None` for `None`.
 
     Args:
-        spec: a `keras.constraints.Constraint` (returned as it is), `None`, or
+        spec: a `keras.constraints.Constraint` (returned as it is), `None`,
             a string: `"max_norm:3"`, `"max_norm:3,axis=0"`, `"unit_norm"`,
             `"non_neg"`, `"min_max_norm:0.5,2"` or
             `"min_max_norm:0.5,2,rate=0.5,axis=[0,1,2]"` (see the module
-            docstring).
+            docstring), or a dict (see `get`).
         axis: the axis of a norm constraint whose spec names none: an int or
             a list of ints. Defaults to `None` (Keras' default, `0`; right
             for `Dense` kernels; `constrain` picks one per weight instead).
@@ -88,7 +128,8 @@ def constraint_for(spec, layer, attribute="kernel_constraint", ndim=None):
     unit; see the module docstring); objects are returned as they are.
 
     Args:
-        spec: a constraint spec or `keras.constraints.Constraint`.
+        spec: a constraint spec, dict or `keras.constraints.Constraint`
+            (see `get`).
         layer: the layer, built or not.
         attribute: the constraint attribute: `"kernel_constraint"`,
             `"bias_constraint"`, `"depthwise_constraint"`,
@@ -189,8 +230,6 @@ def constrain(model, kernel=None, bias=None, layers=None, *, apply_now=False):
     >>> print(report.entries[0].constraint)
     max_norm(3, axis=0)
     """
-    from transferkit.regularizers.audits import build_constraint_audit
-
     requested = {"kernel": _parse(kernel), "bias": _parse(bias)}
     if all(r is None for r in requested.values()):
         raise TransferkitError(
@@ -203,14 +242,14 @@ def constrain(model, kernel=None, bias=None, layers=None, *, apply_now=False):
             "call it on data) before constraining, so that its weights exist."
         )
     slots = []
-    for name, layer, saved in _select_layers(model, layers):
+    for name, layer, saved in select_layers(model, layers):
         slots += _apply(name, layer, saved, requested, apply_now)
     if not slots:
         raise TransferkitError(
             f"No layer matched by layers={layers!r} has a kernel or bias to constrain; "
             "check the pattern against the model's layer names."
         )
-    _forget_traced_steps(model)
+    forget_traced_steps(model)
     return build_constraint_audit(model, slots)
 
 
@@ -251,61 +290,12 @@ def _check_fits(constraint, variable, name):
             )
 
 
-def describe(constraint):
-    """A short name for a constraint, e.g. `max_norm(3, axis=[0, 1, 2])`."""
-    config = constraint.get_config() if isinstance(constraint, keras.constraints.Constraint) else {}
-    axis = _axis_text(config.get("axis"))
-    if isinstance(constraint, keras.constraints.MaxNorm):
-        return f"max_norm({config['max_value']:g}, axis={axis})"
-    if isinstance(constraint, keras.constraints.UnitNorm):
-        return f"unit_norm(axis={axis})"
-    if isinstance(constraint, keras.constraints.NonNeg):
-        return "non_neg"
-    if isinstance(constraint, keras.constraints.MinMaxNorm):
-        rate = "" if config["rate"] == 1 else f", rate={config['rate']:g}"
-        return f"min_max_norm({config['min_value']:g}, {config['max_value']:g}{rate}, axis={axis})"
-    return getattr(constraint, "__name__", type(constraint).__name__)
-
-
-def project(constraint, weight):
-    """The projection of a weight array onto a constraint, computed with NumPy.
-
-    The four Keras norm and sign constraints are evaluated from their
-    configs, in float64, independently of Keras; any other constraint is
-    called on the weight.
-    """
-    w = np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float64)
-    if isinstance(constraint, keras.constraints.NonNeg):
-        return np.maximum(w, 0.0)
-    kinds = (keras.constraints.MaxNorm, keras.constraints.UnitNorm, keras.constraints.MinMaxNorm)
-    if not isinstance(constraint, kinds):
-        return np.asarray(keras.ops.convert_to_numpy(constraint(weight)), dtype=np.float64)
-    config = constraint.get_config()
-    axis = config["axis"]
-    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
-    norms = np.sqrt(np.square(w).sum(axis=axis, keepdims=True))
-    if isinstance(constraint, keras.constraints.UnitNorm):
-        desired = np.ones_like(norms)
-    elif isinstance(constraint, keras.constraints.MaxNorm):
-        desired = np.clip(norms, 0.0, config["max_value"])
-    else:
-        rate = config["rate"]
-        desired = rate * np.clip(norms, config["min_value"], config["max_value"]) + (1 - rate) * norms
-    return w * desired / (keras.config.epsilon() + norms)
-
-
-def satisfies(constraint, weight, rtol=1e-4, atol=1e-6):
-    """Whether projecting `weight` onto `constraint` leaves it (nearly) unchanged."""
-    w = np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float64)
-    return bool(np.allclose(project(constraint, w), w, rtol=rtol, atol=atol))
-
-
 # ------------------------------------------------------------------- parsing
 
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-    """A parsed constraint string; `axis` is `None` when the spec names none."""
+    """A parsed constraint spec (string or dict); `axis` is `None` when it names none."""
 
     text: str
     kind: str
@@ -327,48 +317,73 @@ class _Spec:
 
 
 def _parse(spec):
-    """A `_Spec` for a string, the object itself for a constraint, or `None`."""
+    """A `_Spec` for a string or dict, the object itself for a constraint, or `None`."""
     if spec is None or isinstance(spec, (keras.constraints.Constraint, _Spec)):
         return spec
-    if not isinstance(spec, str):
-        raise TransferkitError(
-            f"Invalid constraint {spec!r}: expected a keras.constraints.Constraint (a "
-            f"plain function cannot be saved) or a string such as {_EXAMPLES}."
-        )
-    kind, _, rest = spec.strip().lower().partition(":")
-    kind = kind.strip()
-    if kind not in _KINDS:
+    if isinstance(spec, str):
+        parsed = specs.parse(spec, what="constraint", usage=_USAGE)
+        return _checked(parsed.name, parsed.args, parsed.kwargs, spec, spec)
+    if isinstance(spec, dict):
+        return _from_dict(spec)
+    raise TransferkitError(
+        f"Invalid constraint {spec!r}: expected a keras.constraints.Constraint (a "
+        f"plain function cannot be saved), a dict such as {{'name': 'max_norm', "
+        f"'max_value': 3}} or a string such as {_EXAMPLES}."
+    )
+
+
+def _from_dict(config):
+    if "class_name" in config:
+        try:
+            # A copy: Keras edits the dict it reads.
+            built = keras.constraints.deserialize(copy.deepcopy(config))
+        except (TypeError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TransferkitError(f"Invalid constraint {config!r}: {reason}") from None
+        # Keras hands back a class name it does not know as it is.
+        if not isinstance(built, keras.constraints.Constraint):
+            raise TransferkitError(
+                f"Invalid constraint {config!r}: Keras has no constraint class "
+                f"{config['class_name']!r}; give a kind instead, one of {', '.join(_KINDS)}."
+            )
+        return built
+    settings = dict(config)
+    kind = settings.pop("name", None)
+    kind = kind.lower() if isinstance(kind, str) else kind
+    text = specs.format_spec(kind, kwargs=settings) if isinstance(kind, str) else repr(config)
+    return _checked(kind, (), settings, config, text)
+
+
+def _checked(kind, args, kwargs, spec, text):
+    """The `_Spec` of a kind, from its numbers given in order or by name, checked."""
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise TransferkitError(
             f"Unknown constraint {spec!r}: the kind must be one of {', '.join(_KINDS)}, "
             f"as in {_EXAMPLES}."
         )
     _, positional, keywords = _KINDS[kind]
-    numbers, options = [], {}
-    for token in _split(rest):
-        key, eq, value = token.partition("=")
-        if not eq:
-            if options:
-                raise TransferkitError(
-                    f"Constraint {spec!r}: put the numbers before the key=value options."
-                )
-            numbers.append(_number(token, spec))
-            continue
-        key = key.strip()
-        if key not in keywords:
-            allowed = ", ".join(f"{k}=" for k in keywords) or "no options"
-            raise TransferkitError(f"Constraint {spec!r}: unknown option {key!r}; {kind} takes {allowed}.")
-        options[key] = _check_axis(value, spec) if key == "axis" else _number(value, spec)
-    if len(numbers) != len(positional):
+    values = dict(zip(positional, args))
+    for key, value in kwargs.items():
+        if key not in positional + keywords:
+            allowed = ", ".join(f"{k}=" for k in positional + keywords) or "no options"
+            raise TransferkitError(
+                f"Constraint {spec!r}: unknown option {key!r}; {kind} takes {allowed}."
+            )
+        if key in values:
+            raise TransferkitError(f"Constraint {spec!r} gives {key} twice.")
+        values[key] = value
+    if len(args) > len(positional) or any(p not in values for p in positional):
         raise TransferkitError(
             f"Constraint {spec!r} needs {len(positional)} number(s) after the colon"
             + (f" ({', '.join(positional)}), as in {_EXAMPLE[kind]!r}." if positional
                else f"; write {_EXAMPLE[kind]!r}.")
         )
-    values = dict(zip(positional, numbers))
-    _check_values(kind, values, options, spec)
-    if "rate" in options:
-        values["rate"] = options["rate"]
-    return _Spec(spec, kind, values, options.get("axis"))
+    axis = values.pop("axis", None)
+    if axis is not None:
+        axis = _check_axis(axis, spec)
+    values = {key: _number(value, spec) for key, value in values.items()}
+    _check_values(kind, values, spec)
+    return _Spec(text, kind, values, axis)
 
 
 _EXAMPLE = {
@@ -379,46 +394,25 @@ _EXAMPLE = {
 }
 
 
-def _split(text):
-    """Splits on commas outside brackets: `"3,axis=[0,1]"` -> `["3", "axis=[0,1]"]`."""
-    tokens, depth, current = [], 0, ""
-    for char in text:
-        depth += char == "["
-        depth -= char == "]"
-        if char == "," and depth == 0:
-            tokens.append(current.strip())
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        tokens.append(current.strip())
-    return [t for t in tokens if t]
-
-
-def _number(text, spec):
-    try:
-        value = float(text)
-    except ValueError:
-        raise TransferkitError(f"Constraint {spec!r}: {text.strip()!r} is not a number.") from None
+def _number(value, spec):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TransferkitError(f"Constraint {spec!r}: {value!r} is not a number.")
     if not math.isfinite(value):
-        raise TransferkitError(f"Constraint {spec!r}: {text.strip()} must be finite.")
-    return value
+        raise TransferkitError(f"Constraint {spec!r}: {value} must be finite.")
+    return float(value)
 
 
 def _check_axis(axis, spec):
-    if isinstance(axis, str):
-        text = axis.strip()
-        items = text[1:-1].split(",") if text.startswith("[") and text.endswith("]") else [text]
+    value = axis
+    if isinstance(value, str):
         try:
-            axes = [int(item) for item in items]
-        except ValueError:
-            axes = None
-    elif isinstance(axis, int) and not isinstance(axis, bool):
-        axes = [axis]
-    elif isinstance(axis, (list, tuple)) and all(
-        isinstance(a, int) and not isinstance(a, bool) for a in axis
-    ):
-        axes = list(axis)
+            value = specs.parse_value(value)
+        except TransferkitError:
+            value = None
+    if _is_int(value):
+        axes = [value]
+    elif isinstance(value, (list, tuple)) and all(_is_int(a) for a in value):
+        axes = list(value)
     else:
         axes = None
     if not axes or len(set(axes)) != len(axes):
@@ -429,23 +423,22 @@ def _check_axis(axis, spec):
     return axes[0] if len(axes) == 1 else axes
 
 
-def _check_values(kind, values, options, spec):
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_values(kind, values, spec):
     if kind == "max_norm" and values["max_value"] <= 0:
         raise TransferkitError(f"Constraint {spec!r}: the maximum norm must be > 0, such as 3.")
     if kind == "min_max_norm":
         low, high = values["min_value"], values["max_value"]
         if not 0 <= low <= high or high <= 0:
             raise TransferkitError(
-                f"Constraint {spec!r}: need 0 <= LOW <= HIGH and HIGH > 0, as in 'min_max_norm:0.5,2'."
+                f"Constraint {spec!r}: need 0 <= LOW <= HIGH and HIGH > 0, as in "
+                "'min_max_norm:0.5,2'."
             )
-    if "rate" in options and not 0 < options["rate"] <= 1:
+    if "rate" in values and not 0 < values["rate"] <= 1:
         raise TransferkitError(f"Constraint {spec!r}: rate must be in (0, 1], such as 0.5.")
-
-
-def _axis_text(axis):
-    if isinstance(axis, (list, tuple)):
-        return "[" + ", ".join(str(a) for a in axis) + "]"
-    return str(axis)
 
 
 def _weight_ndim(layer, attribute):
@@ -461,13 +454,3 @@ def _weight_ndim(layer, attribute):
     if isinstance(rank, int):
         return rank + 2
     return None
-
-
-def constrained_slots(model):
-    """Yields `(name, layer, attribute, variable, saved)` for every weight with a
-    constraint on its variable or its layer attribute."""
-    slots = {**KERNEL_CONSTRAINT_SLOTS, **BIAS_CONSTRAINT_SLOTS}
-    for name, layer, saved in iter_layers(model):
-        for attribute, variable in weight_slots(layer, slots):
-            if variable.constraint is not None or getattr(layer, attribute, None) is not None:
-                yield name, layer, attribute, variable, saved

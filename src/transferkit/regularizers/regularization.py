@@ -1,14 +1,12 @@
 """Adding weight and activity penalties to a built, pretrained model in place."""
 
-import re
 import warnings
 
-import keras
-
-from transferkit.regularizers.audits import build_audit
+from transferkit._walk import BIAS_SLOTS, KERNEL_SLOTS, weight_slots
 from transferkit.errors import TransferkitError
+from transferkit.regularizers.audits import build_audit
+from transferkit.regularizers.layers import forget_traced_steps, select_layers
 from transferkit.regularizers.penalties import get_penalty
-from transferkit._walk import BIAS_SLOTS, KERNEL_SLOTS, iter_layers, weight_slots
 
 
 def regularize(model, kernel=None, bias=None, activity=None, layers=None):
@@ -70,7 +68,7 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None):
             f"Model {model.name!r} is not built: call it on data or build it "
             "before regularizing, so that its weights exist."
         )
-    selected = _select_layers(model, layers)
+    selected = select_layers(model, layers)
     slots = []
     for name, layer, saved in selected:
         slots += _apply(name, layer, saved, requested)
@@ -79,7 +77,7 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None):
             f"No layer matched by layers={layers!r} has a weight to regularize; "
             "check the pattern against the model's layer names."
         )
-    _forget_traced_steps(model)
+    forget_traced_steps(model)
     report = build_audit(model, slots)
     if report.unsaved:
         warnings.warn(
@@ -89,33 +87,6 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None):
             stacklevel=2,
         )
     return report
-
-
-def _select_layers(model, layers):
-    selected = list(iter_layers(model))
-    if layers is None:
-        return selected
-    if isinstance(layers, str):
-        try:
-            pattern = re.compile(layers)
-        except re.error as e:
-            raise TransferkitError(f"Invalid layer pattern {layers!r}: {e}.") from None
-        matches = [s for s in selected if pattern.search(s[0])]
-    elif isinstance(layers, type) or (
-        isinstance(layers, tuple) and all(isinstance(t, type) for t in layers)
-    ):
-        matches = [s for s in selected if isinstance(s[1], layers)]
-    else:
-        raise TransferkitError(
-            f"Invalid layers={layers!r}: expected a regular expression, a layer "
-            "class or a tuple of layer classes."
-        )
-    if not matches:
-        raise TransferkitError(
-            f"layers={layers!r} matches no layer of {model.name!r}; its layers "
-            f"include {', '.join(s[0] for s in selected[:5])}..."
-        )
-    return matches
 
 
 def _apply(name, layer, saved, requested):
@@ -139,11 +110,3 @@ def _apply(name, layer, saved, requested):
         slots.append((name, layer, "activity_regularizer", None, saved))
     return slots
 
-
-def _forget_traced_steps(model):
-    # A train or test step traced before this call read `model.losses` then,
-    # without the new penalties; dropping it makes the next `fit` or
-    # `evaluate` trace again.
-    for attribute in ("train_function", "test_function"):
-        if getattr(model, attribute, None) is not None:
-            setattr(model, attribute, None)

@@ -7,7 +7,6 @@ gradients of a random head do not wreck the pretrained features.
 """
 
 import contextlib
-import dataclasses
 import math
 import numbers
 import os
@@ -16,8 +15,9 @@ import tempfile
 import keras
 import numpy as np
 
-from transferkit.optim import optimizers, schedules
 from transferkit.errors import TransferkitError
+from transferkit.models.heads import default_loss, default_metrics
+from transferkit.training.callbacks import BestWeights
 from transferkit.training.features import (
     AugmentedFeatures,
     FeatureCache,
@@ -28,124 +28,20 @@ from transferkit.training.features import (
     head_model,
 )
 from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
-from transferkit.saving import save_weights
-
-OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
-
-
-
-@dataclasses.dataclass
-class Phase:
-    """One phase of fine-tuning.
-
-    Attributes:
-        epochs: the most epochs this phase runs (early stopping may end it
-            sooner).
-        learning_rate: the optimizer's learning rate.
-        unfreeze: the freeze plan for the backbone (`"none"`, `"all"`,
-            `"last:N"`, `"fraction:F"`, `"from:LAYER"`, `"blocks:N"`; see
-            `transferkit.models.freezing`).
-        optimizer: an optimizer name or spec with its parameters (`"adam"`,
-            `"sgd:momentum=0.9,nesterov=true"`, `"adamw:weight_decay=1e-4"`;
-            see `transferkit.optim.optimizers.get_optimizer`). Defaults to `"adam"`.
-        name: a label for logs and plots. Defaults to `"phase<k>"`.
-        schedule: a learning-rate schedule spec starting from
-            `learning_rate` (`"cosine:warmup=0.05"`, `"1cycle:max_lr=1e-2"`,
-            `"plateau:factor=0.5,patience=2"`, ...; see
-            `transferkit.optim.schedules.get_schedule`). Defaults to `None`
-            (constant).
-        lr_decay: discriminative fine-tuning: the head trains at the full
-            rate, the backbone's last block at `lr_decay` times it, the block
-            before at `lr_decay**2`, ... (`transferkit.optim.optimizers.
-            block_multipliers`). A float in (0, 1], or `None` (default; one
-            rate for all).
-    """
-
-    epochs: int
-    learning_rate: float
-    unfreeze: object = "none"
-    optimizer: object = "adam"
-    name: str = ""
-    schedule: object = None
-    lr_decay: object = None
-
-    def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) \
-                or self.epochs < 0:
-            raise TransferkitError(f"A phase's epochs must be an int >= 0, got {self.epochs!r}.")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, numbers.Real) \
-                or not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 10):
-            raise TransferkitError(
-                f"A learning rate must be a number in (0, 10), got {self.learning_rate!r}."
-            )
-        # Each fails early, with its own message, on a bad spec.
-        optimizers.describe(self.optimizer)
-        schedules.get_schedule(self.schedule)
-        if self.lr_decay is not None and (
-            isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real)
-            or not 0 < self.lr_decay <= 1
-        ):
-            raise TransferkitError(f"lr_decay must be in (0, 1] or None, got {self.lr_decay!r}.")
-        parse_plan(self.unfreeze)
-
-    def to_dict(self):
-        optimizer = optimizers.describe(self.optimizer)
-        optimizer.pop("learning_rate", None)  # the phase's own, below
-        return {"name": self.name, "epochs": int(self.epochs),
-                "learning_rate": float(self.learning_rate),
-                "unfreeze": str(parse_plan(self.unfreeze)), "optimizer": optimizer,
-                "schedule": schedules.get_schedule(self.schedule).describe(),
-                "lr_decay": None if self.lr_decay is None else float(self.lr_decay)}
-
-
-def default_recipe(epochs=(5, 10), learning_rate=1e-3, fine_tune_factor=0.1, unfreeze="all",
-                   optimizer="adam", schedule=None, lr_decay=None):
-    """The two-phase recipe: train the head, then fine-tune with a lower rate.
-
-    Args:
-        epochs: `(head epochs, fine-tuning epochs)`. Defaults to `(5, 10)`.
-            A zero skips a phase.
-        learning_rate: phase 1's learning rate. Defaults to `1e-3`.
-        fine_tune_factor: phase 2's rate is `learning_rate * fine_tune_factor`.
-            Defaults to `0.1`.
-        unfreeze: phase 2's freeze plan. Defaults to `"all"`.
-        optimizer: optimizer name or spec for both phases. Defaults to `"adam"`.
-        schedule: learning-rate schedule spec for both phases (each starts it
-            afresh from its own rate). Defaults to `None` (constant).
-        lr_decay: phase 2's per-block rate ratio (discriminative
-            fine-tuning; see `Phase`). Defaults to `None`.
-
-    Returns:
-        A list of two `Phase`s.
-
-    Example:
-
-    >>> [p.learning_rate for p in default_recipe(learning_rate=1e-3)]
-    [0.001, 0.0001]
-    """
-    epochs = tuple(epochs)
-    if len(epochs) != 2:
-        raise TransferkitError(f"epochs must be two numbers (head, fine-tune), got {epochs!r}.")
-    if not isinstance(fine_tune_factor, numbers.Real) or not 0 < fine_tune_factor <= 1:
-        raise TransferkitError(
-            f"fine_tune_factor must be in (0, 1], got {fine_tune_factor!r}."
-        )
-    return [
-        Phase(epochs[0], learning_rate, "none", optimizer, name="head", schedule=schedule),
-        Phase(epochs[1], learning_rate * fine_tune_factor, unfreeze, optimizer, name="fine-tune",
-              schedule=schedule, lr_decay=lr_decay),
-    ]
-
+from transferkit.training.phases import OPTIMIZERS, Phase, default_recipe  # noqa: F401
 
 class FineTuner:
     """Trains a model through a list of phases, keeping the best weights.
 
     Each phase sets the backbone's trainable part (`transferkit.freeze`),
-    recompiles with its own optimizer and learning rate, and trains with
-    early stopping on `monitor`. The best weights over all phases are
-    checkpointed (Keras' `ModelCheckpoint`, carrying the best value from
-    phase to phase) and restored at the end. BatchNormalization layers stay
-    in inference mode unless `batchnorm="train"`.
+    compiles with its own optimizer and learning rate
+    (`Phase.build_optimizer`), and trains with early stopping on `monitor`.
+    One `BestWeights` callback watches all phases: it carries the best value
+    from phase to phase, each phase starts from the best weights so far, and
+    the model ends with the best of all. BatchNormalization layers stay in
+    inference mode unless `batchnorm="train"`. To run the phases inside your
+    own `model.fit`, use the callbacks of `transferkit.training.callbacks`
+    (`PhaseSwitch`, `BestWeights`).
 
     Args:
         phases: a list of `Phase`. Defaults to `default_recipe()`.
@@ -160,8 +56,9 @@ class FineTuner:
             categorical cross-entropy for softmax, binary cross-entropy for
             sigmoid, mean squared error for a linear head.
         metrics: Defaults to `["accuracy"]` for classification heads.
-        checkpoint: path of the `.weights.h5` file for the best weights.
-            Defaults to a temporary file, removed after `fit`.
+        checkpoint: path of a `.weights.h5` file that receives the best
+            weights (of the whole model) when a phase ends with a new best.
+            Defaults to `None`: they are kept in memory only.
         seed: int seeding Keras (`keras.utils.set_random_seed`), NumPy and
             Python for a repeatable run. Defaults to `None`.
         callbacks: extra Keras callbacks for every phase (on a cached phase
@@ -259,6 +156,61 @@ class FineTuner:
         ...                       features=given)  # doctest: +SKIP
         """
         phases = self._checked_phases()
+        self._check_settings()
+        if features is not None:
+            features = self._checked_features(model, features, x, validation_data)
+        if self.seed is not None:
+            keras.utils.set_random_seed(int(self.seed))
+        monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
+        loss, metrics = self._loss_and_metrics(model)
+        # Whichever model a phase fits (the head on cached features, or all
+        # of it), the checkpoint file holds the whole model.
+        best = BestWeights(monitor, filepath=self._checkpoint_path(), full_model=model)
+        steps = _steps_per_epoch(x, y, self.batch_size)
+        history, records = {}, []
+        backbone_trained = False  # given features are stale once it has
+        for index, phase in enumerate(phases):
+            summary = freeze(model, phase.unfreeze, batchnorm=self.batchnorm, blocks=self.blocks)
+            self._say(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} epochs "
+                      f"at learning rate {phase.learning_rate:g}; {summary}.")
+            optimizer, scheduled = phase.build_optimizer(model, steps, monitor=monitor,
+                                                         blocks=self.blocks)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            trained, data = model, dict(
+                x=x, y=y, batch_size=None if y is None else self.batch_size,
+                validation_data=validation_data, sample_weight=sample_weight, shuffle=True,
+            )
+            rates, stopper = _LearningRates(), self._stopper(monitor, best.mode)
+            with contextlib.ExitStack() as scratch:  # a phase's temporary files
+                cached = self._cached(
+                    model, phase, x, y, validation_data, sample_weight, index, len(phases),
+                    given=None if backbone_trained else features,
+                    stale=backbone_trained and features is not None, scratch=scratch,
+                )
+                if cached is not None:
+                    trained, changes = cached
+                    data.update(changes)
+                    optimizer, scheduled = phase.build_optimizer(model, steps, monitor=monitor,
+                                                                 blocks=self.blocks)
+                    trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+                callbacks = [rates, *scheduled, *(self.callbacks or []),
+                             *([stopper] if stopper else []), best]
+                run = trained.fit(**data, epochs=phase.epochs, callbacks=callbacks,
+                                  verbose=self.verbose) if phase.epochs else None
+            first, ran = _extend_history(history, run.history if run else {}, index,
+                                         rates.values)
+            backbone_trained |= bool(ran) and parse_plan(phase.unfreeze).kind != "none"
+            records.append({
+                **phase.to_dict(), "first_epoch": first, "epochs_run": ran,
+                "stopped_early": bool(stopper is not None and stopper.stopped_epoch > 0),
+                "trainable_params": summary.trainable_params,
+                "backbone_params": summary.total_params,
+                "batchnorm_frozen": summary.batchnorm_frozen,
+            })
+        self._keep_results(history, records, monitor, best.mode)
+        return self
+
+    def _check_settings(self):
         if self.batchnorm not in BATCHNORM_MODES:
             raise TransferkitError(
                 f"batchnorm must be 'frozen' or 'train', got {self.batchnorm!r}."
@@ -277,108 +229,23 @@ class FineTuner:
             raise TransferkitError(
                 f"augmented_copies must be an int >= 0, got {self.augmented_copies!r}."
             )
-        if features is not None:
-            features = self._checked_features(model, features, x, validation_data)
-        if self.seed is not None:
-            keras.utils.set_random_seed(int(self.seed))
-        monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
-        loss, metrics = self._loss_and_metrics(model)
 
-        checkpoint, cleanup = self._checkpoint_path()
-        history, records = {}, []
-        best = None  # the best monitored value so far, carried across phases
-        saver = None
-        backbone_trained = False  # given features are stale once it has
-        try:
-            for index, phase in enumerate(phases):
-                if index and os.path.exists(checkpoint):
-                    # Each phase starts from the best weights so far.
-                    _load_weights(model, checkpoint)
-                summary = freeze(model, phase.unfreeze, batchnorm=self.batchnorm,
-                                 blocks=self.blocks)
-                if self.verbose:
-                    print(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} "
-                          f"epochs at learning rate {phase.learning_rate:g}; {summary}.")
-                steps = _steps_per_epoch(x, y, self.batch_size)
-                optimizer, scheduled = self._optimizer(phase, model, steps, monitor)
-                model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-                fit_args = dict(
-                    x=x, y=y, batch_size=None if y is None else self.batch_size,
-                    validation_data=validation_data, sample_weight=sample_weight, shuffle=True,
-                )
-                trained = model
-                with contextlib.ExitStack() as scratch:  # a phase's temporary files
-                    cached = self._cached(
-                        model, phase, x, y, validation_data, sample_weight, index, len(phases),
-                        given=None if backbone_trained else features,
-                        stale=backbone_trained and features is not None, scratch=scratch,
-                    )
-                    if cached is not None:
-                        trained, changes = cached
-                        fit_args.update(changes)
-                        optimizer, scheduled = self._optimizer(phase, model, steps, monitor)
-                        trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-                    # Always checkpoints the full model, whichever model trains.
-                    saver = _Checkpoint(
-                        model, checkpoint, monitor=monitor, save_best_only=True,
-                        save_weights_only=True, initial_value_threshold=best,
-                        mode=_mode(monitor), verbose=0,
-                    )
-                    rates = _LearningRates()
-                    callbacks = [saver, rates, *scheduled] + list(self.callbacks or [])
-                    stopper = None
-                    if self.patience is not None:
-                        stopper = keras.callbacks.EarlyStopping(
-                            monitor=monitor, mode=_mode(monitor), patience=self.patience,
-                            restore_best_weights=False,
-                        )
-                        callbacks.append(stopper)
-                    first = len(history.get("loss", []))
-                    run = trained.fit(
-                        **fit_args, epochs=phase.epochs, callbacks=callbacks,
-                        verbose=self.verbose,
-                    ) if phase.epochs else None
-                logs = run.history if run is not None else {}
-                ran = len(logs.get("loss", []))
-                for key, values in logs.items():
-                    if key != "learning_rate":  # ReduceLROnPlateau's; ours is below
-                        history.setdefault(key, [None] * first).extend(float(v) for v in values)
-                history.setdefault("phase", []).extend([index] * ran)
-                history.setdefault("learning_rate", []).extend(rates.values[:ran])
-                for values in history.values():  # keys a phase did not log
-                    values.extend([None] * (first + ran - len(values)))
-                if ran and parse_plan(phase.unfreeze).kind != "none":
-                    backbone_trained = True
-                if saver.best is not None and np.isfinite(saver.best):
-                    best = float(saver.best)
-                records.append({
-                    **phase.to_dict(), "first_epoch": first, "epochs_run": ran,
-                    "stopped_early": bool(stopper is not None and stopper.stopped_epoch > 0),
-                    "trainable_params": summary.trainable_params,
-                    "backbone_params": summary.total_params,
-                    "batchnorm_frozen": summary.batchnorm_frozen,
-                })
-            if monitor not in history:
-                raise TransferkitError(
-                    f"monitor={monitor!r} is not among the logged metrics "
-                    f"({', '.join(k for k in history if k not in ('phase', 'learning_rate'))})."
-                )
-            if os.path.exists(checkpoint):
-                _load_weights(model, checkpoint)
-        finally:
-            if cleanup:
-                cleanup()
+    def _stopper(self, monitor, mode):
+        """A new `EarlyStopping` for a phase, or `None` with `patience=None`."""
+        if self.patience is None:
+            return None
+        return keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=self.patience)
 
-        values = history[monitor]
-        scores = [np.inf if v is None or not np.isfinite(v) else v for v in values]
-        if _mode(monitor) == "max":
+    def _keep_results(self, history, records, monitor, mode):
+        """Sets the attributes `fit` documents."""
+        scores = [np.inf if v is None or not np.isfinite(v) else v for v in history[monitor]]
+        if mode == "max":
             scores = [-s if np.isfinite(s) else np.inf for s in scores]
         self.history_ = history
         self.phases_ = records
         self.monitor_ = monitor
         self.best_epoch_ = int(np.argmin(scores))
         self.best_ = {k: v[self.best_epoch_] for k, v in history.items()}
-        return self
 
     def _cached(self, model, phase, x, y, validation_data, sample_weight, index, count, *,
                 given=None, stale=False, scratch):
@@ -390,22 +257,11 @@ class FineTuner:
         if not phase.epochs or parse_plan(phase.unfreeze).kind != "none":
             return None
         label = f"Phase {index + 1}/{count} ({phase.name})"
-        reason = ("cache=False" if self.cache is False
-                  else cache_refusal(model, allow_augmentation=True))
-        if reason is None and not (isinstance(x, np.ndarray) and y is not None):
-            reason = "inputs are not arrays"
-        if reason is None and validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-            and isinstance(validation_data[0], np.ndarray)
-        ):
-            reason = "validation data is not an (x, y) pair of arrays"
-        augment = None if reason is not None else augmentation_layer(model)
-        hint = ""
-        if augment is not None and not self.augmented_copies:
-            reason = "augmentation on"
-            hint = " (augmented_copies=K would cache K augmented copies)"
+        reason, augment = self._cache_refusal(model, x, y, validation_data)
         if reason is not None:
-            self._say(f"{label}: {reason}: plain path{hint}.")
+            self._say(f"{label}: {reason}: plain path"
+                      f"{' (augmented_copies=K would cache K augmented copies)' if augment else ''}"
+                      ".")
             return None
         extractor = feature_extractor(model)
         store = None if self.cache is True else FeatureCache(self.cache)
@@ -437,10 +293,35 @@ class FineTuner:
                       f"{source} ({'x'.join(map(str, train.shape[1:]))} values per "
                       f"sample){note}.")
             return head_model(model), {"x": train, "validation_data": val}
+        if given_val is not None and validation_data is not None:
+            note += "; validating on the given features"
+        return head_model(model), self._augmented(
+            augment, phase, x, y, sample_weight, extractor, store, validation, index=index,
+            label=label, note=note, scratch=scratch)
 
+    def _cache_refusal(self, model, x, y, validation_data):
+        """`(why a frozen phase takes the plain path or None, the augmentation layer)`."""
+        reason = ("cache=False" if self.cache is False
+                  else cache_refusal(model, allow_augmentation=True))
+        if reason is None and not (isinstance(x, np.ndarray) and y is not None):
+            reason = "inputs are not arrays"
+        if reason is None and validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+            and isinstance(validation_data[0], np.ndarray)
+        ):
+            reason = "validation data is not an (x, y) pair of arrays"
+        augment = None if reason is not None else augmentation_layer(model)
+        if augment is not None and not self.augmented_copies:
+            reason = "augmentation on"
+        return reason, augment
+
+    def _augmented(self, augment, phase, x, y, sample_weight, extractor, store, validation, *,
+                   index, label, note, scratch):
+        """`fit`'s arguments to train the head on K augmented copies of the features."""
         # One copy per epoch at most: epoch e trains on copy e % K.
         copies = min(int(self.augmented_copies), phase.epochs)
         paths = [None] * copies
+        where = "in memory"
         if store is not None:
             # Random copies are never reused, so never cache entries: temporary
             # files in a subfolder, removed after the phase.
@@ -458,12 +339,10 @@ class FineTuner:
             train, y, sample_weight=sample_weight, batch_size=self.batch_size,
             seed=None if self.seed is None else [int(self.seed), index],
         )
-        if given_val is not None and validation_data is not None:
-            note += "; validating on the given features"
         self._say(f"{label}: backbone frozen, augmentation on: training the head on {copies} "
                   f"augmented copies of the features {where}, cycled per epoch (copy e mod "
                   f"{copies}){note}.")
-        return head_model(model), {
+        return {
             "x": data, "y": None, "batch_size": None, "sample_weight": None,
             "steps_per_epoch": data.steps_per_epoch, "shuffle": False,
             "validation_data": val, "validation_batch_size": self.batch_size,
@@ -519,17 +398,6 @@ class FineTuner:
             checked.append(array)
         return tuple(checked)
 
-    def _optimizer(self, phase, model, steps, monitor):
-        """`(optimizer, callbacks)` for `phase`: its schedule and per-block rates."""
-        parts = schedules.get_schedule(phase.schedule).build(
-            phase.learning_rate, total_steps=max(phase.epochs * steps, 1), monitor=monitor)
-        multipliers = None
-        if phase.lr_decay is not None:
-            multipliers = optimizers.block_multipliers(model, ratio=phase.lr_decay,
-                                                       blocks=self.blocks)
-        optimizer = optimizers.get_optimizer(phase.optimizer, parts.learning_rate,
-                                             multipliers=multipliers)
-        return optimizer, list(parts.callbacks)
 
     def _say(self, text):
         if self.verbose:
@@ -549,61 +417,19 @@ class FineTuner:
                 phase.name = f"phase{index + 1}"
         return phases
 
+
     def _loss_and_metrics(self, model):
-        activation, units = _head(model)
-        if self.loss is not None:
-            loss = self.loss
-        elif activation == "softmax":
-            loss = "sparse_categorical_crossentropy"
-        elif activation == "sigmoid":
-            loss = "binary_crossentropy"
-        else:
-            loss = "mean_squared_error"
-        if self.metrics is not None:
-            metrics = list(self.metrics)
-        elif activation == "sigmoid" and units > 1:
-            metrics = ["binary_accuracy"]
-        else:
-            metrics = ["accuracy"] if activation in ("softmax", "sigmoid") else []
+        loss = self.loss if self.loss is not None else default_loss(model)
+        metrics = list(self.metrics) if self.metrics is not None else default_metrics(model)
         return loss, metrics
 
     def _checkpoint_path(self):
-        if self.checkpoint is not None:
-            path = os.fspath(self.checkpoint)
-            if not path.endswith(".weights.h5"):
-                raise TransferkitError(f"checkpoint must end in .weights.h5, got {path!r}.")
-            return path, None
-        folder = tempfile.TemporaryDirectory(prefix="transferkit-")
-        return os.path.join(folder.name, "best.weights.h5"), folder.cleanup
-
-
-class _Checkpoint(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint` of `model` (the full one), whichever model is fit.
-
-    On a cached phase Keras fits the head model, whose layers are `model`'s
-    and the only ones that change: an improvement copies the head's weights
-    in memory, and the full model is written once, when the phase ends.
-    """
-
-    def __init__(self, model, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._full = model
-        self._trained = self._best = self._path = None
-
-    def set_model(self, model):
-        self._trained = model
-        super().set_model(self if model is not self._full else model)
-
-    def save_weights(self, filepath, overwrite=True):  # called as `self.model.save_weights`
-        self._best, self._path = self._trained.get_weights(), filepath
-
-    def on_train_end(self, logs=None):
-        if self._best is None:
-            return
-        current = self._trained.get_weights()
-        self._trained.set_weights(self._best)
-        save_weights(self._full, self._path)
-        self._trained.set_weights(current)
+        if self.checkpoint is None:
+            return None
+        path = os.fspath(self.checkpoint)
+        if not path.endswith(".weights.h5"):
+            raise TransferkitError(f"checkpoint must end in .weights.h5, got {path!r}.")
+        return path
 
 
 @contextlib.contextmanager
@@ -630,29 +456,6 @@ def _reseeded(layer, seed):
             variable.assign(value)
 
 
-def _head(model):
-    """The output layer's activation name and its number of units."""
-    layer = model.layers[-1]
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None) or "linear"
-    return name, int(model.outputs[0].shape[-1])
-
-
-def _load_weights(model, path):
-    # The checkpoint also holds the optimizer of the phase that wrote it;
-    # only the model's weights matter here (each phase compiles afresh).
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(path)
-
-
-def _mode(monitor):
-    name = monitor.removeprefix("val_")
-    return "max" if any(k in name for k in ("acc", "auc", "precision", "recall")) else "min"
-
-
 def _steps_per_epoch(x, y, batch_size):
     """Optimizer steps in one epoch: batches of arrays, or a dataset's length."""
     if y is None and hasattr(x, "__len__") and not isinstance(x, np.ndarray):
@@ -670,3 +473,17 @@ class _LearningRates(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         rate = self.model.optimizer.learning_rate
         self.values.append(float(keras.ops.convert_to_numpy(rate)))
+
+
+def _extend_history(history, logs, index, rates):
+    """Appends a phase's `fit` logs to `history`; returns `(first epoch, epochs run)`."""
+    first = len(history.get("loss", []))
+    ran = len(logs.get("loss", []))
+    for key, values in logs.items():
+        if key != "learning_rate":  # ReduceLROnPlateau's; ours is below
+            history.setdefault(key, [None] * first).extend(float(v) for v in values)
+    history.setdefault("phase", []).extend([index] * ran)
+    history.setdefault("learning_rate", []).extend(rates[:ran])
+    for values in history.values():  # keys a phase did not log
+        values.extend([None] * (first + ran - len(values)))
+    return first, ran

@@ -46,15 +46,14 @@ from transferkit.runs import (
     METRICS_FILE,
     MODEL_FILE,
 )
-from transferkit.workflows.train import (
+from transferkit.training.config import TrainingConfig, check_names, training_config
+from transferkit.training.trainer import Trainer
+from transferkit.workflows.common import (
     FEATURES_DIR,
-    SETUP_ARGUMENTS,
-    Setup,
-    _checked_cache_dir,
-    _jsonable,
-    _versions,
-    check_options,
+    checked_cache_dir,
+    jsonable,
     scan_split,
+    versions,
 )
 
 PLOT_FILE = COMPARISON_FILE
@@ -81,8 +80,8 @@ PRESETS = {
 # (image size, crop), which model is compared (backbone) or the seed.
 SHARED = ("backbone", "seed", "image_size", "crop")
 # What a TOML file may set: train's options, less the arguments of `compare`.
-BASE_OPTIONS = tuple(a for a in SETUP_ARGUMENTS if a not in ("backbone", "seed"))
-VARIANT_OPTIONS = tuple(a for a in SETUP_ARGUMENTS if a not in SHARED)
+BASE_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in ("backbone", "seed"))
+VARIANT_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in SHARED)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
@@ -92,8 +91,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     """Trains variants of one model on the same data, split and seed; compares them.
 
     Each variant is `train`'s recipe with the base options updated by the
-    variant's: `Setup(backbone, **base, **variant).fit(...)`. The images are
-    read once; the train/validation split (from `val`, or a stratified
+    variant's: `TrainingConfig(backbone, **base, **variant)`, trained by
+    `Trainer`. The images are read once; the train/validation split (from
+    `val`, or a stratified
     `val_split` of `data_dir` drawn with `seed`) and the seed are the same
     for every variant. While a variant's first phase trains a frozen,
     unaugmented backbone, its features come from a `FeatureCache` shared by
@@ -179,7 +179,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
 
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
-    check_options(base_options, BASE_OPTIONS, "compare")
+    check_names(base_options, BASE_OPTIONS, "compare")
     inputs = (data_dir, val, config, cache_dir)
     if out is not None:
         check_output_folder(out, "compare", inputs=inputs, overwrite=overwrite)
@@ -194,34 +194,34 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     base = {**file_base, **base_options}
     _setup(backbone, base, {}, seed, verbose,
            f"{os.fspath(config)}, [base]" if file_base else "The base options")
-    setups = {name: _setup(backbone, base, options, seed, verbose, where)
-              for name, (options, where) in chosen.items()}
-    first = next(iter(setups.values()))
+    trainers = {name: _setup(backbone, base, options, seed, verbose, where)
+                for name, (options, where) in chosen.items()}
+    first = next(iter(trainers.values()))
     _say_duplicates(first, base, chosen)
-    cache_dir = _checked_cache_dir(cache_dir)
+    cache_dir = checked_cache_dir(cache_dir)
 
     with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp:
         folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
         num_classes = len(train_set.class_names)
         first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
                   f"{train_set.class_names}; images at {first.size}x{first.size}; "
-                  f"{len(setups)} variants: {', '.join(setups)}.")
-        x_train, y_train = train_set.load(first.size, crop=first.crop, verbose=first.bar())
-        x_val, y_val = val_set.load(first.size, crop=first.crop, verbose=first.bar())
+                  f"{len(trainers)} variants: {', '.join(trainers)}.")
+        x_train, y_train = train_set.load(first.size, crop=first.config.crop, verbose=first.bar())
+        x_val, y_val = val_set.load(first.size, crop=first.config.crop, verbose=first.bar())
 
         def run_variants(cache, where, models_dir):
             rows, histories = {}, {}
-            for index, (name, setup) in enumerate(setups.items()):
-                setup.say(f"Variant {index + 1}/{len(setups)}: {name} "
-                          f"({_describe(chosen[name][0])}).")
+            for index, (name, trainer) in enumerate(trainers.items()):
+                trainer.say(f"Variant {index + 1}/{len(trainers)}: {name} "
+                            f"({_describe(chosen[name][0])}).")
 
-                def features(extractor, setup=setup):
-                    return (setup.features(cache, extractor, x_train, train_set.files, "training",
-                                           where),
-                            setup.features(cache, extractor, x_val, val_set.files, "validation",
-                                           where))
+                def features(extractor, trainer=trainer):
+                    return (trainer.features(cache, extractor, x_train, train_set.files, "training",
+                                             where),
+                            trainer.features(cache, extractor, x_val, val_set.files, "validation",
+                                             where))
 
-                fitted = setup.fit(x_train, y_train, x_val, y_val, num_classes, features=features)
+                fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes, features=features)
                 history = fitted["history"]["history"]
                 diagnosis = diagnose(history, num_classes=num_classes)
                 best = fitted["metrics"]["best_epoch"] - 1
@@ -244,12 +244,12 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 del fitted  # one model in memory at a time
             return rows, histories
 
-        resolved = {name: {k: _jsonable(v) for k, v in options.items()}
+        resolved = {name: {k: jsonable(v) for k, v in options.items()}
                     for name, (options, _) in chosen.items()}
         arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "variants": resolved,
                      "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
                      "strict": strict, "save_models": save_models, "report": report, **base}
-        summary = {"base": {k: _jsonable(v) for k, v in base.items()},
+        summary = {"base": {k: jsonable(v) for k, v in base.items()},
                    "train_images": len(train_set), "val_images": len(val_set)}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="transferkit-compare-") as scratch:
@@ -268,15 +268,15 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
             write_json(os.path.join(tmp, HISTORY_FILE), {"variants": histories})
             write_json(os.path.join(tmp, CONFIG_FILE), {
                 "command": "compare",
-                "arguments": {k: _jsonable(v) for k, v in arguments.items()},
+                "arguments": {k: jsonable(v) for k, v in arguments.items()},
                 "config_file": None if config is None else os.fspath(config),
                 "class_names": list(train_set.class_names),
-                "image_size": [first.size, first.size], "crop": first.crop,
-                "backbone": first.config.name,
-                "versions": _versions()})
+                "image_size": [first.size, first.size], "crop": first.config.crop,
+                "backbone": first.backbone.name,
+                "versions": versions()})
             plot_comparison({name: h["history"] for name, h in histories.items()},
                             os.path.join(tmp, PLOT_FILE),
-                            title=f"{first.config.name} on "
+                            title=f"{first.backbone.name} on "
                             f"{os.path.basename(os.path.abspath(data_dir))}")
             if report:
                 from transferkit.evaluation.report import write_report
@@ -484,19 +484,20 @@ def plot_comparison(histories, path, *, title=None):
 
 
 def _setup(backbone, base, options, seed, verbose, where):
-    """The variant's `Setup`; a mistake in its options names the variant."""
+    """The variant's `Trainer`; a mistake in its options names the variant."""
     try:
-        setup = Setup(backbone, seed=seed, verbose=verbose, **{**base, **options})
+        trainer = Trainer(training_config(backbone, {**base, **options, "seed": seed}, where),
+                          verbose=verbose)
     except (TransferkitError, TypeError) as e:
         if isinstance(e, TypeError):
             e = f"an option has the wrong type ({e})."
         raise TransferkitError(f"{where}: {e}") from None
-    if setup.linear:
+    if trainer.config.linear:
         raise TransferkitError(
-            f"{where}: head={setup.head!r} trains no network, so there are no curves to "
+            f"{where}: head={trainer.config.head!r} trains no network, so there are no curves to "
             "compare; use head='softmax'."
         )
-    return setup
+    return trainer
 
 
 def _check_options(options, allowed, table, fail):
@@ -538,23 +539,21 @@ def _line_of(text, table, key):
     return header
 
 
-def _say_duplicates(setup, base, chosen):
-    import inspect
-
-    defaults = {name: p.default for name, p in inspect.signature(Setup).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+def _say_duplicates(trainer, base, chosen):
     seen = {}
     for name, (options, _) in chosen.items():
-        key = repr(sorted({**defaults, **base, **options}.items()))
+        config = training_config(trainer.config.backbone,
+                                 {**base, **options, "seed": trainer.config.seed}, name)
+        key = repr(config)
         if key in seen:
-            setup.say(f"Note: variant {name} has the same options as {seen[key]}; it will "
-                      "repeat its numbers.")
+            trainer.say(f"Note: variant {name} has the same options as {seen[key]}; it will "
+                        "repeat its numbers.")
         else:
             seen[key] = name
 
 
 def _describe(options):
-    return ", ".join(f"{k}={_jsonable(v)}" for k, v in options.items()) or "-"
+    return ", ".join(f"{k}={jsonable(v)}" for k, v in options.items()) or "-"
 
 
 def _number(value):

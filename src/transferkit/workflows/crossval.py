@@ -15,15 +15,9 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE
-from transferkit.workflows.train import (
-    FEATURES_DIR,
-    SETUP_ARGUMENTS,
-    Setup,
-    _checked_cache_dir,
-    _jsonable,
-    _versions,
-    check_options,
-)
+from transferkit.training.config import training_config
+from transferkit.training.trainer import Trainer
+from transferkit.workflows.common import FEATURES_DIR, checked_cache_dir, jsonable, versions
 
 # The per-fold figures the table shows and the summary averages.
 SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")
@@ -77,14 +71,14 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     from transferkit.outputs import check_output_folder, output_folder
 
     start = time.perf_counter()
-    check_options(options, SETUP_ARGUMENTS, "cross_validate")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     inputs = (data_dir, cache_dir)
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
-    setup = Setup(backbone, seed=seed, verbose=verbose, **options)
-    cache_dir = _checked_cache_dir(cache_dir)
+    config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
+    trainer = Trainer(config, verbose=verbose)
+    cache_dir = checked_cache_dir(cache_dir)
 
     with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp:
         folder = scan_image_folder(data_dir, strict=strict)
@@ -96,37 +90,36 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             )
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
             np.zeros(len(folder)), folder.labels))
-        setup.say(f"{len(folder)} images in {len(folder.class_names)} classes "
-                  f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
-                  f"{setup.size}x{setup.size}.")
-        setup.hint(len(folder) - len(splits[0][1]))
-        x, y = folder.load(setup.size, crop=setup.crop, verbose=setup.bar())
+        trainer.say(f"{len(folder)} images in {len(folder.class_names)} classes "
+                    f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
+                    f"{trainer.size}x{trainer.size}.")
+        trainer.hint(len(folder) - len(splits[0][1]))
+        x, y = folder.load(trainer.size, crop=trainer.config.crop, verbose=trainer.bar())
 
         def run_folds(cache, where):
             def features_for(train_index, val_index):
                 def features(extractor):
                     # The cache key hashes the backbone's weights: every fold whose
                     # backbone starts from the same weights reads one extraction.
-                    every = setup.features(cache, extractor, x, folder.files, "all images'",
-                                           where)
+                    every = trainer.features(cache, extractor, x, folder.files, "all images'",
+                                             where)
                     return every[train_index], every[val_index]
                 return features
 
             rows, histories = [], []
             for k, (train_index, val_index) in enumerate(splits):
-                setup.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
-                          "validation images.")
-                fitted = setup.fit(x[train_index], y[train_index], x[val_index], y[val_index],
-                                   len(folder.class_names),
-                                   features=features_for(train_index, val_index))
+                trainer.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
+                            "validation images.")
+                fitted = trainer.fit(x[train_index], y[train_index], x[val_index], y[val_index],
+                                     len(folder.class_names),
+                                     features=features_for(train_index, val_index))
                 rows.append({"fold": k + 1, "train_images": int(len(train_index)),
                              "val_images": int(len(val_index)), **fitted["metrics"]})
                 histories.append(fitted["history"])
             return rows, histories
 
-        arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "folds": folds,
-                     "seed": seed, "cache_dir": cache_dir, "report": report, "strict": strict,
-                     **options}
+        arguments = {"data_dir": data_dir, "out": out, "folds": folds, "cache_dir": cache_dir,
+                     "report": report, "strict": strict, **config.to_dict()}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
                 rows, histories = run_folds(FeatureCache(cache_dir or scratch),
@@ -146,21 +139,21 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             write_json(os.path.join(tmp, HISTORY_FILE), {"folds": histories})
             write_json(os.path.join(tmp, CONFIG_FILE), {
                 "command": "cv",
-                "arguments": {k: _jsonable(v) for k, v in arguments.items()},
+                "arguments": {k: jsonable(v) for k, v in arguments.items()},
                 "class_names": list(folder.class_names),
-                "image_size": [setup.size, setup.size], "crop": setup.crop,
-                "backbone": setup.config.name, "head": setup.head,
+                "image_size": [trainer.size, trainer.size], "crop": trainer.config.crop,
+                "backbone": trainer.backbone.name, "head": trainer.config.head,
                 "folds": [[int(i) for i in val] for _, val in splits],
-                "versions": _versions()})
-            _plot(setup, histories, os.path.join(tmp, CURVES_FILE), folds,
+                "versions": versions()})
+            _plot(trainer, histories, os.path.join(tmp, CURVES_FILE), folds,
                   os.path.basename(os.path.abspath(data_dir)))
             if report:
                 from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
-    setup.say(format_table(result))
-    setup.say(f"{folds}-fold cross-validation in {time.perf_counter() - start:.0f} s"
-              + (f"; wrote {out}." if out is not None else "."))
+    trainer.say(format_table(result))
+    trainer.say(f"{folds}-fold cross-validation in {time.perf_counter() - start:.0f} s"
+                + (f"; wrote {out}." if out is not None else "."))
     return {**result, "out": None if out is None else os.fspath(out)}
 
 
@@ -198,11 +191,11 @@ def _number(value):
     return "-" if value is None else f"{value:.4f}"
 
 
-def _plot(setup, histories, path, folds, data_name):
+def _plot(trainer, histories, path, folds, data_name):
     from transferkit.evaluation.plots import plot_folds, plot_grid
 
-    title = f"{setup.config.name} on {data_name}: {folds}-fold cross-validation"
-    if setup.linear:
+    title = f"{trainer.backbone.name} on {data_name}: {folds}-fold cross-validation"
+    if trainer.config.linear:
         # Each fold chose its own C; the first fold's grid shows the search.
         plot_grid(histories[0]["grid"], path, title=f"{title} (fold 1's C search)")
     else:

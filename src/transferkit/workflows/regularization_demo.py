@@ -8,7 +8,8 @@ import numpy as np
 
 from transferkit.regularizers.audits import audit
 from transferkit.regularizers.regularization import regularize
-from transferkit.saving import load_model, save_model
+from transferkit.evaluation.inference import load_model
+from transferkit.saving import save_model
 
 
 def regularization_demo(input_size=96, strength=1e-4, seed=0, echo=print):

@@ -1,0 +1,291 @@
+"""Every use of Keras internals (and KerasHub's, KaggleHub's), behind one door.
+
+Keras has no public API for some of what transferkit needs: walking a
+composite layer's sublayers, reading a functional model's graph, telling
+whether a `.keras` file stores a model's layers. Each such use lives here,
+says which release it was checked against, and is pinned by
+`tests/test_compat.py`, which fails with a message naming the internal when a
+release changes it (rather than letting transferkit be silently wrong).
+Everything else in transferkit goes through `keras` and `keras.ops` only.
+
+Checked against Keras 3.15.1, KerasHub 0.32.0 and KaggleHub 1.0.2.
+"""
+
+import os
+import tempfile
+
+import keras
+
+# Checked on Keras 3.15.1: `Functional` is not exported; `keras.Model(inputs,
+# outputs)` returns an instance of it.
+from keras.src.models.functional import Functional
+
+# Checked on Keras 3.15.1: `keras_home()` (the `KERAS_HOME` folder, read once
+# at import) is not exported, and `keras.utils.get_file` reads it per call.
+from keras.src.backend import config as _keras_config
+
+# Dense, EinsumDense and Embedding keep their variable in a private attribute
+# behind a LoRA-aware property: once LoRA is enabled, `layer.kernel` is the
+# tensor `_kernel + lora_a @ lora_b`, not a variable. Checked on Keras 3.15.1.
+LORA_BASE_ATTRIBUTES = {"kernel": "_kernel", "embeddings": "_embeddings"}
+
+# The packages KerasHub 0.32.0 downloads presets with: KaggleHub for
+# `kaggle://`, Hugging Face Hub for `hf://`, both over requests/urllib3.
+PRESET_DOWNLOADERS = ("kagglehub", "huggingface_hub", "requests", "urllib3")
+
+# The message `keras.utils.get_file` raises a network failure with (a bare
+# `Exception`). Checked on Keras 3.15.1.
+GET_FILE_FAILURE = "URL fetch failure"
+
+
+# ------------------------------------------------------------ layers and graphs
+
+
+def has_functional_config(layer):
+    """Whether `layer` is a functional model whose config is its graph of layers.
+
+    True for models made by `keras.Model(inputs, outputs)` and for subclasses
+    of them that keep Keras' own `get_config`; false for subclasses that
+    override it (KerasHub backbones, rebuilt from their arguments), whose
+    layers' configs a `.keras` file does not store. Checked on Keras 3.15.1.
+
+    Args:
+        layer: any `keras.layers.Layer`.
+
+    Example:
+
+    >>> has_functional_config(keras.Model(inputs, outputs))  # doctest: +SKIP
+    True
+    """
+    return isinstance(layer, Functional) and type(layer).get_config is Functional.get_config
+
+
+def is_functional(layer):
+    """Whether `layer` is a functional model (or a subclass, such as a KerasHub backbone).
+
+    Such a model runs a graph of layers that `keras.models.clone_model` can
+    rebuild with a `clone_function`. Checked on Keras 3.15.1.
+
+    Example:
+
+    >>> is_functional(keras.Model(inputs, outputs))  # doctest: +SKIP
+    True
+    """
+    return isinstance(layer, Functional)
+
+
+def sublayers(layer):
+    """The layers `layer` holds directly (not theirs), in the order it tracks them.
+
+    Keras lists the layers of a model (`model.layers`) but has no public list
+    for a composite layer's (`MultiHeadAttention`'s `Dense` and `Dropout`, a
+    KerasHub `TransformerEncoder`'s). Checked on Keras 3.15.1
+    (`Layer._flatten_layers`).
+
+    Args:
+        layer: any `keras.layers.Layer`.
+
+    Example:
+
+    >>> [s.name for s in sublayers(keras.layers.MultiHeadAttention(2, 4))]  # doctest: +SKIP
+    """
+    return layer._flatten_layers(include_self=False, recursive=False)
+
+
+def graph_nodes(model):
+    """Yields `(layer, input_tensors, output_tensors)` for each call in `model`'s graph.
+
+    Only `model`'s own graph: a layer shared with other models yields only
+    its calls in this one. Keras has no public graph API; this reads the
+    nodes the way `keras.models.clone_model` does. Checked on Keras 3.15.1
+    (`Functional._nodes_by_depth`, `Sequential._functional`).
+
+    Args:
+        model: a built functional or sequential `keras.Model`.
+
+    Example:
+
+    >>> readers = [layer for layer, _, _ in graph_nodes(model)]  # doctest: +SKIP
+    """
+    functional = model._functional if isinstance(model, keras.Sequential) else model
+    for nodes in functional._nodes_by_depth.values():
+        for node in nodes:
+            yield node.operation, list(node.input_tensors), list(node.outputs)
+
+
+def source_layer(tensor):
+    """The layer whose call made the symbolic `tensor` (an `InputLayer` for an input).
+
+    Checked on Keras 3.15.1 (`KerasTensor._keras_history`).
+
+    Example:
+
+    >>> source_layer(model.inputs[0]).name  # doctest: +SKIP
+    'image'
+    """
+    return tensor._keras_history.operation
+
+
+def set_own_trainable(model, trainable):
+    """Sets `model`'s own `trainable` flag, leaving its layers' flags as they are.
+
+    The public setter sets every layer's flag (and each variable's) too. For a
+    model rebuilt around shared layers, which keep their own flags, only the
+    model's flag is to be copied. Checked on Keras 3.15.1 (`Layer._trainable`,
+    which the `trainable` property returns).
+
+    Args:
+        model: a `keras.Model`.
+        trainable: bool.
+
+    Example:
+
+    >>> set_own_trainable(rebuilt, original.trainable)  # doctest: +SKIP
+    """
+    model._trainable = bool(trainable)
+
+
+def run_graph(model, inputs):
+    """Calls `model`'s layers on symbolic `inputs` one by one, returning its outputs.
+
+    Calling a functional model on tensors nests it as one layer; running its
+    graph instead puts its layers (the same objects, so the same weights)
+    into the calling model, under their own names. This is Keras' own graph
+    walk, as `keras.models.clone_model` uses it, with each layer kept as it
+    is instead of cloned; `clone_model` itself cannot do it, since it wraps
+    the result in a model whose inputs must be `keras.Input` tensors.
+    Checked on Keras 3.15.1 (`Function._run_through_graph`).
+
+    Args:
+        model: a functional `keras.Model`.
+        inputs: symbolic tensors, one per `model.inputs`, in that order.
+
+    Returns:
+        The outputs, in the structure of `model.output`.
+
+    Example:
+
+    >>> features = run_graph(backbone, [rescaled_images])  # doctest: +SKIP
+    """
+    return model._run_through_graph(list(inputs), operation_fn=lambda layer: layer)
+
+
+# ------------------------------------------------------------------ downloads
+
+
+def keras_cache_dir():
+    """The folder `keras.utils.get_file` caches into by default (`~/.keras`).
+
+    Keras reads `KERAS_HOME` once, when it is imported (default `~/.keras`).
+    When that folder cannot be written, `get_file` falls back to
+    `/tmp/.keras`; so does this. Checked on Keras 3.15.1.
+
+    Example:
+
+    >>> os.path.join(keras_cache_dir(), "models")  # doctest: +SKIP
+    '/home/me/.keras/models'
+    """
+    base = os.path.expanduser(_keras_config.keras_home())
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return base
+
+
+def raised_in_get_file(error):
+    """Whether `error` came out of `keras.utils.get_file` (a download or its hash check).
+
+    `get_file` raises a bare `Exception` for network failures and a
+    `ValueError` for a bad hash, so the type does not tell; the traceback
+    does. (Every `keras.applications` family downloads its weights with it.)
+    Checked on Keras 3.15.1.
+
+    Args:
+        error: an exception that was raised (with its `__traceback__`).
+
+    Example:
+
+    >>> raised_in_get_file(error)  # doctest: +SKIP
+    True
+    """
+    code = keras.utils.get_file.__code__
+    return any(frame.f_code is code for frame in _frames(error)) or str(error).startswith(
+        GET_FILE_FAILURE
+    )
+
+
+def raised_in_preset_download(error):
+    """Whether `error` was raised by what KerasHub downloads presets with.
+
+    That is KaggleHub, the Hugging Face Hub, or requests/urllib3 under them
+    (`PRESET_DOWNLOADERS`), as opposed to an error in reading the files.
+    Checked on KerasHub 0.32.0.
+
+    Args:
+        error: an exception that was raised (with its `__traceback__`).
+
+    Example:
+
+    >>> raised_in_preset_download(error)  # doctest: +SKIP
+    False
+    """
+    for frame in _frames(error):
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] in PRESET_DOWNLOADERS:
+            return True
+    return False
+
+
+def _frames(error):
+    tb = error.__traceback__
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def kaggle_cached_path(handle):
+    """Where KaggleHub keeps the files of the versioned model `handle`.
+
+    KaggleHub has no public API for it. Checked on KaggleHub 1.0.2
+    (`kagglehub.cache.get_cached_path`, `kagglehub.handle.parse_model_handle`).
+
+    Args:
+        handle: `"owner/model/framework/variation/version"`, as after
+            `kaggle://`.
+
+    Raises:
+        ImportError: KaggleHub is missing.
+
+    Example:
+
+    >>> kaggle_cached_path("keras/resnetv1/keras/resnet_50_imagenet/3")  # doctest: +SKIP
+    '/home/me/.cache/kagglehub/models/keras/resnetv1/keras/resnet_50_imagenet/3'
+    """
+    from kagglehub.cache import get_cached_path
+    from kagglehub.handle import parse_model_handle
+
+    return get_cached_path(parse_model_handle(handle))
+
+
+def kaggle_files_cached(handle, files):
+    """Whether KaggleHub holds every one of `files` of `handle`, completely downloaded.
+
+    Checked on KaggleHub 1.0.2 (`kagglehub.cache.Cache.load_from_cache`,
+    which returns `None` for a missing or incomplete file).
+
+    Args:
+        handle: `"owner/model/framework/variation/version"`.
+        files: file names inside the model's folder.
+
+    Raises:
+        ImportError: KaggleHub is missing.
+
+    Example:
+
+    >>> kaggle_files_cached(handle, ["config.json"])  # doctest: +SKIP
+    False
+    """
+    from kagglehub.cache import Cache
+    from kagglehub.handle import parse_model_handle
+
+    parsed, cache = parse_model_handle(handle), Cache()
+    return all(cache.load_from_cache(parsed, f) is not None for f in files)

@@ -1,0 +1,588 @@
+"""`TrainingConfig`: how one model is built and trained, declared once.
+
+Every option of `train`, `cross_validate`, `compare` and `lr_find` that says
+how a model is made and trained is a field here, with its type, default,
+check, command-line flag and help. The command line generates its flags from
+the fields (`add_arguments`, `from_arguments`), `config.json` stores
+`to_dict()` and `from_dict` rebuilds it, and a variant of a configuration is
+`dataclasses.replace(base, **changes)`. Every value is checked once, when the
+configuration is made, before any image is read.
+
+Example:
+
+>>> config = TrainingConfig("efficientnet_lite0", epochs=(3, 6), kernel="l2:1e-4")
+>>> dataclasses.replace(config, dropout=0.5).dropout
+0.5
+"""
+
+import dataclasses
+import difflib
+import math
+import numbers
+
+from transferkit.errors import TransferkitError
+
+# The classifier `train` puts on the backbone.
+HEADS = ("softmax", "logreg", "linear-svm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How a field appears on the command line.
+
+    Args:
+        name: the flag, like `"--epochs"`.
+        help: what it does (the default is appended).
+        metavar: the value's placeholder. Defaults to `None`.
+        choices: the accepted texts. Defaults to `None`.
+        parse: text -> value (syntax only; the field's check judges the
+            value). Defaults to `None`: the text itself.
+        show: how the default reads in the help. Defaults to `None`: as is.
+        aliases: `Alias`es: shorthands for the same field, like
+            `--no-augment`. Defaults to `()`.
+    """
+
+    name: str
+    help: str
+    metavar: str | None = None
+    choices: tuple | None = None
+    parse: object = None
+    show: str | None = None
+    aliases: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Alias:
+    """A shorthand flag for a field: a switch (`value`) or a flag with its own syntax.
+
+    Args:
+        name: the flag, like `"--no-augment"`.
+        help: what it does.
+        value: for a switch, the text of the field's own flag it stands for
+            (`--no-augment` is `--augment none`). Defaults to `None`.
+        parse: for a flag that takes a value: text -> the field's value.
+            Defaults to `None` (a switch).
+        metavar: the value's placeholder, with `parse`. Defaults to `None`.
+    """
+
+    name: str
+    help: str
+    value: object = None
+    parse: object = None
+    metavar: str | None = None
+
+
+def option(default, flag, check=None):
+    """A configuration field: its default, its `Flag` and its check."""
+    return dataclasses.field(default=default, metadata={"flag": flag, "check": check})
+
+
+# --------------------------------------------------------------------------
+# Checks: value -> value (normalized), or a one-line TransferkitError.
+
+
+def _int_at_least(minimum, none_ok=False):
+    def check(name, value):
+        if value is None and none_ok:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or value < minimum:
+            extra = " or None" if none_ok else ""
+            raise TransferkitError(f"{name} must be an int >= {minimum}{extra}, got {value!r}.")
+        return int(value)
+    return check
+
+
+def _rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not 0 <= value < 1:
+        raise TransferkitError(f"{name} must be in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def _one_of(*allowed):
+    def check(name, value):
+        if value not in allowed:
+            raise TransferkitError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                                   f"got {value!r}.")
+        return value
+    return check
+
+
+def _epochs(name, value):
+    try:
+        value = tuple(value)
+    except TypeError:
+        value = (value,)
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or v < 0 for v in value):
+        raise TransferkitError(f"epochs must be two counts >= 0 (head, fine-tune), "
+                               f"got {value!r}.")
+    return tuple(int(v) for v in value)
+
+
+def _fine_tune_factor(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+        raise TransferkitError(f"fine_tune_factor must be in (0, 1], got {value!r}: the "
+                               "fine-tuning rate should not exceed the head's.")
+    return float(value)
+
+
+def _spec_or_none(family):
+    def check(name, value):
+        if value is None:
+            return None
+        family(value)  # fails on a bad spec, with the family's message
+        return value
+    return check
+
+
+def _penalty(value):
+    from transferkit.regularizers.penalties import get_penalty
+
+    get_penalty(value)
+
+
+def _constraint(value):
+    from transferkit.regularizers.constraints import get_constraint
+
+    get_constraint(value)
+
+
+def _plan(name, value):
+    from transferkit.models.freezing import parse_plan
+
+    parse_plan(value)
+    return value
+
+
+def _augment(name, value):
+    from transferkit.data import augment
+
+    augment.parse(value)
+    return value
+
+
+def _dropout_after(name, value):
+    if value is None:
+        return None
+    if not isinstance(value, (str, list, tuple)) or not value:
+        raise TransferkitError(f"dropout_after must be 'blocks', 'head' or layer names, got "
+                               f"{value!r}.")
+    return value if isinstance(value, str) else list(value)
+
+
+def _seed(name, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise TransferkitError(f"seed must be an int or None, got {value!r}.")
+    return value
+
+
+def _lr_decay(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+        raise TransferkitError(f"lr_decay must be in (0, 1], like 0.5, got {value!r}.")
+    return float(value)
+
+
+# --------------------------------------------------------------------------
+# Command-line syntax: text -> value (the field's check judges the value).
+
+
+def _counts(text):
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 2 or min(counts) < 0:
+        raise TransferkitError(f"--epochs takes two counts >= 0, head and fine-tuning, like "
+                               f"5,10; got {text!r}.")
+    return counts
+
+
+def _rates(text):
+    """`--lr LR[,LR2]`: the head's rate and, optionally, the fine-tuning factor."""
+    try:
+        rates = [float(part) for part in text.split(",")]
+    except ValueError:
+        rates = []
+    if len(rates) not in (1, 2) or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise TransferkitError(f"--lr takes one or two positive rates like 1e-3 or 1e-3,1e-4; "
+                               f"got {text!r}.")
+    if len(rates) == 1:
+        return {"learning_rate": rates[0]}
+    return {"learning_rate": rates[0], "fine_tune_factor": rates[1] / rates[0]}
+
+
+def _none_if(word, kind=str):
+    def parse(text):
+        if text is None or text.strip().lower() == word:
+            return None
+        return kind(text)
+    return parse
+
+
+def _positive_int_or_none(text):
+    value = int(text)
+    return value or None
+
+
+def _max_norm(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise TransferkitError(f"--max-norm must be positive, like 3; got {text}.")
+    return f"max_norm:{value:g}"
+
+
+# --------------------------------------------------------------------------
+# The configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How one model is built and trained: every option of `train`, checked.
+
+    Shared by `train`, `cross_validate`, `compare` (each variant is
+    `dataclasses.replace(base, **changes)`) and `lr_find`. Making one checks
+    every value (before any image is read); a mistake is one
+    `TransferkitError` line.
+
+    Args:
+        backbone: a catalogue image backbone (`transferkit backbones`).
+        head: `"softmax"` (default; a trained Dense head), `"logreg"` or
+            `"linear-svm"` (a linear classifier on frozen features, `C`
+            chosen by cross-validation; the training options are unused).
+        epochs: `(head epochs, fine-tuning epochs)`. Defaults to `(5, 10)`.
+        learning_rate: the head phase's rate. Defaults to `1e-3`.
+        fine_tune_factor: fine-tuning rate = `learning_rate * factor`, in
+            `(0, 1]`. Defaults to `0.1`.
+        unfreeze: the fine-tuning phase's freeze plan (`all`, `none`,
+            `last:N`, `fraction:F`, `from:LAYER`, `blocks:N`). Defaults to
+            `"all"`.
+        optimizer: optimizer spec, e.g. `"sgd:momentum=0.9,nesterov=true"`.
+            Defaults to `"adam"`.
+        schedule: learning-rate schedule spec per phase, e.g.
+            `"1cycle:max_lr=1e-2"`. Defaults to `None` (constant).
+        lr_decay: discriminative fine-tuning: each backbone block trains at
+            `lr_decay` times the rate of the block after it. Defaults to
+            `None`.
+        batchnorm: `"frozen"` (default; inference mode) or `"train"`.
+        kernel: kernel penalty spec, e.g. `"l2:1e-4"`. Defaults to `None`.
+        bias: bias penalty spec. Defaults to `None`.
+        dropout: rate before the head, in `[0, 1)`. Defaults to `0.2`.
+        dropout_after: dropout inserted into the pretrained graph:
+            `"blocks"` or layer names. Defaults to `None`.
+        dropout_after_rate: their rate. Defaults to `0.1`.
+        dropout_kind: `"dropout"` (default) or `"spatial"`.
+        kernel_constraint: a constraint on every kernel, e.g.
+            `"max_norm:3"`. Defaults to `None`.
+        augment: augmentation spec (`True`, `False`, `"none"`,
+            `"flip=horizontal,rotate=0.1"`). Defaults to `True`.
+        augmented_copies: with augmentation on, the frozen head phase trains
+            on `K` augmented copies of the features computed once (`0`, the
+            default: through the backbone every epoch).
+        image_size: image side in pixels. Defaults to `None`: the
+            backbone's.
+        crop: `None` (default; resize whole images) or `"center"`.
+        batch_size: Defaults to `32`.
+        patience: early-stopping patience per phase, or `None`. Defaults to
+            `5`.
+        seed: seeds the split, the augmentation and the initialization.
+            Defaults to `0`.
+        weights: `"imagenet"` (default), `None`, or a weights file.
+        from_scratch: the baseline: random weights, one phase with every
+            layer trainable for `sum(epochs)` epochs. Defaults to `False`.
+
+    Example:
+
+    >>> TrainingConfig("efficientnet_lite0", head="logreg").head
+    'logreg'
+    """
+
+    backbone: str = option(None, Flag(
+        "--backbone", "catalogue name (see `transferkit backbones`)", metavar="NAME"))
+    head: str = option("softmax", Flag(
+        "--head", "softmax: train a Dense head; logreg, linear-svm: a linear classifier on "
+        "the frozen features, C chosen by cross-validation (seed 001's advice under ~1,000 "
+        "images)", choices=HEADS), _one_of(*HEADS))
+    epochs: tuple = option((5, 10), Flag(
+        "--epochs", "epochs of the head phase and the fine-tuning phase", metavar="HEAD,FINE",
+        parse=_counts, show="5,10"), _epochs)
+    learning_rate: float = option(1e-3, Flag(
+        "--lr", "learning rate of the head phase, optionally the fine-tuning one (which "
+        "sets --fine-tune-factor)", metavar="LR[,LR2]", parse=_rates))
+    fine_tune_factor: float = option(0.1, Flag(
+        "--fine-tune-factor", "fine-tuning rate = head rate x this", metavar="F", parse=float),
+        _fine_tune_factor)
+    unfreeze: str = option("all", Flag(
+        "--unfreeze", "what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
+        "blocks:N", metavar="PLAN"), _plan)
+    optimizer: str = option("adam", Flag(
+        "--optimizer", "adam, adamw, sgd, rmsprop, nadam, adagrad, with parameters: "
+        "sgd:momentum=0.9,nesterov=true or adamw:weight_decay=1e-4", metavar="SPEC"))
+    schedule: str | None = option(None, Flag(
+        "--schedule", "learning-rate schedule per phase: power:s=1000,c=1, exponential:s=2000, "
+        "piecewise:boundaries=100/200,values=1e-3/1e-4/1e-5, plateau:factor=0.5,patience=2, "
+        "cosine:warmup=0.05, 1cycle:max_lr=1e-2", metavar="SPEC", show="constant"))
+    lr_decay: float | None = option(None, Flag(
+        "--lr-decay", "discriminative fine-tuning: each backbone block trains at RATIO times "
+        "the rate of the block after it, the head at the full rate", metavar="RATIO",
+        parse=float, show="off"), _lr_decay)
+    batchnorm: str = option("frozen", Flag(
+        "--batchnorm", "BatchNormalization layers: frozen (inference mode) or train",
+        choices=("frozen", "train"),
+        aliases=(Alias("--train-batchnorm", "shorthand for --batchnorm train", "train"),)),
+        _one_of("frozen", "train"))
+    kernel: str | None = option(None, Flag(
+        "--kernel", "kernel penalty, e.g. l2:1e-4", metavar="SPEC", show="none"),
+        _spec_or_none(_penalty))
+    bias: str | None = option(None, Flag(
+        "--bias", "bias penalty, e.g. l1:1e-5", metavar="SPEC", show="none"),
+        _spec_or_none(_penalty))
+    dropout: float = option(0.2, Flag(
+        "--dropout", "dropout before the head", metavar="RATE", parse=float), _rate)
+    dropout_after: str | None = option(None, Flag(
+        "--dropout-after", "insert dropout into the pretrained graph: blocks (after each "
+        "backbone block) or layer names like backbone/block_6_add,...", metavar="WHERE",
+        show="none"), _dropout_after)
+    dropout_after_rate: float = option(0.1, Flag(
+        "--dropout-after-rate", "rate of the --dropout-after layers", metavar="RATE",
+        parse=float), _rate)
+    dropout_kind: str = option("dropout", Flag(
+        "--dropout-kind", "what --dropout-after drops: units (dropout) or whole feature maps "
+        "(spatial)", choices=("dropout", "spatial"),
+        aliases=(Alias("--spatial-dropout", "shorthand for --dropout-kind spatial",
+                       "spatial"),)), _one_of("dropout", "spatial"))
+    kernel_constraint: str | None = option(None, Flag(
+        "--kernel-constraint", "constraint on every kernel: max_norm:3, unit_norm, non_neg, "
+        "min_max_norm:0.5,2", metavar="SPEC", show="none",
+        aliases=(Alias("--max-norm", "shorthand for --kernel-constraint max_norm:C",
+                       parse=_max_norm, metavar="C"),)),
+        _spec_or_none(_constraint))
+    augment: object = option(True, Flag(
+        "--augment", "augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
+        "shift=0.1,zoom=0.2,contrast=0.2", metavar="SPEC", show="default",
+        aliases=(Alias("--no-augment", "no augmentation", "none"),)), _augment)
+    augmented_copies: int = option(0, Flag(
+        "--augmented-copies", "with augmentation on, train the frozen head phase on K "
+        "augmented copies of the features computed once (0: through the backbone every "
+        "epoch)", metavar="K", parse=int), _int_at_least(0))
+    image_size: int | None = option(None, Flag(
+        "--image-size", "image side in pixels", metavar="PIXELS", parse=int,
+        show="the backbone's"), _int_at_least(1, none_ok=True))
+    crop: str | None = option(None, Flag(
+        "--crop", "none: resize whole images to the square; center: keep the aspect ratio, "
+        "crop the centre", choices=("none", "center"), parse=_none_if("none"), show="none"),
+        _one_of(None, "center"))
+    batch_size: int = option(32, Flag(
+        "--batch-size", "images per batch", metavar="N", parse=int), _int_at_least(1))
+    patience: int | None = option(5, Flag(
+        "--patience", "early-stopping patience in epochs, 0 for none", metavar="EPOCHS",
+        parse=_positive_int_or_none), _int_at_least(1, none_ok=True))
+    seed: int | None = option(0, Flag("--seed", "random seed", metavar="N", parse=int), _seed)
+    weights: str | None = option("imagenet", Flag(
+        "--weights", "imagenet, none, or a weights file", metavar="WEIGHTS",
+        parse=_none_if("none")))
+    from_scratch: bool = option(False, Flag(
+        "--from-scratch", "baseline: same architecture, random weights, one phase with "
+        "everything trainable for the sum of --epochs"), _one_of(False, True))
+
+    def __post_init__(self):
+        from transferkit.backbones.registry import get_backbone_config
+
+        if self.backbone is None:
+            raise TransferkitError("A backbone is needed, like 'efficientnet_lite0' "
+                                   "(`transferkit backbones` lists them).")
+        backbone = get_backbone_config(self.backbone)
+        if backbone.modality != "image":
+            raise TransferkitError(
+                f"{backbone.name} is a {backbone.modality} backbone; train takes image "
+                "folders. Pick an image backbone (`transferkit backbones`)."
+            )
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, field.name, check(field.name, getattr(self, field.name)))
+        if self.head != "softmax" and self.from_scratch:
+            raise TransferkitError(
+                f"head={self.head!r} classifies pretrained features; it cannot be combined "
+                "with from_scratch (random weights give no features worth a linear classifier)."
+            )
+        if self.image_size is not None and self.image_size < backbone.min_size:
+            raise TransferkitError(
+                f"{backbone.name} needs images of at least {backbone.min_size} pixels; got "
+                f"image_size={self.image_size}."
+            )
+        self.phases()  # the learning rates, optimizer and schedule, checked
+
+    @property
+    def linear(self):
+        """Whether the head is a linear classifier on frozen features."""
+        return self.head != "softmax"
+
+    def phases(self):
+        """The recipe this configuration trains: a list of `Phase`s."""
+        from transferkit.training.recipe import Phase, default_recipe
+
+        recipe = default_recipe(self.epochs, self.learning_rate, self.fine_tune_factor,
+                                self.unfreeze, self.optimizer, schedule=self.schedule,
+                                lr_decay=self.lr_decay)
+        if self.from_scratch:
+            recipe = [Phase(sum(self.epochs), self.learning_rate, "all", self.optimizer,
+                            name="scratch", schedule=self.schedule)]
+        return recipe
+
+    def to_dict(self):
+        """The fields as JSON-ready values: what `config.json` stores."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values, where="the configuration"):
+        """A `TrainingConfig` from `to_dict()`'s form; unknown names are an error."""
+        check_names(values, cls.names(), where)
+        values = dict(values)
+        if "epochs" in values and isinstance(values["epochs"], list):
+            values["epochs"] = tuple(values["epochs"])
+        return cls(**values)
+
+    @classmethod
+    def names(cls):
+        """The option names, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def training_config(backbone, options, where):
+    """The `TrainingConfig` of a workflow's `backbone` and `**options`.
+
+    `backbone` is a catalogue name, or a whole `TrainingConfig` that
+    `options` then change (`dataclasses.replace`). An unknown option name is
+    one line naming `where` and the closest option.
+
+    Example:
+
+    >>> training_config("efficientnet_lite0", {"epochs": (3, 6)}, "train").epochs
+    (3, 6)
+    """
+    names = tuple(n for n in TrainingConfig.names() if n != "backbone")
+    check_names(options, names, where)
+    if isinstance(backbone, TrainingConfig):
+        return dataclasses.replace(backbone, **options)
+    return TrainingConfig(backbone, **options)
+
+
+def check_names(options, allowed, where):
+    """Fails with one line (and a suggestion) if `options` has names not in `allowed`."""
+    for name in options:
+        if name not in allowed:
+            hint = difflib.get_close_matches(str(name), list(allowed), n=1)
+            raise TransferkitError(
+                f"Unknown option {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f" in {where}; the options are {', '.join(allowed)}."
+            )
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+# --------------------------------------------------------------------------
+# The command line, generated from the fields.
+
+
+def add_arguments(parser, *, defaults=True, exclude=()):
+    """Adds a flag per field (and its shorthands) to an argparse parser.
+
+    Args:
+        parser: an `argparse` parser or group.
+        defaults: `True`: each flag's default is the field's; `False`: every
+            default is `None`, so that only the flags given count (compare's
+            base options, which override a TOML file).
+        exclude: field names to leave out (a command's own arguments).
+    """
+    for field in dataclasses.fields(TrainingConfig):
+        if field.name in exclude:
+            continue
+        flag = field.metadata["flag"]
+        default = field.default
+        shown = flag.show if flag.show is not None else _show(default)
+        text = flag.help + (f" (default {shown})" if defaults else "")
+        kwargs = {"dest": field.name, "help": text}
+        if field.name == "backbone":
+            kwargs["required"] = True
+        elif field.type is bool:  # a switch
+            kwargs.update(action="store_const", const=True, default=None)
+        else:
+            kwargs.update(default=None, metavar=flag.metavar, choices=flag.choices)
+        parser.add_argument(flag.name, **kwargs)
+        for alias in flag.aliases:
+            if alias.parse is None:
+                # A switch stands for its flag with a value: the last one given wins,
+                # as when a flag is repeated.
+                parser.add_argument(alias.name, dest=field.name, action="store_const",
+                                    const=alias.value, help=alias.help)
+            else:
+                parser.add_argument(alias.name, dest=_alias_dest(field.name, alias),
+                                    default=None, metavar=alias.metavar, help=alias.help)
+
+
+def from_arguments(args, *, exclude=()):
+    """The fields given on the command line: `{name: value}`, syntax checked.
+
+    Only flags that were given appear (the rest keep the field's default
+    when the configuration is made). A field given twice, by its flag and a
+    shorthand, is an error.
+    """
+    values, given_by = {}, {}
+
+    def give(name, value, flag_name):
+        if name in given_by:
+            raise TransferkitError(f"Give {given_by[name]} or {flag_name}, not both.")
+        values[name], given_by[name] = value, flag_name
+
+    for field in dataclasses.fields(TrainingConfig):
+        if field.name in exclude:
+            continue
+        flag = field.metadata["flag"]
+        text = getattr(args, field.name, None)
+        if text is not None:
+            value = _parsed(flag, text)
+            # A flag may set several fields (--lr LR,LR2 sets the fine-tuning factor too).
+            for name, item in (value.items() if isinstance(value, dict)
+                               else [(field.name, value)]):
+                give(name, item, flag.name)
+        for alias in flag.aliases:
+            raw = None if alias.parse is None else getattr(
+                args, _alias_dest(field.name, alias), None)
+            if raw is not None:
+                give(field.name, _parsed(alias, raw), alias.name)
+    return values
+
+
+def _parsed(flag, text):
+    if flag.parse is None or not isinstance(text, str):
+        return text
+    try:
+        return flag.parse(text)
+    except ValueError as e:
+        if isinstance(e, TransferkitError):
+            raise
+        raise TransferkitError(f"{flag.name} takes {flag.metavar or 'a value'}; got "
+                               f"{text!r}.") from None
+
+
+def _alias_dest(name, alias):
+    return f"{name}__{alias.name.lstrip('-').replace('-', '_')}"
+
+
+def _show(default):
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    if default is None:
+        return "none"
+    return f"{default:g}" if isinstance(default, float) else str(default)

@@ -1,0 +1,192 @@
+"""`Trainer`: one model built and trained from a `TrainingConfig`.
+
+The machinery under `train`, `cross_validate`, `compare` and `lr_find`: it
+builds the model a configuration describes, trains it on given arrays (the
+recipe through `FineTuner`, or a linear classifier on frozen features) and
+reports what came out. Data loading and run folders are the workflows' part.
+"""
+
+import os
+import time
+
+import keras
+import numpy as np
+
+from transferkit.training.recipe import FineTuner
+
+# Seed 001's rule of thumb: below this, try a linear classifier on the features.
+SMALL_DATA = 1000
+
+
+class Trainer:
+    """Builds and trains one model as a `TrainingConfig` says.
+
+    Args:
+        config: a `TrainingConfig` (checked when it was made).
+        verbose: Keras' verbosity; `0` also silences the log lines.
+            Defaults to `"auto"`.
+
+    Example:
+
+    >>> trainer = Trainer(TrainingConfig("mobilenet_v3_small", weights=None))  # doctest: +SKIP
+    >>> fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes=2)  # doctest: +SKIP
+    """
+
+    def __init__(self, config, verbose="auto"):
+        from transferkit.backbones.registry import get_backbone_config
+        from transferkit.data import augment
+        from transferkit.regularizers.penalties import get_penalty
+
+        self.config = config
+        self.backbone = get_backbone_config(config.backbone)
+        self.size = config.image_size or self.backbone.default_size
+        self.recipe = config.phases()
+        self.weights = None if config.from_scratch else config.weights
+        self.augmentation = augment.parse(config.augment)
+        self.augmentation_description = augment.describe(config.augment)
+        self.kernel, self.bias = get_penalty(config.kernel), get_penalty(config.bias)
+        self.verbose = verbose
+
+    def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
+            checkpoint=None):
+        """Builds and trains one model; returns a dict of what came out.
+
+        `features`, optional, is a callable `extractor -> (train features,
+        validation features)`: where frozen features come from (a cache).
+        """
+        if self.config.seed is not None:
+            keras.utils.set_random_seed(self.config.seed)
+        if self.config.linear:
+            return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
+        return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
+                                 checkpoint)
+
+    def build_model(self, num_classes):
+        """The model to train: `build` plus inserted dropout and constraints."""
+        from transferkit.models.model import build
+
+        model = build(
+            self.backbone.name, num_classes, weights=self.weights,
+            input_shape=(self.size, self.size, 3), dropout=self.config.dropout, kernel=self.kernel,
+            bias=self.bias,
+            augmentation=None if self.augmentation is None else self.augmentation.build(
+                seed=self.config.seed),
+        )
+        if self.config.dropout_after is not None:
+            from transferkit.models.insertion import insert_dropout
+
+            config = self.config
+            model = insert_dropout(model, config.dropout_after_rate, where=config.dropout_after,
+                                   kind=config.dropout_kind, seed=config.seed,
+                                   blocks=self.backbone)
+        if self.config.kernel_constraint is not None:
+            from transferkit.regularizers.constraints import constrain
+
+            constrain(model, kernel=self.config.kernel_constraint)
+        return model
+
+    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
+        from transferkit.training.features import cache_refusal, feature_extractor
+
+        model = self.build_model(num_classes)
+        given = None
+        first = self.recipe[0]
+        if features is not None and first.epochs and first.unfreeze == "none" \
+                and cache_refusal(model) is None:
+            given = features(feature_extractor(model))
+        tuner = FineTuner(
+            self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
+            batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
+            augmented_copies=self.config.augmented_copies, verbose=self.verbose,
+        )
+        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
+        if checkpoint is not None and os.path.exists(checkpoint):
+            os.remove(checkpoint)  # the model holds the same weights
+        probabilities = model.predict(x_val, batch_size=self.config.batch_size, verbose=0)
+        history = tuner.history_
+        best = tuner.best_epoch_
+        metrics = {
+            "best_epoch": best + 1,
+            "best_val_accuracy": history["val_accuracy"][best],
+            "best_val_loss": history["val_loss"][best],
+            "final_val_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_val)),
+            "last_epoch_val_accuracy": history["val_accuracy"][-1],
+            "epochs_run": len(history["loss"]),
+        }
+        return {"model": model, "tuner": tuner, "linear": None, "metrics": metrics,
+                "history": {"history": history, "phases": tuner.phases_},
+                "config": {"phases": tuner.phases_}}
+
+    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features):
+        from transferkit.training.features import extract_features, feature_extractor
+        from transferkit.training.linear import LinearHead
+        from transferkit.models.model import build
+
+        extractor = feature_extractor(build(
+            self.backbone.name, num_classes, weights=self.weights,
+            input_shape=(self.size, self.size, 3), dropout=0.0,
+        ))
+        if features is None:
+            f_train, f_val = (extract_features(extractor, x, batch_size=self.config.batch_size,
+                                               verbose=self.bar()) for x in (x_train, x_val))
+        else:
+            f_train, f_val = features(extractor)
+        start = time.perf_counter()
+        seed = 0 if self.config.seed is None else self.config.seed
+        linear = LinearHead(self.config.head, seed=seed)
+        linear.fit(f_train, y_train)
+        seconds = time.perf_counter() - start
+        self.say(f"{self.config.head}: C={linear.C_:g} chosen by {linear.folds_}-fold "
+                 f"cross-validation on the training features (accuracy "
+                 f"{linear.cv_accuracy_:.4f}), {seconds:.1f} s.")
+        layer = linear.to_layer()
+        outputs = keras.ops.convert_to_numpy(layer(np.asarray(f_val)))
+        accuracy = float(np.mean(outputs.argmax(axis=1) == y_val))
+        loss = None
+        if self.config.head == "logreg":
+            from sklearn.metrics import log_loss
+
+            loss = float(log_loss(y_val, outputs, labels=list(range(num_classes))))
+        model = keras.Model(extractor.inputs[0], layer(extractor.outputs[0]),
+                            name=f"{self.backbone.name}_{self.config.head.replace('-', '_')}")
+        metrics = {
+            "best_epoch": None, "best_val_accuracy": accuracy, "best_val_loss": loss,
+            "final_val_accuracy": accuracy, "epochs_run": 0, "C": linear.C_,
+            "cv_accuracy": linear.cv_accuracy_, "cv_folds": linear.folds_,
+        }
+        return {"model": model, "tuner": None, "linear": linear, "metrics": metrics,
+                "history": {"grid": linear.cv_results_},
+                "config": {"C": linear.C_, "Cs": [r["C"] for r in linear.cv_results_],
+                           "cv_folds": linear.folds_}}
+
+    def features(self, cache, extractor, x, files, label, where=None):
+        """The frozen features of `x` (read from files `files`) through `cache`.
+
+        `where` names the cache folder in the log (default: its path).
+        """
+        found = cache.features(extractor, x, files=files, preprocessing=self.preprocessing,
+                               batch_size=self.config.batch_size, verbose=self.bar())
+        self.say(f"{label[0].upper() + label[1:]} features: "
+                 f"{'read from' if cache.last_hit_ else 'extracted into'} "
+                 f"{where or cache.directory}.")
+        return found
+
+    @property
+    def preprocessing(self):
+        """What turns a file into the model's input: part of the cache key."""
+        return f"size={self.size},crop={self.config.crop}"
+
+    def hint(self, train_images):
+        if not self.config.linear and train_images < SMALL_DATA:
+            self.say(
+                f"Hint: {train_images} training images is under ~{SMALL_DATA:,}; a linear "
+                "classifier on the frozen features (--head logreg or --head linear-svm) is "
+                "often as accurate, in seconds (seed 001)."
+            )
+
+    def say(self, text):
+        if self.verbose:
+            print(text)
+
+    def bar(self):
+        return 1 if self.verbose in ("auto", 1, True) else 0
