@@ -291,3 +291,47 @@ def test_kaggle_cache_is_read_where_kagglehub_keeps_it(offline_kaggle):
     Cache().mark_as_complete(parse_model_handle(HANDLE), "config.json")
     assert compat.kaggle_files_cached(HANDLE, ["config.json"]), message
     assert not compat.kaggle_files_cached(HANDLE, ["config.json", "model.weights.h5"])
+
+
+# ------------------------------------------------------------------ optimizers
+
+
+def test_public_optimizer_class_is_the_exported_keras_class():
+    for name in ("SGD", "Adam", "AdamW", "RMSprop"):
+        cls = getattr(keras.optimizers, name)
+        assert compat.public_optimizer_class(cls(1e-3)) is cls, CHANGED.format(
+            f"optimizer classes ({name}'s backend subclass)")
+
+
+def test_learning_rate_schedule_is_the_object_the_optimizer_was_made_with():
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, 10, 0.5)
+    optimizer = keras.optimizers.SGD(schedule)
+    assert compat.learning_rate_schedule(optimizer) is schedule, CHANGED.format(
+        "Optimizer._learning_rate")
+
+
+def test_keras_applies_weight_decay_through_the_hook_transferkit_overrides(monkeypatch):
+    calls = []
+    base = compat.public_optimizer_class(keras.optimizers.AdamW(1e-3))
+    original = getattr(base, compat.WEIGHT_DECAY_HOOK, None)
+    assert original is not None, CHANGED.format(f"{base.__name__}.{compat.WEIGHT_DECAY_HOOK}")
+
+    def spy(self, variables):
+        calls.append(len(variables))
+        return original(self, variables)
+
+    monkeypatch.setattr(base, compat.WEIGHT_DECAY_HOOK, spy)
+    variable = keras.Variable(np.ones(3, "float32"))
+    optimizer = keras.optimizers.AdamW(0.1, weight_decay=0.5)
+    optimizer.apply([keras.ops.zeros(3)], [variable])
+    assert calls == [1], CHANGED.format("AdamW.apply no longer calls "
+                                        f"{compat.WEIGHT_DECAY_HOOK}(variables)")
+    # Zero gradient: only the decay moved the weight, by lr * weight_decay.
+    np.testing.assert_allclose(np.asarray(variable), np.full(3, 1 - 0.1 * 0.5), rtol=1e-6)
+
+
+def test_inbound_nodes_lead_back_to_the_calling_layers():
+    model = small_functional()
+    (node,) = compat.inbound_nodes(model.get_layer("b"))
+    assert [p.operation for p in node.parent_nodes] == [model.get_layer("a")], CHANGED.format(
+        "Layer._inbound_nodes / Node.parent_nodes")

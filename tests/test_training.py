@@ -22,6 +22,17 @@ def trained(tmp_path_factory):
     return data, val, out
 
 
+def test_config_json_rebuilds_the_runs_training_config(trained):
+    from transferkit import TrainingConfig
+
+    data, val, out = trained
+    config = json.loads((out / "config.json").read_text())
+    rebuilt = TrainingConfig.from_dict(config["training"])
+    assert rebuilt == TrainingConfig("mobilenet_v3_small", weights=None, image_size=32,
+                                     epochs=(2, 1), batch_size=8, augment="none")
+    assert {k: config["arguments"][k] for k in config["training"]} == config["training"]
+
+
 def test_train_writes_a_complete_run(trained):
     data, val, out = trained
     assert sorted(os.listdir(out)) == ["config.json", "curves.png", "features", "history.json",

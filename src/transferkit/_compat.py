@@ -289,3 +289,52 @@ def kaggle_files_cached(handle, files):
 
     parsed, cache = parse_model_handle(handle), Cache()
     return all(cache.load_from_cache(parsed, f) is not None for f in files)
+
+
+# ------------------------------------------------------------------ optimizers
+
+
+def public_optimizer_class(optimizer):
+    """The public Keras class of `optimizer` (`keras.optimizers.SGD`, ...).
+
+    Under PyTorch (and other backends), `keras.optimizers.SGD()` is an
+    instance of a private backend subclass
+    (`keras.src.backend.torch.optimizers.torch_sgd.SGD`), and a wrapped
+    optimizer names its base in `_base_optimizer`. Checked on Keras 3.15.1.
+    """
+    cls = getattr(type(optimizer), "_base_optimizer", type(optimizer))
+    for candidate in cls.__mro__:
+        if not candidate.__module__.startswith("keras.src.backend."):
+            return candidate
+    return cls
+
+
+def learning_rate_schedule(optimizer):
+    """The `LearningRateSchedule` object an optimizer was made with, or its rate variable.
+
+    `get_config` gives only the schedule's config, which an unregistered class
+    cannot be rebuilt from; Keras keeps the object in `_learning_rate`.
+    Checked on Keras 3.15.1.
+    """
+    return optimizer._learning_rate
+
+
+# Keras applies decoupled weight decay in `BaseOptimizer._apply_weight_decay
+# (variables)`, called by `apply` before the update step, with the optimizer's
+# one learning rate; a subclass overrides it to decay each group of variables
+# at its own rate (`transferkit.optim.optimizers`). Checked on Keras 3.15.1.
+WEIGHT_DECAY_HOOK = "_apply_weight_decay"
+
+
+def apply_weight_decay(parent, variables):
+    """Keras' own weight decay of `variables`, through `parent` (a `super()` object)."""
+    return getattr(parent, WEIGHT_DECAY_HOOK)(variables)
+
+
+def inbound_nodes(layer):
+    """The nodes where `layer` is called in the functional graphs it belongs to.
+
+    Keras keeps them in `_inbound_nodes` (each with `parent_nodes`). Checked
+    on Keras 3.15.1.
+    """
+    return layer._inbound_nodes

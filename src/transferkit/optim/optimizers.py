@@ -38,6 +38,11 @@ from keras import ops
 # learning rate given as a dict (what `describe` records) may name.
 import transferkit.optim.schedules  # noqa: F401
 from transferkit import specs
+from transferkit._compat import (
+    apply_weight_decay,
+    learning_rate_schedule,
+    public_optimizer_class,
+)
 from transferkit.errors import TransferkitError
 
 OPTIMIZERS = {
@@ -211,7 +216,7 @@ def describe(optimizer):
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         optimizer = get_optimizer(optimizer)
-    cls = _public_class(optimizer)
+    cls = public_optimizer_class(optimizer)
     names = [key for key, value in OPTIMIZERS.items() if value is cls]
     if not names:
         raise TransferkitError(
@@ -226,16 +231,6 @@ def describe(optimizer):
     if isinstance(optimizer, _MultipliedLearningRates):
         described["multipliers"] = config["multipliers"]
     return described
-
-
-def _public_class(optimizer):
-    # Under PyTorch, keras.optimizers.SGD() is an instance of a private
-    # subclass (keras.src.backend.torch.optimizers.torch_sgd.SGD).
-    cls = getattr(type(optimizer), "_base_optimizer", type(optimizer))
-    for candidate in cls.__mro__:
-        if not candidate.__module__.startswith("keras.src.backend."):
-            return candidate
-    return cls
 
 
 def _signature(cls):
@@ -396,13 +391,13 @@ def discriminative(optimizer, multipliers):
             "discriminative a new optimizer or a spec such as 'sgd:momentum=0.9'."
         )
     _check_multipliers(multipliers)
-    cls = discriminative_class(_public_class(optimizer))
+    cls = discriminative_class(public_optimizer_class(optimizer))
     config = optimizer.get_config()
     config["multipliers"] = multipliers
     if isinstance(config["learning_rate"], dict):
-        # The schedule itself (Keras keeps it in `_learning_rate`), not a copy
-        # rebuilt from its config, which an unregistered class cannot be.
-        config["learning_rate"] = optimizer._learning_rate
+        # The schedule itself, not a copy rebuilt from its config, which an
+        # unregistered class cannot be.
+        config["learning_rate"] = learning_rate_schedule(optimizer)
     return cls(**config)
 
 
@@ -489,7 +484,7 @@ class _MultipliedLearningRates:
             learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), multiplier)
         super().update_step(gradient, variable, learning_rate)
 
-    def _apply_weight_decay(self, variables):
+    def _apply_weight_decay(self, variables):  # Keras' hook: _compat.WEIGHT_DECAY_HOOK
         # Keras decays by `weight_decay * learning_rate` with the optimizer's
         # one rate; decaying each group at its own rate means scaling the
         # (Python float) weight decay while the backend's method runs.
@@ -502,7 +497,7 @@ class _MultipliedLearningRates:
         try:
             for multiplier, group in groups.items():
                 self.weight_decay = weight_decay * multiplier
-                super()._apply_weight_decay(group)
+                apply_weight_decay(super(), group)
         finally:
             self.weight_decay = weight_decay
 

@@ -29,6 +29,7 @@ import tempfile
 import keras
 import numpy as np
 
+from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
 from transferkit.outputs import atomic_output
@@ -423,7 +424,7 @@ def _parts(model):
     previous = [model.layers[0]] + layers
     if len(model.layers) != len(layers) + 1 or not all(
         any([parent.operation for parent in node.parent_nodes] == [before_it]
-            for node in layer._inbound_nodes)
+            for node in inbound_nodes(layer))
         for layer, before_it in zip(layers, previous)
     ):
         raise TransferkitError(f"Model {model.name!r} is not a plain chain of layers.")

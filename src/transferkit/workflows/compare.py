@@ -192,12 +192,15 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     if config is not None:
         file_base, _ = read_variants(config)
     base = {**file_base, **base_options}
-    _setup(backbone, base, {}, seed, verbose,
-           f"{os.fspath(config)}, [base]" if file_base else "The base options")
-    trainers = {name: _setup(backbone, base, options, seed, verbose, where)
-                for name, (options, where) in chosen.items()}
+    # Each variant is the base configuration with its changes: dataclasses.replace.
+    base_where = f"{os.fspath(config)}, [base]" if file_base else "The base options"
+    base_config = _config(backbone, {**base, "seed": seed}, base_where)
+    _trainer(base_config, base_where, verbose)
+    configs = {name: _config(base_config, options, where)
+               for name, (options, where) in chosen.items()}
+    trainers = {name: _trainer(configs[name], chosen[name][1], verbose) for name in configs}
     first = next(iter(trainers.values()))
-    _say_duplicates(first, base, chosen)
+    _say_duplicates(first, configs)
     cache_dir = checked_cache_dir(cache_dir)
 
     with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp:
@@ -270,6 +273,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 "command": "compare",
                 "arguments": {k: jsonable(v) for k, v in arguments.items()},
                 "config_file": None if config is None else os.fspath(config),
+                "training": {name: c.to_dict() for name, c in configs.items()},
                 "class_names": list(train_set.class_names),
                 "image_size": [first.size, first.size], "crop": first.config.crop,
                 "backbone": first.backbone.name,
@@ -483,15 +487,19 @@ def plot_comparison(histories, path, *, title=None):
     figure.savefig(os.fspath(path), dpi=100)
 
 
-def _setup(backbone, base, options, seed, verbose, where):
-    """The variant's `Trainer`; a mistake in its options names the variant."""
+def _config(base, options, where):
+    """`training_config(base, options)`; a mistake in the options names the variant."""
     try:
-        trainer = Trainer(training_config(backbone, {**base, **options, "seed": seed}, where),
-                          verbose=verbose)
+        return training_config(base, options, where)
     except (TransferkitError, TypeError) as e:
         if isinstance(e, TypeError):
             e = f"an option has the wrong type ({e})."
         raise TransferkitError(f"{where}: {e}") from None
+
+
+def _trainer(config, where, verbose):
+    """The variant's `Trainer`: a configuration that trains a network."""
+    trainer = Trainer(config, verbose=verbose)
     if trainer.config.linear:
         raise TransferkitError(
             f"{where}: head={trainer.config.head!r} trains no network, so there are no curves to "
@@ -539,11 +547,9 @@ def _line_of(text, table, key):
     return header
 
 
-def _say_duplicates(trainer, base, chosen):
+def _say_duplicates(trainer, configs):
     seen = {}
-    for name, (options, _) in chosen.items():
-        config = training_config(trainer.config.backbone,
-                                 {**base, **options, "seed": trainer.config.seed}, name)
+    for name, config in configs.items():
         key = repr(config)
         if key in seen:
             trainer.say(f"Note: variant {name} has the same options as {seen[key]}; it will "

@@ -140,6 +140,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             write_json(os.path.join(tmp, CONFIG_FILE), {
                 "command": "cv",
                 "arguments": {k: jsonable(v) for k, v in arguments.items()},
+                "training": config.to_dict(),
                 "class_names": list(folder.class_names),
                 "image_size": [trainer.size, trainer.size], "crop": trainer.config.crop,
                 "backbone": trainer.backbone.name, "head": trainer.config.head,

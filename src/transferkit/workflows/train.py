@@ -132,6 +132,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             # `train(**arguments)` reruns it: the run's own arguments, then the config.
             "arguments": {**{k: jsonable(v) for k, v in arguments.items()},
                           **config.to_dict()},
+            # The configuration alone: TrainingConfig.from_dict(config["training"]).
+            "training": config.to_dict(),
             "class_names": list(train_set.class_names),
             "image_size": [trainer.size, trainer.size],
             "crop": config.crop,
