@@ -266,3 +266,37 @@ def _scalar(text):
         except ValueError:
             pass
     return text
+
+
+def deserialized(config, deserialize, expected, what, hint):
+    """The Keras object of a serialized dict (`keras.<family>.serialize`), or one line.
+
+    Args:
+        config: the dict, with its `"class_name"`.
+        deserialize: the family's `keras.<family>.deserialize`.
+        expected: the family's base class; Keras hands an unknown class name
+            back as it is, which is refused here.
+        what: the family in messages, like `"penalty"`.
+        hint: what to give instead, like `"give a kind instead, one of l1, l2"`.
+
+    Example:
+
+    >>> import keras
+    >>> deserialized(keras.regularizers.serialize(keras.regularizers.L2(1e-4)),
+    ...              keras.regularizers.deserialize, keras.regularizers.Regularizer,
+    ...              "penalty", "give a kind").l2
+    0.0001
+    """
+    import copy
+
+    try:
+        built = deserialize(copy.deepcopy(config))  # a copy: Keras edits the dict it reads
+    except (TypeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TransferkitError(f"Invalid {what} {config!r}: {reason}") from None
+    if not isinstance(built, expected):
+        raise TransferkitError(
+            f"Invalid {what} {config!r}: Keras has no {expected.__name__.lower()} class "
+            f"{config['class_name']!r}; {hint}."
+        )
+    return built

@@ -22,7 +22,6 @@ uses `learning_rate * multiplier(variable)`, and `block_multipliers` gives
 the multipliers of the usual recipe for a `transferkit.build` model.
 """
 
-import copy
 import difflib
 import inspect
 import math
@@ -185,19 +184,8 @@ def get_optimizer(name, learning_rate=None, multipliers=None, **params):
 
 
 def _deserialized(config):
-    try:
-        # A copy: Keras edits the dict it reads.
-        optimizer = keras.optimizers.deserialize(copy.deepcopy(config))
-    except (TypeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TransferkitError(f"Invalid optimizer {config!r}: {reason}") from None
-    # Keras hands back a class name it does not know as it is.
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise TransferkitError(
-            f"Invalid optimizer {config!r}: Keras has no optimizer class "
-            f"{config['class_name']!r}; give one of {', '.join(OPTIMIZERS)} by name."
-        )
-    return optimizer
+    return specs.deserialized(config, keras.optimizers.deserialize, keras.optimizers.Optimizer,
+                              "optimizer", f"give one of {', '.join(OPTIMIZERS)} by name")
 
 
 def describe(optimizer):

@@ -23,7 +23,6 @@ spatial axes for depthwise kernels (one norm per channel), one norm per row
 of an `Embedding` matrix, and the whole vector for a bias.
 """
 
-import copy
 import dataclasses
 import math
 import numbers
@@ -334,19 +333,9 @@ def _parse(spec):
 
 def _from_dict(config):
     if "class_name" in config:
-        try:
-            # A copy: Keras edits the dict it reads.
-            built = keras.constraints.deserialize(copy.deepcopy(config))
-        except (TypeError, ValueError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TransferkitError(f"Invalid constraint {config!r}: {reason}") from None
-        # Keras hands back a class name it does not know as it is.
-        if not isinstance(built, keras.constraints.Constraint):
-            raise TransferkitError(
-                f"Invalid constraint {config!r}: Keras has no constraint class "
-                f"{config['class_name']!r}; give a kind instead, one of {', '.join(_KINDS)}."
-            )
-        return built
+        return specs.deserialized(config, keras.constraints.deserialize,
+                                  keras.constraints.Constraint, "constraint",
+                                  f"give a kind instead, one of {', '.join(_KINDS)}")
     settings = dict(config)
     kind = settings.pop("name", None)
     kind = kind.lower() if isinstance(kind, str) else kind

@@ -3,7 +3,6 @@
 The specs are written in transferkit's one spec grammar (`transferkit.specs`).
 """
 
-import copy
 import math
 import numbers
 
@@ -123,19 +122,9 @@ def _l1_l2_config(regularizer):
 
 def _from_dict(config):
     if "class_name" in config:
-        try:
-            # A copy: Keras edits the dict it reads.
-            built = keras.regularizers.deserialize(copy.deepcopy(config))
-        except (TypeError, ValueError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TransferkitError(f"Invalid penalty {config!r}: {reason}") from None
-        # Keras hands back a class name it does not know as it is.
-        if not isinstance(built, keras.regularizers.Regularizer):
-            raise TransferkitError(
-                f"Invalid penalty {config!r}: Keras has no regularizer class "
-                f"{config['class_name']!r}; give a kind instead, one of {', '.join(_KINDS)}."
-            )
-        return built
+        return specs.deserialized(config, keras.regularizers.deserialize,
+                                  keras.regularizers.Regularizer, "penalty",
+                                  f"give a kind instead, one of {', '.join(_KINDS)}")
     settings = dict(config)
     kind = settings.pop("name", None)
     if kind is None:
