@@ -130,3 +130,15 @@ def test_saved_file_without_the_layer_names_some_layers(tmp_path):
     model.save(path)
     with pytest.raises(TransferkitError, match=r"has no layer 'pool'; its last layers are: conv, flat, out"):
         transferkit.build(str(path), 2, cut_at="pool")
+
+
+def test_head_is_the_former_name_of_output_and_warns():
+    with pytest.warns(DeprecationWarning, match="output="):
+        old = transferkit.build("mobilenet_v3_small", 2, head="binary", weights=None,
+                                input_shape=(32, 32, 3))
+    new = transferkit.build("mobilenet_v3_small", 2, output="binary", weights=None,
+                            input_shape=(32, 32, 3))
+    assert old.output.shape == new.output.shape == (None, 1)
+    assert old.get_layer("head").activation is new.get_layer("head").activation
+    with pytest.raises(transferkit.TransferkitError, match="output must be one of"):
+        transferkit.build("mobilenet_v3_small", 2, output="softmaxx", weights=None)

@@ -128,7 +128,7 @@ def entry(request, tmp_path_factory):
         weights = offline_weights(config)
         keras.utils.set_random_seed(0)
         # Logits out: with random weights every softmax can be about 1 / 3.
-        model = transferkit.build(config.name, NUM_CLASSES, head="linear", weights=weights,
+        model = transferkit.build(config.name, NUM_CLASSES, output="linear", weights=weights,
                                   input_shape=small_shape(config))
     return config, model, raw_inputs(config)
 

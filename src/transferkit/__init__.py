@@ -20,6 +20,8 @@ _EXPORTS = {
     "insert_dropout": "transferkit.models.insertion",
     "LayerPreset": "transferkit.models.layer_presets",
     "get_preset": "transferkit.models.layer_presets",
+    "get_layer_preset": "transferkit.models.layer_presets",
+    "list_layer_presets": "transferkit.models.layer_presets",
     "layer_preset": "transferkit.models.layer_presets",
     "list_presets": "transferkit.models.layer_presets",
     "BackboneConfig": "transferkit.backbones",

@@ -222,3 +222,9 @@ def get_preset(name, **overrides):
 def list_presets():
     """The named presets: `{name: why}`."""
     return {name: why for name, (_, _, why) in _PRESETS.items()}
+
+
+# Names that say which presets these are (KerasHub's model presets are another
+# thing: `transferkit.load_preset`).
+get_layer_preset = get_preset
+list_layer_presets = list_presets

@@ -2,6 +2,7 @@
 
 import numbers
 import re
+import warnings
 
 import keras
 
@@ -25,7 +26,7 @@ def build(
     backbone,
     num_classes,
     *,
-    head="softmax",
+    output="softmax",
     weights="imagenet",
     input_shape=None,
     cut_at=None,
@@ -36,6 +37,7 @@ def build(
     activity=None,
     augmentation=None,
     name=None,
+    head=None,
 ):
     """Builds an image classifier: raw images -> backbone -> pooling -> head.
 
@@ -50,7 +52,8 @@ def build(
         backbone: a catalogue name (`"resnet50"`; see `list_backbones()`),
             a `keras.Model`, or the path of a `.keras` file.
         num_classes: int, the number of classes.
-        head: `"softmax"` (default; one of `num_classes >= 2` classes),
+        output: what the head (the Dense layer named `"head"`) outputs:
+            `"softmax"` (default; one of `num_classes >= 2` classes),
             `"sigmoid"` (independent labels), `"linear"` (logits or
             regression outputs), or `"binary"` (`num_classes=2`: one sigmoid
             unit, the probability of class 1).
@@ -77,6 +80,8 @@ def build(
             `None`.
         name: the model's name. Defaults to `"<catalogue name>_classifier"`,
             or `"classifier"`.
+        head: the former name of `output` (deprecated; `train`'s `head` is
+            the classifier, a different thing).
 
     Returns:
         A functional `keras.Model`, not compiled.
@@ -89,7 +94,8 @@ def build(
     >>> model.get_layer("backbone").trainable = False  # doctest: +SKIP
     >>> model.compile("adam", "sparse_categorical_crossentropy")  # doctest: +SKIP
     """
-    activation, units = _check_head(head, num_classes)
+    output, argument = output_argument(output, head, "build")
+    activation, units = _check_head(output, num_classes, argument)
     if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
         raise TransferkitError(f"dropout must be a number in [0, 1), got {dropout!r}.")
     if pooling not in _POOLING:
@@ -134,25 +140,34 @@ def build(
     return model
 
 
-def _check_head(head, num_classes):
+def output_argument(output, head, caller):
+    """`(value, the argument's name)`: `output`, or the deprecated `head` in its place."""
+    if head is None:
+        return output, "output"
+    warnings.warn(f"{caller}(head=...) is now {caller}(output=...); head= will be removed.",
+                  DeprecationWarning, stacklevel=3)
+    return head, "head"
+
+
+def _check_head(head, num_classes, argument="output"):
     if head not in _HEADS:
         raise TransferkitError(
-            f"head must be one of {', '.join(map(repr, _HEADS))}; got {head!r}."
+            f"{argument} must be one of {', '.join(map(repr, _HEADS))}; got {head!r}."
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
         raise TransferkitError(f"num_classes must be an int, got {num_classes!r}.")
     activation, minimum = _HEADS[head]
     if num_classes < minimum:
         raise TransferkitError(
-            f"head={head!r} needs num_classes >= {minimum}, got {num_classes}"
-            + ("; for one yes/no output use head='binary' with num_classes=2."
+            f"{argument}={head!r} needs num_classes >= {minimum}, got {num_classes}"
+            + (f"; for one yes/no output use {argument}='binary' with num_classes=2."
                if head == "softmax" else ".")
         )
     if head == "binary":
         if num_classes != 2:
             raise TransferkitError(
-                f"head='binary' is for two classes (one sigmoid output); got "
-                f"num_classes={num_classes}. Use head='softmax' or 'sigmoid' for more."
+                f"{argument}='binary' is for two classes (one sigmoid output); got "
+                f"num_classes={num_classes}. Use {argument}='softmax' or 'sigmoid' for more."
             )
         return activation, 1
     return activation, int(num_classes)

@@ -6,8 +6,8 @@ from transferkit.backbones.loading import cut_model, load_backbone
 from transferkit.errors import TransferkitError
 
 
-def reuse(source, num_classes, *, cut_at=None, head="softmax", from_scratch=False,
-          dropout=0.0, pooling="avg", name=None):
+def reuse(source, num_classes, *, cut_at=None, output="softmax", from_scratch=False,
+          dropout=0.0, pooling="avg", name=None, head=None):
     """Builds model B from model A: A's layers up to its output, a new head.
 
     A's layers are cloned, so training B never changes A (seed 003's
@@ -21,7 +21,7 @@ def reuse(source, num_classes, *, cut_at=None, head="softmax", from_scratch=Fals
         num_classes: the number of classes of the new task.
         cut_at: the layer whose output feeds the new head. Defaults to the
             layer before A's output layer.
-        head: `"softmax"`, `"binary"`, `"sigmoid"` or `"linear"` (see
+        output: `"softmax"`, `"binary"`, `"sigmoid"` or `"linear"` (see
             `transferkit.build`). Defaults to `"softmax"`.
         from_scratch: bool, random initialization instead of A's weights.
             Defaults to `False`.
@@ -29,16 +29,19 @@ def reuse(source, num_classes, *, cut_at=None, head="softmax", from_scratch=Fals
         pooling: `"avg"` or `"max"`, used if the cut output is a feature map.
         name: the model's name. Defaults to `"<A's name>_reused"` (or
             `"_scratch"`).
+        head: the former name of `output` (deprecated).
 
     Returns:
         A functional `keras.Model` whose nested `"backbone"` is the clone.
 
     Example:
 
-    >>> model_b = reuse(model_a, 2, head="binary")  # doctest: +SKIP
+    >>> model_b = reuse(model_a, 2, output="binary")  # doctest: +SKIP
     >>> FineTuner(default_recipe(epochs=(4, 16))).fit(model_b, x, y)  # doctest: +SKIP
     """
-    from transferkit.models.model import build
+    from transferkit.models.model import build, output_argument
+
+    output, _ = output_argument(output, head, "reuse")
 
     if isinstance(source, keras.Model):
         model = source
@@ -58,5 +61,5 @@ def reuse(source, num_classes, *, cut_at=None, head="softmax", from_scratch=Fals
     if not from_scratch:
         clone.set_weights(trunk.get_weights())
     suffix = "scratch" if from_scratch else "reused"
-    return build(clone, num_classes, head=head, dropout=dropout, pooling=pooling,
+    return build(clone, num_classes, output=output, dropout=dropout, pooling=pooling,
                  name=name or f"{model.name}_{suffix}")

@@ -10,7 +10,7 @@ and the same seed, so the differences come from the options alone: a
 variant identical to the base repeats `train`'s numbers exactly.
 
 Variants are `train`'s options that differ from a shared base, given by
-preset name (`PRESETS`) or in a small TOML file (see `read_variants`):
+preset name (`VARIANT_PRESETS`) or in a small TOML file (see `read_variants`):
 
 ```toml
 [base]                 # options shared by all variants
@@ -61,8 +61,9 @@ VARIANTS_DIR = "variants"
 
 # Seed 004's variants, made to mean something for a pretrained backbone. The
 # seed changes a dense network's width; here the trainable capacity of the
-# fine-tuning phase plays that part (the head is a single Dense layer).
-PRESETS = {
+# fine-tuning phase plays that part (the head is a single Dense layer). These
+# are compare's presets: not KerasHub's model presets, not layer presets.
+VARIANT_PRESETS = {
     # The base options as they are.
     "original": {},
     # Less trainable capacity: phase 2 fine-tunes only the backbone's last block.
@@ -75,6 +76,7 @@ PRESETS = {
     # Seed 004's dropout of 0.5, before the classifier (train's default is 0.2).
     "dropout": {"dropout": 0.5},
 }
+PRESETS = VARIANT_PRESETS  # the former name
 
 # Options that every variant must share: they decide which arrays are loaded
 # (image size, crop), which model is compared (backbone) or the seed.
@@ -118,7 +120,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     `features/` (unless `cache_dir`). The models are not saved, unless
     `save_models=True`: then `variants/<name>/model.keras`.
 
-    Presets (`PRESETS`), seed 004's set made to mean something for a
+    Presets (`VARIANT_PRESETS`), seed 004's set made to mean something for a
     pretrained backbone:
 
     - `"original"`: the base options as they are.
@@ -371,7 +373,8 @@ def resolve_variants(variants=None, config=None):
         source = os.fspath(config)
         known = f"{source} defines {', '.join(available)}"
     else:
-        available, source, known = PRESETS, None, f"the presets are {', '.join(PRESETS)}"
+        available, source = VARIANT_PRESETS, None
+        known = f"the presets are {', '.join(VARIANT_PRESETS)}"
     if isinstance(variants, dict):
         if config is not None:
             raise TransferkitError(

@@ -105,7 +105,7 @@ def _experiment(tmp, classes, train_size, epochs, learning_rate, seed, echo):
 
     runs = {}
     for variant in ("scratch", "on_a"):
-        model_b = reuse(model_a, 2, head="binary", from_scratch=variant == "scratch",
+        model_b = reuse(model_a, 2, output="binary", from_scratch=variant == "scratch",
                         name=f"model_b_{variant}")
         if variant == "scratch":
             phases = [Phase(sum(epochs), learning_rate, "all", name="scratch")]
