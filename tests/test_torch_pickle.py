@@ -13,8 +13,10 @@ import os
 import pickle
 import struct
 import sys
+import tracemalloc
 import types
 import zipfile
+import zlib
 from unittest import mock
 
 import numpy as np
@@ -62,9 +64,11 @@ def _fake_torch():
 class Storage:
     """A flat buffer that the file stores once, however many tensors view it."""
 
-    def __init__(self, values, type_name=None):
+    def __init__(self, values, type_name=None, numel=None):
         self.values = np.ascontiguousarray(values).ravel()
         self.type_name = type_name or _STORAGE_NAMES[self.values.dtype]
+        # What the file claims; a crafted file claims more than it holds.
+        self.numel = self.values.size if numel is None else numel
 
 
 class StorageView:
@@ -108,7 +112,7 @@ def _pickle_object(obj, storages):
             return None
         key = next((k for k, s in storages.items() if s is o), str(len(storages)))
         storages[key] = o
-        pid = ("storage", getattr(torch, o.type_name), key, "cpu", o.values.size)
+        pid = ("storage", getattr(torch, o.type_name), key, "cpu", o.numel)
         return pid if view is None else pid + ((f"{key}v", view.offset, view.size),)
 
     pickler.persistent_id = persistent_id
@@ -135,7 +139,7 @@ def save_legacy(obj, path, main_pickle=None, keys_pickle=None, header=None):
             keys_pickle = pickle.dumps(list(storages), protocol=2)
         f.write(keys_pickle)
         for key, storage in storages.items():
-            f.write(struct.pack("<q", storage.values.size))
+            f.write(struct.pack("<q", storage.numel))
             f.write(storage.values.tobytes())
     return path
 
@@ -367,3 +371,185 @@ def test_matches_what_torch_saved(tmp_path, zip_format):
         expected = value.detach().float().numpy() if name == "bf16" else value.detach().numpy()
         np.testing.assert_array_equal(loaded[name], expected, err_msg=name)
         assert loaded[name].dtype == expected.dtype, name
+
+
+# --- Refusing to allocate what the file does not hold -----------------------
+#
+# Each file here is a few hundred bytes (or kilobytes) that, read naively,
+# would allocate from hundreds of megabytes to terabytes. tracemalloc sees
+# NumPy's buffers as well as Python's, so its peak is what the reader really
+# allocated before refusing.
+
+_SMALL = 8 << 20  # Any peak over 8 MiB would mean the sizes were believed.
+
+
+def _refused(path, match, error=TransferkitError, **kwargs):
+    """Loads `path` expecting a one-line `error`; returns the peak bytes allocated."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(error, match=match) as raised:
+            load_torch_state_dict(path, **kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message, message
+    return peak
+
+
+@pytest.mark.parametrize(
+    "stored, size, stride",
+    [
+        (2, (8000, 8000), (0, 0)),  # 256 MB
+        (2, (1 << 20, 1 << 20), (0, 0)),  # 4 TiB
+        (4000, (2000, 2000), (1, 1)),  # 16 MB from 16 kB: rows overlap.
+    ],
+    ids=["zero-stride-256MB", "zero-stride-4TiB", "overlapping"],
+)
+def test_refuses_a_tensor_with_more_elements_than_its_storage(tmp_path, save, stored, size, stride):
+    # A zero stride repeats one stored element over the whole shape (torch's expand).
+    evil = Tensor(Storage(np.ones(stored, np.float32)), 0, size, stride)
+    path = save({"w": evil}, tmp_path / "expand.pth")
+    assert path.stat().st_size < 20_000
+
+    match = rf"tensor 'w' .* elements but its storage only {stored:,}"
+    assert _refused(path, match, UnsafePickleError) < _SMALL
+
+
+@pytest.mark.parametrize(
+    "offset, size, stride",
+    [(0, (1 << 62, 1 << 62), (0, 0)), (2**63, (1,), (1,)), (0, (1,), (2**64,))],
+    ids=["shape", "offset", "stride"],
+)
+def test_refuses_sizes_that_overflow_int64(tmp_path, offset, size, stride):
+    evil = Tensor(Storage(np.ones(2, np.float32)), offset, size, stride)
+    path = save_legacy({"w": evil}, tmp_path / "overflow.pth")
+    assert _refused(path, "tensor 'w' .* overflows int64", UnsafePickleError) < _SMALL
+
+
+def test_refuses_negative_sizes(tmp_path):
+    evil = Tensor(Storage(np.ones(2, np.float32)), 0, (-1,), (1,))
+    with pytest.raises(UnsafePickleError, match="non-negative"):
+        load_torch_state_dict(save_legacy({"w": evil}, tmp_path / "negative.pth"))
+
+
+def test_reads_a_free_stride_on_a_dimension_of_one(tmp_path):
+    # torch leaves the stride of a size-1 dimension free; only its range matters.
+    state = {"w": Tensor(Storage(np.arange(3, dtype=np.float32)), 0, (1, 3), (2**40, 1))}
+    loaded = load_torch_state_dict(save_legacy(state, tmp_path / "free.pth"))
+    np.testing.assert_array_equal(loaded["w"], [[0, 1, 2]])
+
+
+def test_reads_empty_tensors(tmp_path, save):
+    state = {"empty": Tensor(Storage(np.zeros(0, np.float32)), 0, (0, 5), (5, 1))}
+    loaded = load_torch_state_dict(save(state, tmp_path / "empty.pth"))
+    assert loaded["empty"].shape == (0, 5) and loaded["empty"].dtype == np.float32
+
+
+def test_refuses_a_storage_larger_than_the_file(tmp_path, save):
+    # The storage claims 2**28 floats (1 GiB); the file holds 8 bytes of them.
+    big = Storage(np.ones(2, np.float32), numel=1 << 28)
+    path = save({"w": Tensor(big, 0, (1 << 14, 1 << 14), (1 << 14, 1))}, tmp_path / "big.pth")
+    assert path.stat().st_size < 1000
+
+    assert _refused(path, r"truncated") < _SMALL
+
+
+def _write_member(archive, name, head, zeros):
+    """Writes `head` then `zeros` zero bytes as a deflated member, 1 MiB at a time."""
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with archive.open(info, "w") as f:
+        f.write(head)
+        for start in range(0, zeros, 1 << 20):
+            f.write(bytes(min(1 << 20, zeros - start)))
+
+
+def save_deflated(obj, path, pickle_padding=0):
+    """`save_zip`, but deflated: each storage's bytes are zeros, which shrink 1000-fold."""
+    storages = {}
+    with mock.patch.dict(sys.modules, _fake_torch()):
+        body = _pickle_object(obj, storages)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        # Unpickling stops at the pickle's end: the padding is never looked at.
+        _write_member(archive, "model/data.pkl", body, pickle_padding)
+        archive.writestr("model/byteorder", "little")
+        for key, storage in storages.items():
+            nbytes = storage.numel * storage.values.itemsize
+            _write_member(archive, f"model/data/{key}", b"", nbytes)
+    return path
+
+
+def declare_size(path, member, size):
+    """Makes the archive lie: `member` declares `size` uncompressed bytes."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo(member).header_offset
+    struct.pack_into("<I", data, local + 22, size)  # The local file header.
+    central = data.find(b"PK\x01\x02")
+    while central >= 0:  # The central directory, which zipfile believes.
+        (length,) = struct.unpack_from("<H", data, central + 28)
+        if data[central + 46 : central + 46 + length] == member.encode():
+            struct.pack_into("<I", data, central + 24, size)
+        central = data.find(b"PK\x01\x02", central + 46)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_refuses_a_zip_member_that_inflates_past_max_bytes(tmp_path):
+    # 64 MiB of storage in a file of 70 kB; the tensor itself is small.
+    storage = Storage(np.zeros(1, np.float32), numel=1 << 24)
+    path = save_deflated({"w": Tensor(storage, 0, (4,), (1,))}, tmp_path / "bomb.pth")
+    assert path.stat().st_size < 100_000
+
+    match = r"archive member 'model/data/0' holds 67,108,864 bytes.*max_bytes=1,048,576"
+    assert _refused(path, match, max_bytes=1 << 20) < _SMALL
+    # Under a limit that allows it, the same file reads: the limit made the difference.
+    np.testing.assert_array_equal(load_torch_state_dict(path)["w"], np.zeros(4))
+
+
+def test_refuses_a_pickle_member_that_inflates_past_max_bytes(tmp_path):
+    state = {"w": tensor(np.ones(2, np.float32))}
+    path = save_deflated(state, tmp_path / "bomb.pth", pickle_padding=64 << 20)
+    assert path.stat().st_size < 100_000
+
+    match = r"archive member 'model/data.pkl' holds 67,1\d\d,\d{3} bytes"
+    assert _refused(path, match, max_bytes=1 << 20) < _SMALL
+
+
+def test_stops_reading_a_zip_member_at_the_size_it_declares(tmp_path):
+    # The member declares the 1000 bytes the storage needs, but inflates to 64 MiB.
+    state = {"w": Tensor(Storage(np.zeros(1, np.float32), numel=250), 0, (250,), (1,))}
+    path = tmp_path / "lying.pth"
+    with zipfile.ZipFile(path, "w") as archive, mock.patch.dict(sys.modules, _fake_torch()):
+        _write_member(archive, "model/data.pkl", _pickle_object(state, {}), 0)
+        _write_member(archive, "model/data/0", b"", 64 << 20)
+    declare_size(path, "model/data/0", 1000)
+    assert path.stat().st_size < 100_000
+
+    # zipfile stops at the declared size, and the CRC, of all 64 MiB, fails.
+    assert _refused(path, r"model/data/0") < _SMALL
+
+
+def test_refuses_a_legacy_storage_over_max_bytes(tmp_path):
+    state = {"w": Tensor(Storage(np.ones(1000, np.float32)), 0, (4,), (1,))}
+    path = save_legacy(state, tmp_path / "model.pth")
+    _refused(path, r"storage '0' holds 4,000 bytes.*max_bytes=1,000", max_bytes=1000)
+    assert list(load_torch_state_dict(path, max_bytes=4000)) == ["w"]
+
+
+def test_bounds_the_copies_of_views_sharing_one_storage(tmp_path, save):
+    # 100 full views of one 40 kB storage: 4 MB returned from a 45 kB file.
+    shared = Storage(np.ones(10_000, np.float32))
+    state = {f"w{i}": Tensor(shared, 0, (10_000,), (1,)) for i in range(100)}
+    path = save(state, tmp_path / "views.pth")
+
+    _refused(path, r"the tensors up to 'w26' hold 1,080,000 bytes", max_bytes=1 << 20)
+    assert len(load_torch_state_dict(path, max_bytes=4_000_000)) == 100
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, 1.5, True])
+def test_max_bytes_must_be_a_positive_int(tmp_path, max_bytes):
+    path = save_legacy({"w": tensor(np.ones(2, np.float32))}, tmp_path / "model.pth")
+    with pytest.raises(TransferkitError, match="max_bytes must be a positive int"):
+        load_torch_state_dict(path, max_bytes=max_bytes)

@@ -12,7 +12,6 @@ Checked against Keras 3.15.1, KerasHub 0.32.0 and KaggleHub 1.0.2.
 """
 
 import os
-import tempfile
 
 import keras
 
@@ -174,11 +173,15 @@ def run_graph(model, inputs):
 
 
 def keras_cache_dir():
-    """The folder `keras.utils.get_file` caches into by default (`~/.keras`).
+    """The `KERAS_HOME` folder (default `~/.keras`), never a shared fallback.
 
     Keras reads `KERAS_HOME` once, when it is imported (default `~/.keras`).
-    When that folder cannot be written, `get_file` falls back to
-    `/tmp/.keras`; so does this. Checked on Keras 3.15.1.
+    It falls back to the world-writable `/tmp/.keras` twice: at import, when
+    `~` cannot be written and `KERAS_HOME` is unset, and in `get_file`, when
+    the folder cannot be written. Neither is followed here: anyone can put
+    files in `/tmp/.keras`, so transferkit's own caches neither read nor write
+    there. The folder returned may not be writable; callers that write check.
+    Checked on Keras 3.15.1.
 
     Example:
 
@@ -186,8 +189,10 @@ def keras_cache_dir():
     '/home/me/.keras/models'
     """
     base = os.path.expanduser(_keras_config.keras_home())
-    if not os.access(base, os.W_OK):
-        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    # Keras' import-time fallback; kept only if the user asked for it by name.
+    shared = os.path.join("/tmp", ".keras")
+    if base == shared and os.environ.get("KERAS_HOME") != shared:
+        base = os.path.expanduser(os.path.join("~", ".keras"))
     return base
 
 

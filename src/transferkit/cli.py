@@ -1,18 +1,23 @@
 """The `transferkit` command line: parse, call the library, print, exit.
 
-Exit codes: 0 on success, 2 for a mistake in the input (with a one-line
-message saying what to do), 1 for anything unexpected.
+Exit codes: 0 on success, 2 for a mistake in the input or a place that cannot
+be written (with a one-line message saying what to do), 130 after Ctrl-C, 143
+after SIGTERM, 1 for anything unexpected.
 """
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import transferkit
 from transferkit.training.config import add_arguments, from_arguments
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM
 
 
 def main(argv=None):
@@ -32,6 +37,10 @@ def main(argv=None):
             return f"transferkit: warning: {message}\n"
 
         warnings.formatwarning = format_warning
+    # SIGTERM (what `timeout`, Docker and Slurm send) unwinds like Ctrl-C, so
+    # that a run folder being written is removed, not left half-done.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.run(args) or 0
     except TransferkitError as e:
@@ -39,8 +48,32 @@ def main(argv=None):
             raise
         print(f"transferkit: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        terminated = isinstance(e, Terminated)
+        print(f"transferkit: {'terminated' if terminated else 'interrupted'}; nothing was "
+              "written (an output being written was removed).", file=sys.stderr)
+        return TERMINATED if terminated else INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`transferkit predict ... | head -1`): no more
+        # output, and no second error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("transferkit: error: the output was closed before everything was written "
+              "(broken pipe).", file=sys.stderr)
+        return USAGE_ERROR
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         warnings.formatwarning = formatted
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that clean-up code runs."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 def _parser():

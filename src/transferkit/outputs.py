@@ -24,6 +24,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -154,6 +155,7 @@ def output_folder(path, command, *, inputs=(), overwrite=False):
     with friendly_write_errors(path), OutputLock(target, command):
         # Checked again under the lock: another run may have finished meanwhile.
         check_output_folder(path, command, inputs=inputs, overwrite=overwrite)
+        _remove_leftovers(parent, name)
         before = _identity(target)
         tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.mkdir(tmp)
@@ -376,6 +378,23 @@ def _identity(path):
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino
+
+
+def _remove_leftovers(parent, name):
+    """Removes the temporary folders of earlier runs on `name` that were killed.
+
+    They are transferkit's own (`.NAME.tmp-PID-*`, `.NAME.old-*`), and the
+    lock on `name` is held: no live run is writing them.
+    """
+    pattern = re.compile(rf"\.{re.escape(name)}\.(tmp-\d+|old)-[0-9a-f]{{8}}\Z")
+    left = [entry for entry in os.listdir(parent) if pattern.match(entry)
+            and os.path.isdir(os.path.join(parent, entry))
+            and not os.path.islink(os.path.join(parent, entry))]
+    for entry in left:
+        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    if left:
+        warnings.warn(f"Removed {len(left)} unfinished temporary folder(s) left beside "
+                      f"{os.path.join(parent, name)} by an interrupted run.", stacklevel=4)
 
 
 def _publish_folder(tmp, target, before, given):

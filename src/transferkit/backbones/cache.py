@@ -3,7 +3,10 @@
 `keras.utils.get_file` (which every `keras.applications` model calls for
 `weights="imagenet"`) downloads into this folder once and reads from it
 afterwards. It is resolved here the way `get_file` resolves it, so that
-`weights_available` looks where Keras will look.
+`weights_available` looks where Keras will look, with one exception: when
+the folder cannot be written, `get_file` falls back to the world-writable
+`/tmp/.keras`, where anyone could have left files. transferkit does not: it
+neither reads its own caches from there nor writes them there.
 """
 
 import os
@@ -18,7 +21,7 @@ def keras_models_dir():
 
     Keras reads `KERAS_HOME` once, when it is imported (default
     `~/.keras`). When that folder cannot be written, `get_file` falls back
-    to `/tmp/.keras`; so does this.
+    to `/tmp/.keras`; this does not (see `transferkit._compat.keras_cache_dir`).
 
     Example:
 
@@ -31,3 +34,23 @@ def keras_models_dir():
 def cached_weights_path(filename):
     """The path `filename` has (or would have) in the Keras weights cache."""
     return os.path.join(keras_models_dir(), filename)
+
+
+def models_dir_writable():
+    """Whether `keras_models_dir()` can be written (created first if need be).
+
+    Asks the operating system (`os.access`) about the folder, or, while it
+    does not exist, about the nearest folder above it that does.
+
+    Example:
+
+    >>> models_dir_writable()  # doctest: +SKIP
+    True
+    """
+    folder = keras_models_dir()
+    while not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+    return os.access(folder, os.W_OK | os.X_OK)

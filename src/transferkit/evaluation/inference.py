@@ -63,7 +63,7 @@ def load_run(path):
     >>> run.class_names  # doctest: +SKIP
     ['ants', 'bees']
     """
-    from transferkit.saving import load_model
+    from transferkit.saving import file_sha256, load_model
 
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -77,7 +77,18 @@ def load_run(path):
             f"{os.path.join(path, CONFIG_FILE)} lacks class_names/image_size; is this a "
             "transferkit train run?"
         ) from None
-    model = load_model(os.path.join(path, MODEL_FILE), compile=False)
+    model_file = os.path.join(path, MODEL_FILE)
+    model = load_model(model_file, compile=False)
+    recorded = config.get("model_sha256")
+    if recorded is not None and file_sha256(model_file) != recorded:
+        warnings.warn(f"{model_file} is not the file this run wrote (its SHA-256 differs from "
+                      f"config.json's); its predictions may not be the run's.", stacklevel=2)
+    units = model.outputs[0].shape[-1]
+    if units != len(class_names) and not (units == 1 and len(class_names) == 2):
+        raise TransferkitError(
+            f"{os.path.join(path, CONFIG_FILE)} names {len(class_names)} classes but "
+            f"{model_file} has {units} outputs; the two files are not from the same run."
+        )
     outputs = config.get("outputs", "probabilities")
     if outputs not in ("probabilities", "scores"):
         raise TransferkitError(

@@ -172,6 +172,25 @@ def _dropout_after(name, value):
     return value if isinstance(value, str) else list(value)
 
 
+def _check_weights_file(weights):
+    import os
+
+    import h5py
+
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TransferkitError(f"weights must be 'imagenet', None or a weights file; got "
+                               f"{weights!r}.")
+    path = os.fspath(weights)
+    if not os.path.exists(path):
+        raise TransferkitError(f"No such weights file: {path}; check the path.")
+    # A KerasHub preset folder is the weights of a KerasHub backbone.
+    if os.path.isfile(path) and not h5py.is_hdf5(path):
+        raise TransferkitError(
+            f"{path} is not a weights file: expected HDF5, as model.save_weights('x.weights.h5') "
+            "writes it."
+        )
+
+
 def _seed(name, value):
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TransferkitError(f"seed must be an int or None, got {value!r}.")
@@ -417,7 +436,29 @@ class TrainingConfig:
                 f"{backbone.name} needs images of at least {backbone.min_size} pixels; got "
                 f"image_size={self.image_size}."
             )
+        self._check_against(backbone)
         self.phases()  # the learning rates, optimizer and schedule, checked
+
+    def _check_against(self, backbone):
+        """What can be known from the catalogue entry, before any model is built."""
+        from transferkit.data.images import check_memory
+        from transferkit.models.freezing import parse_plan
+
+        plan = parse_plan(self.unfreeze)
+        if plan.kind == "blocks" and plan.value > len(backbone.blocks):
+            raise TransferkitError(
+                f"Freeze plan {plan}: {backbone.name} has {len(backbone.blocks)} blocks"
+                + (f" ({backbone.blocks[0]} .. {backbone.blocks[-1]}); use at most "
+                   f"blocks:{len(backbone.blocks)}." if backbone.blocks
+                   else "; use last:N, fraction:F or from:LAYER.")
+            )
+        if self.weights not in (None, "imagenet"):
+            _check_weights_file(self.weights)
+        size = self.image_size or backbone.default_size
+        # One batch as the backbone's float32 input: the least a step needs.
+        check_memory(self.batch_size * size * size * 3 * 4,
+                     f"A batch of {self.batch_size} images at {size}x{size}",
+                     "lower --image-size or --batch-size")
 
     @property
     def linear(self):

@@ -13,10 +13,16 @@ Both formats `torch.save` writes are read:
   little-endian element count and its raw bytes;
 * the zip archive (torch >= 1.6): `<archive>/data.pkl` holds the object and
   `<archive>/data/<key>` the raw bytes of each storage.
+
+Nothing in the file is trusted to be small: every tensor must fit in the
+elements its storage holds, every storage in the bytes the file really has,
+and what is read and returned is bounded by `max_bytes`, so a crafted file of
+a few hundred bytes cannot make the reader allocate gigabytes.
 """
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -29,6 +35,16 @@ from transferkit.errors import TransferkitError
 # The first pickle of a legacy file; torch/serialization.py writes it so.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+
+# Far above any backbone transferkit converts (EfficientNet-Lite0: 19 MB; the
+# largest Keras application, ConvNeXt-XLarge, about 1.4 GB in float32), and
+# what a crafted file may make the reader allocate at most, twice over (the
+# storages read, then the arrays returned).
+DEFAULT_MAX_BYTES = 4 * 1024**3
+# torch's sizes, strides and offsets are int64: anything above is no tensor.
+_INT64_MAX = 2**63 - 1
+# Zip members are read in blocks this size, never all at once.
+_BLOCK = 1 << 20
 
 # The storage classes torch pickles by name, and the element type of each.
 # BFloat16 has no NumPy type: its 16 bits are read as such and widened to
@@ -108,7 +124,11 @@ class _Storage(_Sealed):
 
 
 class _Tensor(_Sealed):
-    """What `torch._utils._rebuild_tensor_v2` would build, kept as a recipe."""
+    """What `torch._utils._rebuild_tensor_v2` would build, kept as a recipe.
+
+    Nothing is allocated until `to_numpy`, and `check` comes first: the
+    recipe's numbers come from the file.
+    """
 
     __slots__ = ("storage", "offset", "shape", "strides")
 
@@ -118,21 +138,79 @@ class _Tensor(_Sealed):
         self.shape = shape
         self.strides = strides
 
+    @property
+    def numel(self):
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self):
+        """The bytes of the array `to_numpy` returns (bfloat16 widens to 4)."""
+        name = self.storage.storage_type.name
+        itemsize = 4 if name == "BFloat16Storage" else self.storage.storage_type.dtype.itemsize
+        return self.numel * itemsize
+
+    def check(self, name, path):
+        """Raises `UnsafePickleError` unless the view lies within its storage.
+
+        Args:
+            name: str, the tensor's key in the state dict (for the message).
+            path: str, the checkpoint file (for the message).
+        """
+        where = (
+            f"{path}: tensor {name!r} (size {self.shape}, stride {self.strides}, "
+            f"offset {self.offset})"
+        )
+        # Checked before anything below multiplies them: NumPy needs the byte
+        # extent of the shape to fit in an int64 (even with a zero in it), and
+        # torch the offset and strides.
+        itemsize = self.storage.storage_type.dtype.itemsize
+        extent = math.prod(max(n, 1) for n in self.shape) * itemsize
+        if max((self.offset, extent, *self.strides)) > _INT64_MAX:
+            raise UnsafePickleError(
+                f"{where} overflows int64: the file is damaged or crafted, not written by torch."
+            )
+        storage_numel = self.storage.numel
+        if self.numel:
+            # as_strided trusts its arguments: a view past the storage's end
+            # would read whatever memory follows. Check the last element lies
+            # inside.
+            last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides))
+            if last >= storage_numel:
+                raise UnsafePickleError(
+                    f"{where} would reach element {last} of a storage of {storage_numel}: "
+                    "the file is damaged or crafted."
+                )
+        if self.numel > storage_numel:
+            # A zero stride repeats elements (torch's expand), and so do
+            # overlapping ones: copied out, one stored element could fill any
+            # amount of memory. The tensors of a saved state dict do not.
+            raise UnsafePickleError(
+                f"{where} has {self.numel:,} elements but its storage only {storage_numel:,}: "
+                "refusing to expand it. Save tensors with .contiguous() before torch.save."
+            )
+
     def to_numpy(self):
-        """Returns a fresh, contiguous array with this tensor's values."""
+        """Returns a fresh, contiguous array with this tensor's values (after `check`)."""
         storage = self.storage
         if storage.root is None:
             base = storage.array
         else:
             base = storage.root.array[storage.root_offset : storage.root_offset + storage.numel]
-        itemsize = base.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            base[self.offset :],
-            shape=self.shape,
-            strides=tuple(s * itemsize for s in self.strides),
-            writeable=False,
-        )
-        array = np.array(view, copy=True)
+        if self.numel == 0:
+            array = np.zeros(self.shape, base.dtype)
+        else:
+            itemsize = base.dtype.itemsize
+            # A dimension of extent 1 is never stepped along: its stride,
+            # which torch leaves free, must not overflow NumPy's.
+            view = np.lib.stride_tricks.as_strided(
+                base[self.offset :],
+                shape=self.shape,
+                strides=tuple(
+                    s * itemsize if n > 1 else 0 for n, s in zip(self.shape, self.strides)
+                ),
+                writeable=False,
+            )
+            array = np.array(view, copy=True)
         if storage.storage_type.name == "BFloat16Storage":
             array = (array.astype(np.uint32) << 16).view(np.float32)
         return array
@@ -144,14 +222,17 @@ def _check_ints(value, what):
     ):
         raise UnsafePickleError(
             f"Malformed tensor in checkpoint: {what} must be a tuple of "
-            f"non-negative ints, got {value!r}."
+            f"non-negative ints, got {value!r:.80}."
         )
 
 
 def _rebuild_tensor_v2(
     storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
 ):
-    """Stand-in for `torch._utils._rebuild_tensor_v2`; validates, then defers."""
+    """Stand-in for `torch._utils._rebuild_tensor_v2`; validates, then defers.
+
+    The bounds are checked by `_Tensor.check` once the tensor's name is known.
+    """
     if not isinstance(storage, _Storage):
         raise UnsafePickleError(
             f"Malformed tensor in checkpoint: its storage is {type(storage).__name__}, "
@@ -162,18 +243,9 @@ def _rebuild_tensor_v2(
     _check_ints(stride, "the stride")
     if len(size) != len(stride):
         raise UnsafePickleError(
-            f"Malformed tensor in checkpoint: size {size} and stride {stride} differ in rank."
+            f"Malformed tensor in checkpoint: size {size!r:.80} and stride {stride!r:.80} "
+            "differ in rank."
         )
-    # as_strided trusts its arguments: a view past the storage's end would
-    # read whatever memory follows. Check the last element lies inside.
-    if 0 not in size:
-        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.numel:
-            raise UnsafePickleError(
-                f"Malformed tensor in checkpoint: size {size}, stride {stride} and "
-                f"offset {storage_offset} reach element {last} of a storage of "
-                f"{storage.numel}."
-            )
     return _Tensor(storage, storage_offset, size, stride)
 
 
@@ -267,24 +339,101 @@ def _unpickle(f):
     return _RestrictedUnpickler(f).load()
 
 
-def _to_state_dict(obj, path):
+def _checked_tensors(obj, path, max_bytes):
+    """Returns the state dict in `obj` as name -> `_Tensor`, every view checked.
+
+    Runs before any storage is read, so that a bad tensor costs nothing.
+    """
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # A training checkpoint wrapping the state dict.
     if not isinstance(obj, dict):
         raise TransferkitError(
             f"{path} holds a {type(obj).__name__}, not a state dict (name -> tensor)."
         )
-    result = {}
+    total = 0
     for name, value in obj.items():
         if not isinstance(value, _Tensor):
             raise TransferkitError(
                 f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor."
             )
-        result[name] = value.to_numpy()
-    return result
+        value.check(name, path)
+        # Tensors may share a storage: each is copied out, so a thousand
+        # views of one storage cost a thousand copies. Bounded in all.
+        total += value.nbytes
+        if total > max_bytes:
+            raise TransferkitError(
+                f"{path}: the tensors up to {name!r} hold {total:,} bytes, over "
+                f"max_bytes={max_bytes:,}; pass a larger max_bytes if the checkpoint is that big."
+            )
+    return obj
 
 
-def _load_legacy(f, path):
+class _Budget:
+    """The bytes a checkpoint may still make the reader read, out of `max_bytes`."""
+
+    def __init__(self, path, max_bytes):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def take(self, nbytes, what):
+        self.used += nbytes
+        if self.used > self.max_bytes:
+            raise TransferkitError(
+                f"{self.path}: {what} holds {nbytes:,} bytes, which brings the data read to "
+                f"{self.used:,}, over max_bytes={self.max_bytes:,}; pass a larger max_bytes "
+                "if the checkpoint is that big."
+            )
+
+
+def _read_into(f, array):
+    """Fills `array` from `f`; returns the number of bytes read (short at end of file)."""
+    buffer = memoryview(array.reshape(-1).view(np.uint8))
+    filled = 0
+    while filled < len(buffer):
+        count = f.readinto(buffer[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _read_member(archive, name, nbytes, budget):
+    """Reads the first `nbytes` of a zip member into a uint8 array, within `budget`.
+
+    The member's declared size counts against the budget before anything is
+    inflated, and the member is read to its end in blocks (so that its CRC is
+    checked), never past that size: a member that inflates to more is an
+    error, whatever the archive claims.
+    """
+    path = budget.path
+    info = archive.getinfo(name)
+    if info.file_size < nbytes:
+        raise TransferkitError(
+            f"{path}: archive member {name!r} holds {info.file_size:,} bytes, "
+            f"{nbytes:,} expected: the file is truncated or damaged."
+        )
+    budget.take(info.file_size, f"archive member {name!r}")
+    array = np.empty(nbytes, np.uint8)
+    with archive.open(info) as f:
+        if _read_into(f, array) != nbytes:
+            raise TransferkitError(f"{path}: archive member {name!r} is truncated.")
+        rest = info.file_size - nbytes
+        while True:
+            # zipfile itself stops at the declared size; this does not rely on it.
+            block = f.read(min(_BLOCK, rest + 1))
+            rest -= len(block)
+            if rest < 0:
+                raise TransferkitError(
+                    f"{path}: archive member {name!r} inflates past the "
+                    f"{info.file_size:,} bytes it declares: the file is damaged or crafted."
+                )
+            if not block:
+                break
+    return array
+
+
+def _load_legacy(f, path, max_bytes):
     magic = _unpickle(f)
     if magic != _LEGACY_MAGIC:
         raise TransferkitError(f"{path} is not a PyTorch checkpoint (bad magic number).")
@@ -296,11 +445,12 @@ def _load_legacy(f, path):
     byteorder = "<" if little else ">"
 
     storages = {}
-    obj = _RestrictedUnpickler(f, storages).load()
+    tensors = _checked_tensors(_RestrictedUnpickler(f, storages).load(), path, max_bytes)
     keys = _unpickle(f)
     file_size = os.fstat(f.fileno()).st_size
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise TransferkitError(f"{path}: malformed list of storage keys.")
+    budget = _Budget(path, max_bytes)
     for key in keys:
         header = f.read(8)
         if len(header) != 8:
@@ -314,63 +464,78 @@ def _load_legacy(f, path):
                 f"{path}: storage {key!r} has {numel} elements, the tensors expect {storage.numel}."
             )
         dtype = storage.storage_type.dtype.newbyteorder(byteorder)
-        # Checked before reading: read(n) allocates n bytes up front, and n
-        # comes from the file.
-        if numel * dtype.itemsize > file_size - f.tell():
+        nbytes = numel * dtype.itemsize
+        # Checked before allocating: the size comes from the file, the bytes
+        # must be in it.
+        if nbytes > file_size - f.tell():
             raise TransferkitError(f"{path} is truncated (in storage {key!r}).")
-        raw = f.read(numel * dtype.itemsize)
-        if len(raw) != numel * dtype.itemsize:
+        budget.take(nbytes, f"storage {key!r}")
+        array = np.empty(numel, dtype)
+        if _read_into(f, array) != nbytes:
             raise TransferkitError(f"{path} is truncated (in storage {key!r}).")
-        storage.array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+        storage.array = array.astype(dtype.newbyteorder("="), copy=False)
     missing = [k for k, s in storages.items() if s.array is None]
     if missing:
         raise TransferkitError(f"{path}: storages {missing[:3]} have no data.")
-    return _to_state_dict(obj, path)
+    return {name: tensor.to_numpy() for name, tensor in tensors.items()}
 
 
-def _load_zip(path):
+def _load_zip(path, max_bytes):
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+        names = set(archive.namelist())
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise TransferkitError(f"{path} is a zip file but not a PyTorch checkpoint.")
         prefix = pickles[0][: -len("data.pkl")]
+        budget = _Budget(path, max_bytes)
         byteorder = "<"
         if prefix + "byteorder" in names:
-            byteorder = "<" if archive.read(prefix + "byteorder") == b"little" else ">"
+            member = prefix + "byteorder"
+            size = min(archive.getinfo(member).file_size, 16)  # "little" or "big".
+            raw = _read_member(archive, member, size, budget).tobytes()
+            byteorder = "<" if raw == b"little" else ">"
+        member = pickles[0]
+        raw = _read_member(archive, member, archive.getinfo(member).file_size, budget)
         storages = {}
-        obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
+        obj = _RestrictedUnpickler(io.BytesIO(raw.tobytes()), storages).load()
+        del raw
+        tensors = _checked_tensors(obj, path, max_bytes)
         for key, storage in storages.items():
             member = f"{prefix}data/{key}"
             if member not in names:
                 raise TransferkitError(f"{path}: storage {key!r} is missing from the archive.")
             dtype = storage.storage_type.dtype.newbyteorder(byteorder)
-            raw = archive.read(member)
-            if len(raw) < storage.numel * dtype.itemsize:
-                raise TransferkitError(f"{path}: storage {key!r} is truncated.")
-            raw = raw[: storage.numel * dtype.itemsize]
-            storage.array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-        return _to_state_dict(obj, path)
+            raw = _read_member(archive, member, storage.numel * dtype.itemsize, budget)
+            storage.array = raw.view(dtype).astype(dtype.newbyteorder("="), copy=False)
+        return {name: tensor.to_numpy() for name, tensor in tensors.items()}
 
 
-def load_torch_state_dict(path):
+def load_torch_state_dict(path, max_bytes=DEFAULT_MAX_BYTES):
     """Reads a PyTorch state dict file into NumPy arrays, without torch.
 
     Only plain state dicts (a dict of name -> tensor, possibly wrapped in a
     dict under `"state_dict"`) are read. Any global beyond what those need is
-    refused before it is looked up, so a malicious file cannot run code.
+    refused before it is looked up, so a malicious file cannot run code; and
+    every size in the file is checked before it is allocated, so a small one
+    cannot fill the memory.
 
     Args:
         path: str or path-like, a file written by `torch.save(state_dict, path)`,
             in the legacy or the zip format.
+        max_bytes: int, the most bytes the file's data may take once read
+            (the storages, and in a zip archive every member, in all) and
+            the returned arrays may hold in all. Defaults to
+            `DEFAULT_MAX_BYTES`, 4 GiB.
 
     Returns:
         dict of str -> `np.ndarray`, in the file's order, each array a fresh
         C-contiguous copy with the tensor's shape and dtype.
 
     Raises:
-        UnsafePickleError: the file asks for a global a state dict never needs.
-        TransferkitError: the file is missing, or not a PyTorch state dict.
+        UnsafePickleError: the file asks for a global a state dict never
+            needs, or a tensor reaches outside its storage.
+        TransferkitError: the file is missing, not a PyTorch state dict, or
+            larger than `max_bytes`.
 
     Example:
 
@@ -379,13 +544,20 @@ def load_torch_state_dict(path):
     (64, 3, 7, 7)
     """
     path = os.fspath(path)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise TransferkitError(f"max_bytes must be a positive int, got {max_bytes!r}.")
     if not os.path.isfile(path):
         raise TransferkitError(f"No such PyTorch checkpoint: {path}")
     try:
         if zipfile.is_zipfile(path):
-            return _load_zip(path)
+            return _load_zip(path, max_bytes)
         with open(path, "rb") as f:
-            return _load_legacy(f, path)
+            return _load_legacy(f, path, max_bytes)
+    except UnsafePickleError as e:
+        # Raised from inside the unpickler, which does not know the file.
+        if str(e).startswith(path):
+            raise
+        raise UnsafePickleError(f"{path}: {e}") from None
     except TransferkitError:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
@@ -393,3 +565,9 @@ def load_torch_state_dict(path):
     except (TypeError, AttributeError, IndexError, KeyError, ValueError, OverflowError) as e:
         # An allowed global called with arguments no torch version writes.
         raise TransferkitError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
+    except MemoryError:
+        # Only a pickle opcode's own length can still ask for this much: the
+        # unpickler allocates it before reading.
+        raise TransferkitError(
+            f"{path} is not a readable PyTorch checkpoint: it asks for more memory than there is."
+        ) from None

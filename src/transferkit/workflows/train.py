@@ -12,6 +12,7 @@ from transferkit.runs import (
     MODEL_FILE,
     write_json,
 )
+from transferkit.saving import file_sha256
 from transferkit.training.config import training_config
 from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
@@ -145,6 +146,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             "versions": versions(),
         }
         model.save(os.path.join(tmp, MODEL_FILE))
+        # predict and evaluate warn when the model file is no longer this one.
+        run_config["model_sha256"] = file_sha256(os.path.join(tmp, MODEL_FILE))
         write_json(os.path.join(tmp, HISTORY_FILE), fitted["history"])
         write_json(os.path.join(tmp, METRICS_FILE), metrics)
         write_json(os.path.join(tmp, CONFIG_FILE), run_config)
