@@ -203,17 +203,19 @@ def test_keras_cache_dir_is_where_get_file_downloads(keras_home, tmp_path):
     assert path == os.path.join(compat.keras_cache_dir(), "models", name), message
 
 
-def test_keras_cache_dir_falls_back_like_get_file(tmp_path, monkeypatch, capsys):
-    # A home that cannot be written (here: missing) sends get_file to /tmp/.keras.
-    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "missing"))
+def test_keras_cache_dir_does_not_follow_get_files_fallback(tmp_path, monkeypatch):
+    # A home that cannot be written (here: missing) sends get_file to the
+    # world-writable /tmp/.keras. transferkit's own caches stay out of it.
+    home = tmp_path / "missing"
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
     source = tmp_path / "weights.h5"
     source.write_bytes(b"weights")
     name = f"transferkit-{uuid.uuid4().hex}.h5"
     path = keras.utils.get_file(name, origin=source.as_uri(), cache_subdir="models")
     try:
-        assert path == os.path.join(compat.keras_cache_dir(), "models", name), CHANGED.format(
+        assert path == os.path.join("/tmp", ".keras", "models", name), CHANGED.format(
             "get_file's fallback folder for an unwritable KERAS_HOME")
-        assert compat.keras_cache_dir() != str(tmp_path / "missing")
+        assert compat.keras_cache_dir() == str(home)
     finally:
         os.remove(path)
 

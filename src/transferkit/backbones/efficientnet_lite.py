@@ -155,7 +155,8 @@ def EfficientNetLite0(
             classifier (global average pooling, dropout, dense). Defaults to
             `True`.
         weights: `"imagenet"` (default) for the ImageNet weights, converted
-            on first use and cached under `$KERAS_HOME/models`; `None` for
+            on first use and cached under `$KERAS_HOME/models` with their
+            SHA-256, checked on every load; `None` for
             random initialization; or the path to a `.weights.h5` file saved
             from a model built with the same arguments.
         input_shape: optional shape tuple without the batch axis. Defaults to
@@ -430,9 +431,10 @@ def _load_imagenet_weights(model, include_top):
 def _write_cache(model, cached):
     """Writes the converted weights to `cached` and its digest record beside it.
 
-    Each file is written atomically, the weights first: an interruption
-    leaves either no record or one that does not match, and the next load
-    converts again. A folder that cannot be written only costs that.
+    Each file is written atomically, the record last, so that a record only
+    ever describes a complete file; an interruption between the two leaves
+    no record or an old one, and the next load converts again unless the old
+    one matches. A folder that cannot be written costs a conversion per load.
     """
     home = os.path.dirname(keras_models_dir())
     problem = None if models_dir_writable() else "not writable"
@@ -444,9 +446,9 @@ def _write_cache(model, cached):
                 # Hashed before the move: the record is of the bytes written
                 # here, whatever may be at the path later.
                 digest = file_sha256(tmp)
-            with atomic_output(cached + DIGEST_SUFFIX) as tmp:
-                with open(tmp, "w", encoding="ascii") as f:
-                    f.write(f"{digest}  {os.path.basename(cached)}\n")
+            record = f"{digest}  {os.path.basename(cached)}\n"
+            with atomic_output(cached + DIGEST_SUFFIX) as tmp, open(tmp, "w") as f:
+                f.write(record)
         except OSError as e:
             problem = f"not usable ({e.strerror or e})"
     if problem is not None:

@@ -156,9 +156,10 @@ class _Tensor(_Sealed):
             name: str, the tensor's key in the state dict (for the message).
             path: str, the checkpoint file (for the message).
         """
+        # Cut short: names and shapes come from the file, and may be long.
         where = (
-            f"{path}: tensor {name!r} (size {self.shape}, stride {self.strides}, "
-            f"offset {self.offset})"
+            f"{path}: tensor {name!r:.80} (size {self.shape!r:.80}, "
+            f"stride {self.strides!r:.80}, offset {self.offset})"
         )
         # Checked before anything below multiplies them: NumPy needs the byte
         # extent of the shape to fit in an int64 (even with a zero in it), and
@@ -362,7 +363,7 @@ def _checked_tensors(obj, path, max_bytes):
         total += value.nbytes
         if total > max_bytes:
             raise TransferkitError(
-                f"{path}: the tensors up to {name!r} hold {total:,} bytes, over "
+                f"{path}: the tensors up to {name!r:.80} hold {total:,} bytes, over "
                 f"max_bytes={max_bytes:,}; pass a larger max_bytes if the checkpoint is that big."
             )
     return obj
@@ -387,7 +388,7 @@ class _Budget:
 
 
 def _read_into(f, array):
-    """Fills `array` from `f`; returns the number of bytes read (short at end of file)."""
+    """Fills `array` from the file `f`; returns the bytes read (fewer at its end)."""
     buffer = memoryview(array.reshape(-1).view(np.uint8))
     filled = 0
     while filled < len(buffer):
@@ -399,12 +400,13 @@ def _read_into(f, array):
 
 
 def _read_member(archive, name, nbytes, budget):
-    """Reads the first `nbytes` of a zip member into a uint8 array, within `budget`.
+    """Reads the first `nbytes` of a zip member, within `budget`; returns a bytearray.
 
     The member's declared size counts against the budget before anything is
-    inflated, and the member is read to its end in blocks (so that its CRC is
-    checked), never past that size: a member that inflates to more is an
-    error, whatever the archive claims.
+    inflated. Memory then grows with the data actually inflated, block by
+    block, never with what the archive declares: a member may claim any size.
+    The rest of the member is read and dropped, so that its CRC is checked,
+    and reading past its declared size is an error.
     """
     path = budget.path
     info = archive.getinfo(name)
@@ -414,23 +416,22 @@ def _read_member(archive, name, nbytes, budget):
             f"{nbytes:,} expected: the file is truncated or damaged."
         )
     budget.take(info.file_size, f"archive member {name!r}")
-    array = np.empty(nbytes, np.uint8)
+    kept = bytearray()
+    seen = 0
     with archive.open(info) as f:
-        if _read_into(f, array) != nbytes:
-            raise TransferkitError(f"{path}: archive member {name!r} is truncated.")
-        rest = info.file_size - nbytes
-        while True:
+        while block := f.read(_BLOCK):
+            seen += len(block)
             # zipfile itself stops at the declared size; this does not rely on it.
-            block = f.read(min(_BLOCK, rest + 1))
-            rest -= len(block)
-            if rest < 0:
+            if seen > info.file_size:
                 raise TransferkitError(
                     f"{path}: archive member {name!r} inflates past the "
                     f"{info.file_size:,} bytes it declares: the file is damaged or crafted."
                 )
-            if not block:
-                break
-    return array
+            if len(kept) < nbytes:
+                kept += block[: nbytes - len(kept)]
+    if len(kept) != nbytes:
+        raise TransferkitError(f"{path}: archive member {name!r} is truncated.")
+    return kept
 
 
 def _load_legacy(f, path, max_bytes):
@@ -492,12 +493,12 @@ def _load_zip(path, max_bytes):
         if prefix + "byteorder" in names:
             member = prefix + "byteorder"
             size = min(archive.getinfo(member).file_size, 16)  # "little" or "big".
-            raw = _read_member(archive, member, size, budget).tobytes()
+            raw = _read_member(archive, member, size, budget)
             byteorder = "<" if raw == b"little" else ">"
         member = pickles[0]
         raw = _read_member(archive, member, archive.getinfo(member).file_size, budget)
         storages = {}
-        obj = _RestrictedUnpickler(io.BytesIO(raw.tobytes()), storages).load()
+        obj = _RestrictedUnpickler(io.BytesIO(raw), storages).load()
         del raw
         tensors = _checked_tensors(obj, path, max_bytes)
         for key, storage in storages.items():
@@ -506,7 +507,8 @@ def _load_zip(path, max_bytes):
                 raise TransferkitError(f"{path}: storage {key!r} is missing from the archive.")
             dtype = storage.storage_type.dtype.newbyteorder(byteorder)
             raw = _read_member(archive, member, storage.numel * dtype.itemsize, budget)
-            storage.array = raw.view(dtype).astype(dtype.newbyteorder("="), copy=False)
+            array = np.frombuffer(raw, dtype=dtype)  # Shares the bytearray, writable.
+            storage.array = array.astype(dtype.newbyteorder("="), copy=False)
         return {name: tensor.to_numpy() for name, tensor in tensors.items()}
 
 
