@@ -33,6 +33,27 @@ def make_folder(root, n=10, seed=0, classes=("blue", "red"), corrupt=False):
     return root
 
 
+_HOLD_OUTPUT = """
+import sys, time
+from transferkit.outputs import output_folder
+with output_folder(sys.argv[1], "train") as tmp:
+    open(tmp + "/half-written.json", "w").close()
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_output(path):
+    """Another process in the middle of writing the run folder `path` (lock held)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_OUTPUT, str(path)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing", "the writer never started"
+    return process
+
+
 def run(*argv):
     return cli.main([str(a) for a in argv])
 

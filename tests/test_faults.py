@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import h5py
@@ -13,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import FAST, make_folder, run
+from helpers import FAST, hold_output, make_folder, run
 from transferkit.errors import TransferkitError
 from transferkit.outputs import output_folder
 
@@ -124,20 +123,8 @@ def test_sigterm_stops_a_real_run_with_exit_143_and_leaves_nothing(data, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["data"]  # no run, no temporary folder, no lock
 
 
-HOLD = textwrap.dedent("""
-    import sys, time
-    from transferkit.outputs import output_folder
-    with output_folder(sys.argv[1], "train") as tmp:
-        open(tmp + "/half-written.json", "w").close()
-        print("writing", flush=True)
-        time.sleep(120)
-""")
-
-
 def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run(tmp_path):
-    killed = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")],
-                              stdout=subprocess.PIPE, text=True)
-    assert killed.stdout.readline().strip() == "writing"
+    killed = hold_output(tmp_path / "run")
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".run.tmp-")]

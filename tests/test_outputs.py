@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -24,7 +23,7 @@ from transferkit.outputs import (
     output_folder,
 )
 
-from helpers import FAST, make_folder
+from helpers import FAST, hold_output, make_folder
 
 TRAIN = [*FAST, "--epochs", "1,0"]
 LR_FIND = [a for a in FAST if a != "--no-report"]
@@ -237,21 +236,10 @@ def test_a_second_writer_on_the_same_output_fails_at_once(tmp_path):
     assert os.listdir(tmp_path) == ["run"]  # lock removed
 
 
-HOLD_LOCK = textwrap.dedent("""
-    import sys, time
-    from transferkit.outputs import output_folder
-    with output_folder(sys.argv[1], "train"):
-        print("locked", flush=True)
-        time.sleep(120)
-""")
-
-
 def test_a_concurrent_train_process_on_the_same_out_exits_2_naming_the_holder(scratch):
     here, data = scratch
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(here / "runs_a")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = hold_output(here / "runs_a")
     try:
-        assert holder.stdout.readline().strip() == "locked"
         second = subprocess.run(
             [sys.executable, "-m", "transferkit.cli", "train", "data/train", "--out", "runs_a",
              *TRAIN], capture_output=True, text=True, timeout=300)
@@ -266,9 +254,7 @@ def test_a_concurrent_train_process_on_the_same_out_exits_2_naming_the_holder(sc
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, text=True)
-    assert dead.stdout.readline().strip() == "locked"
+    dead = hold_output(tmp_path / "run")
     dead.send_signal(signal.SIGKILL)
     dead.wait()
     lock = tmp_path / ".run.lock"

@@ -20,6 +20,21 @@ COMPARISON_FILE = "comparison.png"
 REPORT_FILE = "report.html"
 
 
+def jsonable(value):
+    """`value` as a run's JSON files store it: paths as text, tuples as lists.
+
+    A Keras object (a regularizer given instead of a spec) is stored as its
+    `repr`: JSON cannot hold it, and the run's record should still say what it was.
+    """
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "get_config"):
+        return repr(value)
+    return value
+
+
 def write_json(path, data):
     """Writes `data` as indented JSON (NaN and infinity as `null`)."""
     with open(path, "w", encoding="utf-8") as f:

@@ -30,6 +30,7 @@ Decisions that a user can rely on:
 """
 
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -184,8 +185,6 @@ class ImageFolder:
 
 def _reading_errors(function):
     """Turns an `OSError` while reading the user's files into one `TransferkitError` line."""
-    import functools
-
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:

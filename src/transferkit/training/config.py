@@ -19,8 +19,10 @@ import dataclasses
 import difflib
 import math
 import numbers
+import os
 
 from transferkit.errors import TransferkitError
+from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
 HEADS = ("softmax", "logreg", "linear-svm")
@@ -173,9 +175,7 @@ def _dropout_after(name, value):
 
 
 def _check_weights_file(weights):
-    import os
-
-    import h5py
+    import h5py  # only for a weights file: h5py costs ~0.1 s to import
 
     if not isinstance(weights, (str, os.PathLike)):
         raise TransferkitError(f"weights must be 'imagenet', None or a weights file; got "
@@ -479,7 +479,7 @@ class TrainingConfig:
 
     def to_dict(self):
         """The fields as JSON-ready values: what `config.json` stores."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values, where="the configuration"):
@@ -524,12 +524,6 @@ def check_names(options, allowed, where):
                 f"Unknown option {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                 + f" in {where}; the options are {', '.join(allowed)}."
             )
-
-
-def _jsonable(value):
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 # --------------------------------------------------------------------------

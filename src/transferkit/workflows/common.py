@@ -57,17 +57,6 @@ def checked_cache_dir(cache_dir):
     return path
 
 
-def jsonable(value):
-    """`value` as `config.json` stores it (paths as text, tuples as lists)."""
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "get_config"):  # a Keras regularizer object
-        return repr(value)
-    return value
-
-
 def versions():
     """The versions a run records: transferkit, Keras and its backend, Python, NumPy."""
     import keras

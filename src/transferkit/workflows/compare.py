@@ -45,13 +45,13 @@ from transferkit.runs import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    jsonable,
 )
 from transferkit.training.config import TrainingConfig, check_names, training_config
 from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
     checked_cache_dir,
-    jsonable,
     scan_split,
     versions,
 )

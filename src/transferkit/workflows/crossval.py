@@ -14,10 +14,10 @@ import time
 import numpy as np
 
 from transferkit.errors import TransferkitError
-from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE
+from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
 from transferkit.training.config import training_config
 from transferkit.training.trainer import Trainer
-from transferkit.workflows.common import FEATURES_DIR, checked_cache_dir, jsonable, versions
+from transferkit.workflows.common import FEATURES_DIR, checked_cache_dir, versions
 
 # The per-fold figures the table shows and the summary averages.
 SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")

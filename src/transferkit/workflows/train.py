@@ -10,6 +10,7 @@ from transferkit.runs import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    jsonable,
     write_json,
 )
 from transferkit.saving import file_sha256
@@ -18,7 +19,6 @@ from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
     checked_cache_dir,
-    jsonable,
     plot_fit,
     scan_split,
     versions,
