@@ -7,6 +7,7 @@ after SIGTERM, 1 for anything unexpected.
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -52,6 +53,15 @@ def main(argv=None):
         if args.debug:
             raise
         terminated = isinstance(e, Terminated)
+        kept = getattr(e, "checkpoint", None)  # train's last complete epoch
+        if kept:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            command = shlex.join(["transferkit", *argv, *([] if "--resume" in argv
+                                                          else ["--resume"])])
+            print(f"transferkit: {'terminated' if terminated else 'interrupted'} at epoch "
+                  f"{kept['completed'] + 1}/{kept['total']} (epochs 1-{kept['completed']} "
+                  f"kept in {kept['folder']}); resume with: {command}", file=sys.stderr)
+            return TERMINATED if terminated else INTERRUPTED
         print(f"transferkit: {'terminated' if terminated else 'interrupted'}; nothing was "
               "written (an output being written was removed).", file=sys.stderr)
         return TERMINATED if terminated else INTERRUPTED
@@ -155,6 +165,9 @@ def _parser():
                     help="do not write report.html / report.json")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace --out if it is a previous train run (nothing else is replaced)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from the checkpoint in OUT.partial/ "
+                    "(kept after every epoch; same options and data required)")
     tr.set_defaults(command="train", run=_train)
 
     cv = commands.add_parser(
@@ -402,7 +415,7 @@ def _train(args):
     backbone, given = _recipe_options(args)
     train(args.data_dir, backbone, args.out, val=args.val, val_split=args.val_split,
           cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-          overwrite=args.overwrite, **given)
+          overwrite=args.overwrite, resume=args.resume, **given)
 
 
 def _lr_find(args):

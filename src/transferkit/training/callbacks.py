@@ -37,6 +37,7 @@ import numbers
 import os
 
 import keras
+import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.models.freezing import BATCHNORM_MODES, freeze
@@ -191,6 +192,29 @@ class BestWeights(keras.callbacks.Callback):
             # Like ModelCheckpoint, which this replaces in FineTuner.
             os.makedirs(os.path.dirname(os.path.abspath(self.filepath)), exist_ok=True)
             save_weights(self.full_model or self.model, self.filepath)
+
+    def best_weights(self, model):
+        """The best values of `model.weights`, or `None` before any best.
+
+        Weights no call has trained yet have their current values. With
+        `restore_best`, what a resumed run needs (`transferkit.training.resume`).
+        """
+        if not self._best_values:
+            return None
+        return [self._best_values[id(v)][1] if id(v) in self._best_values
+                else keras.ops.convert_to_numpy(v) for v in model.weights]
+
+    def restore_best(self, model, value, epoch, values, *, give_back=False):
+        """Takes the state `best_weights` saved: the best value, its epoch, the values.
+
+        With `give_back`, `model` is set to them, as at the end of a call.
+        """
+        self.best, self.best_epoch = float(value), epoch
+        self._best_values = {id(v): (v, np.asarray(a)) for v, a in zip(model.weights, values)}
+        self._behind = False
+        if give_back:
+            for variable, best in self._best_values.values():
+                variable.assign(best)
 
 
 class PhaseSwitch(keras.callbacks.Callback):

@@ -84,6 +84,12 @@ class FineTuner:
             than the plain path (K instead of one per epoch), in exchange for
             K forward passes through the backbone instead of one per epoch.
         verbose: Keras' `verbose` for `fit`. Defaults to `"auto"`.
+        partial: a `transferkit.training.resume.PartialRun`: a checkpoint
+            after every epoch in its folder, and, when `load()` found one, the
+            run continues from it (finished phases skipped). Each epoch is
+            then seeded from `(seed, phase, epoch)` and arrays are served by
+            a `PyDataset` shuffled per epoch, so that a resumed run draws the
+            same randomness as an uninterrupted one. Defaults to `None`.
 
     Attributes (after `fit`):
         history_: dict of per-epoch lists across phases (`loss`, `val_loss`,
@@ -107,7 +113,8 @@ class FineTuner:
 
     def __init__(self, phases=None, *, batch_size=32, patience=5, monitor=None,
                  batchnorm="frozen", blocks=None, loss=None, metrics=None, checkpoint=None,
-                 seed=None, callbacks=None, cache=True, augmented_copies=0, verbose="auto"):
+                 seed=None, callbacks=None, cache=True, augmented_copies=0, verbose="auto",
+                 partial=None):
         self.phases = phases
         self.batch_size = batch_size
         self.patience = patience
@@ -122,6 +129,7 @@ class FineTuner:
         self.cache = cache
         self.augmented_copies = augmented_copies
         self.verbose = verbose
+        self.partial = partial
 
     def fit(self, model, x, y=None, *, validation_data=None, sample_weight=None,
             features=None):
@@ -169,8 +177,24 @@ class FineTuner:
         steps = _steps_per_epoch(x, y, self.batch_size)
         history, records = {}, []
         backbone_trained = False  # given features are stale once it has
+        saved = {}  # phase index -> its state in the checkpoint resumed from
+        if self.partial is not None:
+            self.partial.total = sum(p.epochs for p in phases)
+            saved = self.partial.restore(model, best)
         for index, phase in enumerate(phases):
             summary = freeze(model, phase.unfreeze, batchnorm=self.batchnorm, blocks=self.blocks)
+            done = saved.get(index, {})
+            if done.get("done"):  # finished before the interruption
+                self._say(f"Phase {index + 1}/{len(phases)} ({phase.name}): finished before "
+                          f"the interruption ({self.partial.folder}).")
+                first, ran = _extend_history(history, done["logs"], index, done["rates"])
+                backbone_trained |= bool(ran) and parse_plan(phase.unfreeze).kind != "none"
+                records.append(self._record(phase, first, ran, done["stopped_early"], summary))
+                continue
+            start = len(done.get("logs", {}).get("loss", []))  # epochs run before
+            if start:
+                self._say(f"Resuming phase {index + 1}/{len(phases)} ({phase.name}) at epoch "
+                          f"{start + 1}/{phase.epochs} from {self.partial.folder}.")
             self._say(f"Phase {index + 1}/{len(phases)} ({phase.name}): {phase.epochs} epochs "
                       f"at learning rate {phase.learning_rate:g}; {summary}.")
             optimizer, scheduled = phase.build_optimizer(model, steps, monitor=monitor,
@@ -195,20 +219,36 @@ class FineTuner:
                     trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
                 callbacks = [rates, *scheduled, *(self.callbacks or []),
                              *([stopper] if stopper else []), best]
-                run = trained.fit(**data, epochs=phase.epochs, callbacks=callbacks,
-                                  verbose=self.verbose) if phase.epochs else None
-            first, ran = _extend_history(history, run.history if run else {}, index,
-                                         rates.values)
+                logs = {}
+                if self.partial is not None and phase.epochs:
+                    checkpoint = self.partial.callback(
+                        model, index, phase, best=best, rates=rates, stopper=stopper,
+                        scheduled=scheduled)
+                    callbacks.append(checkpoint)  # last: it reads what the others decided
+                    logs = checkpoint.logs  # the epochs before the interruption, then these
+                    data = self.partial.data(data, index, start)
+                run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
+                                  callbacks=callbacks, verbose=self.verbose) \
+                    if phase.epochs else None
+            if self.partial is None and run is not None:
+                logs = run.history
+            first, ran = _extend_history(history, logs, index, rates.values)
             backbone_trained |= bool(ran) and parse_plan(phase.unfreeze).kind != "none"
-            records.append({
-                **phase.to_dict(), "first_epoch": first, "epochs_run": ran,
-                "stopped_early": bool(stopper is not None and stopper.stopped_epoch > 0),
-                "trainable_params": summary.trainable_params,
-                "backbone_params": summary.total_params,
-                "batchnorm_frozen": summary.batchnorm_frozen,
-            })
+            records.append(self._record(
+                phase, first, ran, stopper is not None and stopper.stopped_epoch > 0, summary))
         self._keep_results(history, records, monitor, best.mode)
         return self
+
+    @staticmethod
+    def _record(phase, first, ran, stopped_early, summary):
+        """The entry of `phases_` for one phase."""
+        return {
+            **phase.to_dict(), "first_epoch": first, "epochs_run": ran,
+            "stopped_early": bool(stopped_early),
+            "trainable_params": summary.trainable_params,
+            "backbone_params": summary.total_params,
+            "batchnorm_frozen": summary.batchnorm_frozen,
+        }
 
     def _check_settings(self):
         if self.batchnorm not in BATCHNORM_MODES:

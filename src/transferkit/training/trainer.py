@@ -48,18 +48,21 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
-            checkpoint=None):
+            checkpoint=None, partial=None):
         """Builds and trains one model; returns a dict of what came out.
 
         `features`, optional, is a callable `extractor -> (train features,
         validation features)`: where frozen features come from (a cache).
+        `partial`, optional, a loaded `transferkit.training.resume.PartialRun`:
+        a checkpoint after every epoch, and a resume from its last one
+        (`FineTuner`'s `partial`; a linear head ignores it).
         """
         if self.config.seed is not None:
             keras.utils.set_random_seed(self.config.seed)
         if self.config.linear:
             return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                 checkpoint)
+                                 checkpoint, partial)
 
     def build_model(self, num_classes):
         """The model to train: `build` plus inserted dropout and constraints."""
@@ -85,7 +88,8 @@ class Trainer:
             constrain(model, kernel=self.config.kernel_constraint)
         return model
 
-    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint):
+    def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
+                     partial=None):
         from transferkit.training.features import cache_refusal, feature_extractor
 
         model = self.build_model(num_classes)
@@ -98,6 +102,7 @@ class Trainer:
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
+            partial=partial,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
         if checkpoint is not None and os.path.exists(checkpoint):

@@ -48,6 +48,7 @@ from transferkit.runs import (
     jsonable,
 )
 from transferkit.training.config import TrainingConfig, check_names, training_config
+from transferkit.training.resume import PartialRun
 from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
@@ -226,7 +227,11 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                             trainer.features(cache, extractor, x_val, val_set.files, "validation",
                                              where))
 
-                fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes, features=features)
+                # Epochs seeded as train seeds them: a variant equal to the base
+                # repeats train's numbers.
+                fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes,
+                                     features=features,
+                                     partial=PartialRun(None, None, seed=trainer.config.seed))
                 history = fitted["history"]["history"]
                 diagnosis = diagnose(history, num_classes=num_classes)
                 best = fitted["metrics"]["best_epoch"] - 1

@@ -1,8 +1,11 @@
 """`train`: an image folder and a backbone in, a complete run folder out."""
 
+import hashlib
 import os
+import shutil
 import time
 
+from transferkit.errors import TransferkitError
 from transferkit.outputs import output_folder
 from transferkit.runs import (
     CONFIG_FILE,
@@ -15,6 +18,7 @@ from transferkit.runs import (
 )
 from transferkit.saving import file_sha256
 from transferkit.training.config import training_config
+from transferkit.training.resume import PartialRun
 from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
@@ -26,7 +30,7 @@ from transferkit.workflows.common import (
 
 
 def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, report=True,
-          strict=False, overwrite=False, verbose="auto", **options):
+          strict=False, overwrite=False, resume=False, verbose="auto", **options):
     """Fine-tunes a catalogue backbone on an image folder; writes a run folder.
 
     The data: `data_dir` has one subfolder per class. Validation images come
@@ -70,6 +74,14 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         overwrite: replace `out` if it is a previous `train` run (its
             `config.json` says so) or an empty folder; anything else there is
             refused. Defaults to `False`.
+        resume: continue an interrupted run from `<out>.partial/`. While a
+            network trains, a checkpoint of every completed epoch is kept in
+            that visible folder beside `out` (`transferkit.training.resume`),
+            removed once `out` is written. A later run on the same `out` with
+            `resume=True` continues from its last epoch; with other options
+            or data it is refused. Without a checkpoint, `resume=True` trains
+            from the start. Without `resume`, an existing `<out>.partial/`
+            is refused (pass `resume=True` or remove it). Defaults to `False`.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
         **options: how the model is built and trained: the fields of
             `TrainingConfig` (`head`, `epochs`, `learning_rate`, `unfreeze`,
@@ -96,6 +108,12 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     config = training_config(backbone, options, "train")
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
+    partial_dir = partial_folder(out)
+    if os.path.exists(partial_dir) and not resume:
+        raise TransferkitError(
+            f"{partial_dir} holds the checkpoint of an interrupted run: pass --resume "
+            "(resume=True) to continue it, or remove the folder to start again.")
+    partial = None
     with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
                        overwrite=overwrite) as tmp:
         folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict)
@@ -104,6 +122,17 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     f"{trainer.size}x{trainer.size}.")
         trainer.hint(len(train_set))
         x_train, y_train = train_set.load(trainer.size, crop=config.crop, verbose=trainer.bar())
+        if not config.linear:
+            partial = PartialRun(partial_dir, {
+                "training": config.to_dict(), "class_names": list(train_set.class_names),
+                "train_files": _files_digest(train_set.files),
+                "val_files": _files_digest(val_set.files),
+            }, seed=config.seed)
+            partial.total = sum(phase.epochs for phase in trainer.recipe)
+            if resume and partial.load():
+                trainer.say(f"Resuming from {partial_dir}: {partial.completed} epochs done.")
+            elif resume:
+                trainer.say(f"No checkpoint in {partial_dir}: training from the start.")
         x_val, y_val = val_set.load(trainer.size, crop=config.crop, verbose=trainer.bar())
 
         cache = FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR))
@@ -115,9 +144,17 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     trainer.features(cache, extractor, x_val, val_set.files, "validation",
                                      where))
 
-        fitted = trainer.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
-                             features=features,
-                             checkpoint=os.path.join(tmp, "best.weights.h5"))
+        try:
+            fitted = trainer.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
+                                 features=features,
+                                 checkpoint=os.path.join(tmp, "best.weights.h5"),
+                                 partial=partial)
+        except KeyboardInterrupt as e:
+            if partial is not None and partial.latest() is not None:
+                # For the command line's message: what is kept, and where.
+                e.checkpoint = {"folder": partial_dir, "completed": partial.completed,
+                                "total": partial.total}
+            raise
         model = fitted["model"]
         metrics = {
             **fitted["metrics"],
@@ -158,6 +195,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             from transferkit.evaluation.report import write_report
 
             write_report(tmp, data_dir=val_set, location=out)
+    if partial is not None:
+        shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
     if config.linear:
         trainer.say(f"{config.head} (C={fitted['linear'].C_:g}): val_accuracy "
                     f"{metrics['best_val_accuracy']:.4f}. Wrote {out} in "
@@ -169,3 +208,16 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     f"{metrics['seconds']:.0f} s.")
     return {"model": model, "tuner": fitted["tuner"], "linear": fitted["linear"],
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
+
+
+def partial_folder(out):
+    """The checkpoint folder of a run on `out`: `<out>.partial`, beside it."""
+    return os.fspath(out).rstrip("/" + os.sep) + ".partial"
+
+
+def _files_digest(files):
+    """A SHA-256 of the files' paths and sizes: the data a checkpoint was made on."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{os.path.abspath(path)}\0{os.path.getsize(path)}\n".encode())
+    return digest.hexdigest()
