@@ -53,6 +53,8 @@ def no_scan(monkeypatch):
     (["--unfreeze", "blocks:99"], "mobilenet_v3_small has 11 blocks"),
     (["--image-size", "100000"], "GiB of memory"),
     (["--batch-size", "100000", "--image-size", "4000"], "lower --image-size or --batch-size"),
+    (["--unfreeze", "from:expanded_conv_99"], "has no layer 'expanded_conv_99'"),
+    (["--unfreeze", "last:999"], "the backbone has only"),
 ])
 def test_mistakes_known_from_the_catalogue_stop_before_the_scan(data, tmp_path, capsys,
                                                                  monkeypatch, args, words):
@@ -60,6 +62,20 @@ def test_mistakes_known_from_the_catalogue_stop_before_the_scan(data, tmp_path, 
     assert run("train", data, "--out", tmp_path / "run", *FAST, *args) == 2
     assert words in one_line(capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+def test_too_little_free_space_stops_before_the_scan(data, tmp_path, capsys, monkeypatch):
+    no_scan(monkeypatch)
+    real = __import__("shutil").disk_usage
+
+    def nearly_full(path):
+        return real(path)._replace(free=5 << 20)
+
+    monkeypatch.setattr("transferkit.outputs.shutil.disk_usage", nearly_full)
+    assert run("train", data, "--out", tmp_path / "run", *FAST) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "Not enough free space" in line and "5.0 MiB are free" in line
+    assert sorted(os.listdir(tmp_path)) == ["data"]
 
 
 def test_a_weights_file_that_is_not_one_stops_before_the_scan(data, tmp_path, capsys,

@@ -17,18 +17,23 @@ pytestmark = [
 ]
 
 
-def test_efficientnet_lite0_reaches_093_on_ants_vs_bees(tmp_path):
+def test_efficientnet_lite0_averages_093_on_ants_vs_bees_over_three_seeds(tmp_path):
     import transferkit
 
     spec = importlib.util.spec_from_file_location("bench_hymenoptera", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = tmp_path / "run"
-    run = transferkit.train(HYMENOPTERA / "train", out=out, val=HYMENOPTERA / "val",
-                            verbose=0, **bench.RECIPE)
-    # The PyTorch tutorial's figures are 0.935 and 0.948; the floor is 0.93.
-    assert run["metrics"]["best_val_accuracy"] >= 0.93
-    result = transferkit.evaluate(out, HYMENOPTERA / "val")
-    assert result["images"] == 153
-    assert result["accuracy"] >= 0.93
-    assert result["accuracy"] == pytest.approx(run["metrics"]["final_val_accuracy"])
+    scores = []
+    for seed in bench.SEEDS:
+        out = tmp_path / f"run-{seed}"
+        run = transferkit.train(HYMENOPTERA / "train", out=out, val=HYMENOPTERA / "val",
+                                verbose=0, **{**bench.RECIPE, "seed": seed})
+        scores.append(run["metrics"]["best_val_accuracy"])
+        result = transferkit.evaluate(out, HYMENOPTERA / "val")
+        assert result["images"] == 153
+        assert result["accuracy"] == pytest.approx(run["metrics"]["final_val_accuracy"])
+    # The PyTorch tutorial's figures are 0.935 and 0.948 (one run each). One
+    # run moves by a photo or two (1/153 = 0.0065) with the seed; the floor is
+    # on the mean of three seeds, and no seed may fall far below it.
+    assert sum(scores) / len(scores) >= 0.93, scores
+    assert min(scores) >= 0.92, scores

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -197,3 +198,84 @@ def test_a_checkpoint_of_other_options_is_refused(tmp_path):
     partial = resume.PartialRun(tmp_path, {"data": "other"}, seed=3)
     with pytest.raises(TransferkitError, match=r"data: 'tiny' then, 'other' now"):
         partial.load()
+
+
+def test_features_computed_before_an_interruption_are_reused(data, tmp_path, monkeypatch,
+                                                             capsys):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:  # Ctrl-C in the first epoch: no checkpoint yet
+        patch.setattr(resume.PartialRun, "save", _raise(KeyboardInterrupt))
+        assert run("train", data, "--out", out, *ARGS) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    features = tmp_path / "run.partial" / "features"
+    assert f"features computed so far are kept in {features}" in line
+    kept = sorted(p.name for p in features.glob("*.npy"))
+    assert len(kept) == 2  # training and validation
+
+    assert run("train", data, "--out", out, *ARGS) == 0  # no checkpoint: --resume not needed
+    text = capsys.readouterr().out
+    assert "Training features: read from" in text and "Validation features: read from" in text
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert sorted(p.name for p in (out / "features").glob("*.npy")) == kept
+
+
+def _raise(error):
+    def raising(*args, **kwargs):
+        raise error
+
+    return raising
+
+
+# --------------------------------------------------------------------------
+# Real signals, in both phases (slow).
+
+# Augmented (the default): every epoch runs the backbone.
+SIGNALLED = [{"2,1": "4,4", "32": "128"}.get(a, a) for a in FAST
+             if a != "--no-augment"] + ["--lr", "0.01"]
+
+
+def _signalled(data, out, signum, after, resuming=False):
+    """Runs train, sends `signum` once the checkpoint of epoch `after` exists."""
+    process = subprocess.Popen(
+        [*CLI, "train", data, "--out", out, *SIGNALLED, *(["--resume"] if resuming else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    partial = f"{out}.partial"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        found = [int(p[6:]) for p in (os.listdir(partial) if os.path.isdir(partial) else [])
+                 if p.startswith("epoch-")]
+        if found and max(found) >= after:
+            break
+        time.sleep(0.01)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    state = read_json(resume.PartialRun(partial, None).latest() + "/state.json")
+    return process.returncode, err.decode(), state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, second", [(signal.SIGINT, signal.SIGKILL),
+                                           (signal.SIGKILL, signal.SIGTERM)])
+def test_signals_in_both_phases_resume_to_the_uninterrupted_run(tmp_path, first, second):
+    # Epochs long enough to be interrupted in phase 1 (4 epochs) and in
+    # phase 2 (4 epochs).
+    data = make_folder(tmp_path / "data", n=24)
+    reference = tmp_path / "reference"
+    assert run("train", data, "--out", reference, *SIGNALLED) == 0
+    out = tmp_path / "run"
+    expected = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+    for signum, after, phase, resuming in ((first, 1, 0, False), (second, 5, 1, True)):
+        code, err, state = _signalled(data, out, signum, after, resuming)
+        assert code == expected[signum], err[-2000:]
+        assert state["phase"] == phase, "the signal came too late; slow the epochs down"
+        if signum != signal.SIGKILL:
+            line = err.strip().splitlines()[-1]
+            word = "interrupted" if signum == signal.SIGINT else "terminated"
+            assert f"{word} at epoch {state['completed'] + 1}/8" in line, line
+            assert line.endswith(f"--out {out} {' '.join(SIGNALLED)} --resume")
+        assert not out.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a SIGKILLed run's leftovers, removed
+        assert run("train", data, "--out", out, *SIGNALLED, "--resume") == 0
+    assert not os.path.exists(f"{out}.partial")
+    assert_same_run(out, reference)

@@ -62,8 +62,12 @@ def main(argv=None):
                   f"{kept['completed'] + 1}/{kept['total']} (epochs 1-{kept['completed']} "
                   f"kept in {kept['folder']}); resume with: {command}", file=sys.stderr)
             return TERMINATED if terminated else INTERRUPTED
-        print(f"transferkit: {'terminated' if terminated else 'interrupted'}; nothing was "
-              "written (an output being written was removed).", file=sys.stderr)
+        features = getattr(e, "kept", None)  # train's features, computed before
+        print(f"transferkit: {'terminated' if terminated else 'interrupted'}; "
+              + (f"the features computed so far are kept in {features} for the next run on "
+                 "this --out; nothing else was written." if features else
+                 "nothing was written (an output being written was removed)."),
+              file=sys.stderr)
         return TERMINATED if terminated else INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`transferkit predict ... | head -1`): no more

@@ -122,7 +122,7 @@ def check_output_file(path, *, inputs=(), overwrite=False, suffix=None, flag="ou
 
 
 @contextlib.contextmanager
-def output_folder(path, command, *, inputs=(), overwrite=False):
+def output_folder(path, command, *, inputs=(), overwrite=False, space=0):
     """Writes a run folder complete or not at all; yields the folder to write into.
 
     On entry: `check_output_folder`, then the lock (a second run on `path`
@@ -141,6 +141,9 @@ def output_folder(path, command, *, inputs=(), overwrite=False):
         command: the writing command, recorded for `overwrite` checks.
         inputs: paths the run reads, which the output must not touch.
         overwrite: see `check_output_folder`.
+        space: bytes the run will need there at its peak (an estimate):
+            less free space is an error on entry, before any work.
+            Defaults to 0.
 
     Example:
 
@@ -160,6 +163,7 @@ def output_folder(path, command, *, inputs=(), overwrite=False):
         tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.mkdir(tmp)
         try:
+            _check_space(tmp, space, path)
             yield tmp
             _publish_folder(tmp, target, before, path)
         except BaseException:
@@ -345,6 +349,20 @@ def _checked_path(path, flag, inputs, folder):
     if not os.path.isdir(parent):
         raise TransferkitError(f"The folder {parent} does not exist; create it first.")
     return target
+
+
+def _check_space(folder, needed, path):
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise TransferkitError(
+            f"Not enough free space for {path}: the run needs about {_size(needed)} there "
+            f"and {_size(free)} are free; free some space or choose another output.")
+
+
+def _size(count):
+    if count >= 2**30:
+        return f"{count / 2**30:.1f} GiB"
+    return f"{count / 2**20:.0f} MiB" if count >= 10 * 2**20 else f"{count / 2**20:.1f} MiB"
 
 
 def _inside(path, folder):

@@ -38,7 +38,7 @@ def jsonable(value):
 def write_json(path, data):
     """Writes `data` as indented JSON (NaN and infinity as `null`)."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_clean(data), f, indent=2, allow_nan=False)
+        json.dump(json_ready(data), f, indent=2, allow_nan=False)
         f.write("\n")
 
 
@@ -53,11 +53,13 @@ def read_json(path):
             raise TransferkitError(f"{path} is not valid JSON ({e}).") from None
 
 
-def _clean(value):
+def json_ready(value):
+    """`value` as JSON stores it: keys as text, tuples as lists, NumPy scalars
+    as numbers, NaN and infinity as `None` (so a value read back compares equal)."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # NumPy scalars
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

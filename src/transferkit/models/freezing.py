@@ -270,6 +270,30 @@ def freeze(model, unfreeze="none", *, batchnorm="frozen", blocks=None, backbone=
     )
 
 
+def check_plan(backbone, unfreeze, *, blocks=None):
+    """Raises the error `freeze` would raise for `unfreeze` on `backbone`; changes nothing.
+
+    Lets a run check its freeze plans against the backbone's layers (e.g.
+    a `from:LAYER` name, a `last:N` count) before any data is read.
+
+    Args:
+        backbone: the backbone model (the nested model `freeze` acts on).
+        unfreeze: the freeze plan.
+        blocks: as for `freeze`; needed for `"blocks:N"` only.
+
+    Example:
+
+    >>> check_plan(keras.applications.MobileNetV2(weights=None, include_top=False),
+    ...            "from:block_99_expand")  # doctest: +SKIP
+    Traceback (most recent call last):
+    TransferkitError: Freeze plan from:block_99_expand: the backbone has no layer ...
+    """
+    plan = parse_plan(unfreeze)
+    layers = backbone.layers
+    weighted = [i for i, layer in enumerate(layers) if layer.weights]
+    _first_trainable(plan, layers, weighted, backbone, blocks)
+
+
 def _first_trainable(plan, layers, weighted, model, blocks):
     """The index in `layers` from which the backbone trains."""
     if plan.kind == "none":

@@ -455,6 +455,13 @@ class TrainingConfig:
         if self.weights not in (None, "imagenet"):
             _check_weights_file(self.weights)
         size = self.image_size or backbone.default_size
+        if plan.kind in ("last", "fraction", "from") and backbone.modality == "image":
+            # Against the backbone's layers: its architecture, without weights.
+            from transferkit.backbones.loading import load_backbone
+            from transferkit.models.freezing import check_plan
+
+            check_plan(load_backbone(backbone.name, weights=None, input_shape=(size, size, 3)),
+                       plan, blocks=backbone)
         # One batch as the backbone's float32 input: the least a step needs.
         check_memory(self.batch_size * size * size * 3 * 4,
                      f"A batch of {self.batch_size} images at {size}x{size}",

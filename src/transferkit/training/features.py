@@ -194,8 +194,9 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
         os.makedirs(folder, exist_ok=True)
         handle, tmp = tempfile.mkstemp(suffix=".npy.tmp", dir=folder)
         os.close(handle)
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     try:
+        if tmp is not None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
         for start in range(0, len(x), batch_size):
             batch = np.asarray(x[start:start + batch_size])

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import TransferkitError
+from transferkit.runs import json_ready
 from transferkit.saving import save_weights
 from transferkit.training.features import AugmentedFeatures
 
@@ -96,7 +97,7 @@ class PartialRun:
         except (OSError, ValueError) as e:
             raise TransferkitError(f"Cannot read the checkpoint in {latest} ({e}); remove "
                                    f"{self.folder} to start again.") from e
-        difference = _difference(state.get("identity"), jsonable(self.identity))
+        difference = _difference(state.get("identity"), json_ready(self.identity))
         if difference is not None:
             raise TransferkitError(
                 f"{self.folder} was made by a run with different options or data ({difference});"
@@ -182,7 +183,7 @@ class PartialRun:
             if moments is not None:
                 np.savez(os.path.join(tmp, "optimizer.npz"), *moments)
             with open(os.path.join(tmp, STATE_FILE), "w") as f:
-                json.dump(jsonable({**state, "identity": self.identity, "seed": self.seed}), f)
+                json.dump(json_ready({**state, "identity": self.identity, "seed": self.seed}), f)
             target = os.path.join(self.folder, name)
             if os.path.exists(target):
                 shutil.rmtree(target)
@@ -303,14 +304,3 @@ def _difference(saved, now):
                 return f"{key}.{inner}" if nested else f"{key}: {inner}"
         return None
     return None if saved == now else f"{saved!r} then, {now!r} now"
-
-
-def jsonable(value):
-    """`value` with tuples as lists and NumPy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -64,6 +64,17 @@ class Trainer:
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
                                  checkpoint, partial)
 
+    def disk_space(self):
+        """About the most bytes a run writes at once, from the parameter count.
+
+        The saved model; for a network, also the best epoch's weights and,
+        while an epoch checkpoint replaces the previous one, two checkpoints
+        of weights, best weights and optimizer moments
+        (`transferkit.training.resume`). Features are not counted (small).
+        """
+        weights = 4 * self.backbone.parameters
+        return weights if self.config.linear else weights * (2 + 2 * 4)
+
     def build_model(self, num_classes):
         """The model to train: `build` plus inserted dropout and constraints."""
         from transferkit.models.model import build

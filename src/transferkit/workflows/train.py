@@ -1,5 +1,6 @@
 """`train`: an image folder and a backbone in, a complete run folder out."""
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -109,13 +110,17 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
     partial_dir = partial_folder(out)
-    if os.path.exists(partial_dir) and not resume:
+    partial = None
+    if PartialRun(partial_dir, None).latest() is not None and not resume:
         raise TransferkitError(
             f"{partial_dir} holds the checkpoint of an interrupted run: pass --resume "
             "(resume=True) to continue it, or remove the folder to start again.")
-    partial = None
+    # Features computed before an interruption are kept there too (their keys
+    # check them), so that any later run on `out` reuses them.
+    features_dir = cache_dir or os.path.join(partial_dir, FEATURES_DIR)
     with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
-                       overwrite=overwrite) as tmp:
+                       overwrite=overwrite, space=trainer.disk_space()) as tmp, \
+            _kept_when_interrupted(partial_dir):
         folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict)
         trainer.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
                     f"classes {train_set.class_names}; images at "
@@ -135,7 +140,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                 trainer.say(f"No checkpoint in {partial_dir}: training from the start.")
         x_val, y_val = val_set.load(trainer.size, crop=config.crop, verbose=trainer.bar())
 
-        cache = FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR))
+        cache = FeatureCache(features_dir)
         where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)
 
         def features(extractor):
@@ -150,11 +155,15 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                                  checkpoint=os.path.join(tmp, "best.weights.h5"),
                                  partial=partial)
         except KeyboardInterrupt as e:
+            # For the command line's message: what is kept, and where.
             if partial is not None and partial.latest() is not None:
-                # For the command line's message: what is kept, and where.
                 e.checkpoint = {"folder": partial_dir, "completed": partial.completed,
                                 "total": partial.total}
+            elif cache_dir is None and os.path.isdir(features_dir):
+                e.kept = features_dir
             raise
+        if cache_dir is None and os.path.isdir(features_dir):
+            os.replace(features_dir, os.path.join(tmp, FEATURES_DIR))  # into the run
         model = fitted["model"]
         metrics = {
             **fitted["metrics"],
@@ -195,8 +204,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             from transferkit.evaluation.report import write_report
 
             write_report(tmp, data_dir=val_set, location=out)
-    if partial is not None:
-        shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
+    shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
     if config.linear:
         trainer.say(f"{config.head} (C={fitted['linear'].C_:g}): val_accuracy "
                     f"{metrics['best_val_accuracy']:.4f}. Wrote {out} in "
@@ -213,6 +221,22 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
 def partial_folder(out):
     """The checkpoint folder of a run on `out`: `<out>.partial`, beside it."""
     return os.fspath(out).rstrip("/" + os.sep) + ".partial"
+
+
+@contextlib.contextmanager
+def _kept_when_interrupted(partial_dir):
+    """On an error, removes `partial_dir` if this run made it and it holds no checkpoint.
+
+    An interruption (Ctrl-C, SIGTERM) keeps it: its features and checkpoints
+    are for the next run. Entered under the output lock.
+    """
+    created = not os.path.exists(partial_dir)
+    try:
+        yield
+    except Exception:
+        if created and PartialRun(partial_dir, None).latest() is None:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
 
 
 def _files_digest(files):
