@@ -177,9 +177,11 @@ def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(recipe.FineTuner, "fit", interrupted)
     data = make_folder(tmp_path / "data", n=3)
-    # Ctrl-C: one line and exit 130 (issue 14), the run folder not left half-done.
+    # Ctrl-C: one line and exit 130 (issue 14), the run folder not left half-done;
+    # only the frozen features computed before it are kept, for the next run.
     assert run("train", data, "--out", tmp_path / "run", *FAST) == 130
-    assert sorted(os.listdir(tmp_path)) == ["data"]
+    assert sorted(os.listdir(tmp_path)) == ["data", "run.partial"]
+    assert os.listdir(tmp_path / "run.partial") == ["features"]
 
 
 def test_predict_and_evaluate_bad_input(trained, tmp_path, capsys):
