@@ -150,3 +150,17 @@ def test_unknown_options_name_the_caller_and_the_closest_option():
     with pytest.raises(TransferkitError, match="'dropuot' \\(did you mean 'dropout'\\?\\) in "
                        "train"):
         training_config("mobilenet_v3_small", {"dropuot": 0.5}, "train")
+
+
+def test_a_regularizer_object_is_recorded_by_its_class_and_config():
+    import json
+
+    import keras
+
+    records = [TrainingConfig(backbone="efficientnet_lite0",
+                              kernel=keras.regularizers.L2(0.01)).to_dict()["kernel"]
+               for _ in range(2)]
+    assert records[0] == records[1]  # no object address: a resume compares these
+    assert records[0]["class_name"] == "L2"
+    assert records[0]["config"]["l2"] == pytest.approx(0.01)
+    json.dumps(records[0])

@@ -23,15 +23,21 @@ REPORT_FILE = "report.html"
 def jsonable(value):
     """`value` as a run's JSON files store it: paths as text, tuples as lists.
 
-    A Keras object (a regularizer given instead of a spec) is stored as its
-    `repr`: JSON cannot hold it, and the run's record should still say what it was.
+    A Keras object (a regularizer given instead of a spec) is stored as
+    Keras serializes it (class and config): the record says what it was, and
+    two equal objects give equal records (a resume compares them).
     """
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, tuple):
         return list(value)
     if hasattr(value, "get_config"):
-        return repr(value)
+        import keras
+
+        try:
+            return json_ready(keras.saving.serialize_keras_object(value))
+        except Exception:  # not a Keras object after all
+            return repr(value)
     return value
 
 
