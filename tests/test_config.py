@@ -164,3 +164,53 @@ def test_a_regularizer_object_is_recorded_by_its_class_and_config():
     assert records[0]["class_name"] == "L2"
     assert records[0]["config"]["l2"] == pytest.approx(0.01)
     json.dumps(records[0])
+
+
+# --------------------------------------------------------------------------
+# head="auto": decided by the number of training images.
+
+
+def test_auto_head_is_a_linear_classifier_for_small_data_with_default_options():
+    config = TrainingConfig(backbone="efficientnet_lite0")
+    assert config.head == "auto" and not config.linear
+    assert config.for_data(245).head == "logreg"
+    assert config.for_data(999).head == "logreg"
+    assert config.for_data(1000).head == "softmax"
+    assert config.for_data(None).head == "softmax"  # compare, lr_find: a network
+
+
+@pytest.mark.parametrize("option", [
+    {"epochs": (8, 4)}, {"learning_rate": 3e-3}, {"unfreeze": "blocks:2"},
+    {"augment": False}, {"dropout": 0.5}, {"kernel": "l2:1e-4"}, {"from_scratch": True},
+    {"weights": None},
+])
+def test_auto_head_fine_tunes_when_a_network_option_is_given(option):
+    config = TrainingConfig(backbone="efficientnet_lite0", **option)
+    assert config.for_data(245).head == "softmax"
+
+
+def test_an_explicit_head_is_kept_whatever_the_data():
+    for head in ("softmax", "logreg", "linear-svm"):
+        config = TrainingConfig(backbone="efficientnet_lite0", head=head)
+        assert config.for_data(10).head == config.for_data(10**6).head == head
+
+
+def test_auto_head_in_a_real_train_run(tmp_path, capsys):
+    import json
+
+    import transferkit
+    from helpers import make_folder, run
+
+    data = make_folder(tmp_path / "data", n=6)
+    weights = tmp_path / "backbone.weights.h5"
+    transferkit.load_backbone("mobilenet_v3_small", weights=None,
+                              input_shape=(32, 32, 3)).save_weights(weights)
+    common = ["--backbone", "mobilenet_v3_small", "--weights", weights, "--image-size", "32",
+              "--no-report"]
+    assert run("train", data, "--out", tmp_path / "small", *common) == 0
+    assert "Head auto -> logreg" in capsys.readouterr().out
+    config = json.loads((tmp_path / "small" / "config.json").read_text())
+    assert config["head"] == config["training"]["head"] == "logreg"
+    assert run("train", data, "--out", tmp_path / "tuned", *common, "--epochs", "1,0") == 0
+    assert "Head auto -> softmax" in capsys.readouterr().out
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["head"] == "softmax"

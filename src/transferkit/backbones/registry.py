@@ -72,6 +72,13 @@ class BackboneConfig:
             come from the Keras cache.
         modality: `"image"` (default; RGB images in) or `"text"` (token ids
             in).
+        linear_size: the image side for a linear classifier on the frozen
+            features (`head="logreg"` / `"linear-svm"`), where a measurement
+            found one better than `default_size`: frozen features of a
+            network trained on random crops describe a photo better at a
+            somewhat larger side (Touvron et al., 2019, "Fixing the
+            train-test resolution discrepancy"). `None` (default):
+            `default_size`.
         loader: optional function `loader(weights=, input_shape=, name=)`
             returning the whole backbone, preprocessing included, for entries
             whose weights are not one Keras file (KerasHub presets, text
@@ -91,6 +98,7 @@ class BackboneConfig:
     weights_check: Callable | None = None
     modality: str = "image"
     loader: Callable | None = None
+    linear_size: int | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -110,6 +118,10 @@ class BackboneConfig:
                 f"Backbone {self.name!r}: need 1 <= min_size <= default_size, "
                 f"got {self.min_size} and {self.default_size}."
             )
+
+    def input_size(self, linear=False):
+        """The default image side: `linear_size` for a linear head when set, else `default_size`."""
+        return (self.linear_size if linear else None) or self.default_size
 
     def weights_filename(self, input_shape=None):
         """The Keras cache file name of the ImageNet weights, or `None`."""

@@ -63,7 +63,7 @@ _METRIC_LABELS = {
 }
 
 
-def write_report(run_dir, *, data_dir=None, worst=12, location=None):
+def write_report(run_dir, *, data_dir=None, worst=12, location=None, evaluated=None):
     """Writes `report.html` and `report.json` into a run folder.
 
     Both files are written atomically (temporary names beside them, then
@@ -84,6 +84,14 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None):
             Defaults to 12; 0 shows none.
         location: the run folder's path to show in the report, when it is
             written into a temporary folder first. Defaults to `run_dir`.
+        evaluated: optional `(scores, images)` for the images of `data_dir`
+            (which it then requires), when the caller has them already, as
+            `transferkit train` does: `scores`, the run model's class
+            scores `(n, classes)` as `inference.class_scores` gives them,
+            and `images`, the decoded images `(n, height, width, 3)` they
+            were computed on (for the thumbnails), both in the folder's file
+            order. The model is then not loaded and no image is decoded
+            again; the report is the same. Defaults to `None`: computed here.
 
     Returns:
         The path of the `report.html` written. `report.json` holds
@@ -115,10 +123,16 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None):
         raise TransferkitError(f"data_dir must be a folder path; got {type(data_dir).__name__}.")
     if isinstance(data_dir, (str, os.PathLike)) and not os.path.isdir(data_dir):
         raise TransferkitError(f"No such image folder: {os.fspath(data_dir)}; check --data.")
+    if evaluated is not None:
+        if not isinstance(evaluated, (tuple, list)) or len(evaluated) != 2:
+            raise TransferkitError("evaluated must be a pair (scores, images); got "
+                                   f"{type(evaluated).__name__}.")
+        if data_dir is None:
+            raise TransferkitError("evaluated needs data_dir: the folder whose images it scores.")
 
     from transferkit.outputs import atomic_output, friendly_write_errors
 
-    report, thumbnails = _collect(path, data_dir, int(worst))
+    report, thumbnails = _collect(path, data_dir, int(worst), evaluated)
     if location is not None:
         report["run_dir"] = os.path.abspath(os.fspath(location))
     page = _render(report, thumbnails, path)
@@ -137,8 +151,8 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None):
 # Collecting the numbers.
 
 
-def _collect(path, data_dir, worst):
-    """`(report.json's dict, the worst examples' pixels)`."""
+def _collect(path, data_dir, worst, evaluated=None):
+    """`(report.json's dict, the worst examples' pixels)`; `evaluated` as in `write_report`."""
     config = read_json(os.path.join(path, CONFIG_FILE))
     metrics = read_json(os.path.join(path, METRICS_FILE))
     if not isinstance(config, dict) or not isinstance(metrics, dict):
@@ -190,8 +204,7 @@ def _collect(path, data_dir, worst):
         if command != "train":
             raise TransferkitError(f"{path} is a cv run: it saves no model to evaluate on "
                                    "data_dir (--data); give a train run.")
-        evaluation, examples, images = _evaluate(path, data_dir, worst,
-                                                  list(config.get("class_names") or []))
+        evaluation, examples, images = _evaluate(path, data_dir, worst, config, evaluated)
         report["evaluation"] = evaluation
         report["worst"] = examples
         return report, images
@@ -211,43 +224,67 @@ def _diagnosis(path):
     return [d.to_dict() for d in result] if isinstance(result, list) else result.to_dict()
 
 
-def _evaluate(path, data_dir, worst, known):
+def _evaluate(path, data_dir, worst, config, evaluated=None):
     """`inference.evaluate`'s figures, plus the `worst` examples and their pixels.
 
     The images are read once: the same array gives the predictions and the
-    thumbnails (what the model saw, at the run's image size and crop).
+    thumbnails (what the model saw, at the run's image size and crop). With
+    `evaluated` (see `write_report`), neither the model nor the images are
+    read: the caller's scores and images stand for them.
     """
     from transferkit.data.images import scan_image_folder
     from transferkit.evaluation.inference import class_scores, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
+    known = list(config.get("class_names") or [])
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
     unknown = sorted(set(folder.class_names) - set(known))
     if unknown:
         raise TransferkitError(f"{os.fspath(folder.root)} has classes the model was not trained "
                                f"on: {unknown}; it knows {known}.")
-    run = load_run(path)
-    labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
-    x, _ = folder.load(run.image_size, crop=run.crop)
-    batch = 32
-    scores = np.concatenate([class_scores(run, x[i:i + batch]) for i in range(0, len(x), batch)])
+    if evaluated is None:
+        run = load_run(path)
+        class_names, outputs = run.class_names, run.outputs
+        x, _ = folder.load(run.image_size, crop=run.crop)
+        batch = 32
+        scores = np.concatenate([class_scores(run, x[i:i + batch])
+                                 for i in range(0, len(x), batch)])
+    else:
+        class_names, outputs = known, config.get("outputs", "probabilities")
+        scores, x = _checked_evaluated(evaluated, folder, len(class_names))
+    labels = np.array([class_names.index(folder.class_names[i]) for i in folder.labels])
     predicted = scores.argmax(axis=1)
     evaluation = {
         "data_dir": os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir),
-        **classification_figures(labels, predicted, run.class_names, folder.skipped),
-        "outputs": run.outputs,
+        **classification_figures(labels, predicted, class_names, folder.skipped),
+        "outputs": outputs,
     }
     true_scores = scores[np.arange(len(labels)), labels]
     order = np.argsort(true_scores, kind="stable")[:worst]
-    one, every = _output_names(run.outputs)
+    one, every = _output_names(outputs)
     examples = [{
         "path": os.fspath(folder.files[i]),
-        "true_class": run.class_names[labels[i]],
-        "predicted_class": run.class_names[predicted[i]],
+        "true_class": class_names[labels[i]],
+        "predicted_class": class_names[predicted[i]],
         f"true_class_{one}": float(true_scores[i]),
         every: [float(v) for v in scores[i]],
     } for i in order]
     return evaluation, examples, [x[i] for i in order]
+
+
+def _checked_evaluated(evaluated, folder, classes):
+    """`write_report`'s `evaluated` as arrays `(scores, images)`, matching `folder` and the run."""
+    scores, images = (np.asarray(a) for a in evaluated)
+    expected = (len(folder.files), classes)
+    if scores.shape != expected or not np.issubdtype(scores.dtype, np.number):
+        raise TransferkitError(
+            f"evaluated's scores must be numbers of shape {expected} ({os.fspath(folder.root)}'s "
+            f"images by the run's classes); got {scores.dtype} {scores.shape}.")
+    if images.ndim != 4 or len(images) != len(folder.files):
+        raise TransferkitError(
+            f"evaluated's images must be the {len(folder.files)} decoded images of "
+            f"{os.fspath(folder.root)}, (n, height, width, 3); got shape {images.shape}.")
+    return scores, images
 
 
 # --------------------------------------------------------------------------

@@ -12,10 +12,8 @@ import time
 import keras
 import numpy as np
 
+from transferkit.training.config import SMALL_DATA
 from transferkit.training.recipe import FineTuner
-
-# Seed 001's rule of thumb: below this, try a linear classifier on the features.
-SMALL_DATA = 1000
 
 
 class Trainer:
@@ -39,7 +37,7 @@ class Trainer:
 
         self.config = config
         self.backbone = get_backbone_config(config.backbone)
-        self.size = config.image_size or self.backbone.default_size
+        self.size = config.image_size or self.backbone.input_size(linear=config.linear)
         self.recipe = config.phases()
         self.weights = None if config.from_scratch else config.weights
         self.augmentation = augment.parse(config.augment)
@@ -56,6 +54,11 @@ class Trainer:
         `partial`, optional, a loaded `transferkit.training.resume.PartialRun`:
         a checkpoint after every epoch, and a resume from its last one
         (`FineTuner`'s `partial`; a linear head ignores it).
+
+        The dict: `model`, `tuner`, `linear`, `metrics`, `history`, `config`
+        and `val_scores`, the final model's class scores on `x_val`
+        (probabilities, or a linear SVM's decision scores): computed once
+        for the metrics, and kept for the caller's report.
         """
         if self.config.seed is not None:
             keras.utils.set_random_seed(self.config.seed)
@@ -63,6 +66,27 @@ class Trainer:
             return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
                                  checkpoint, partial)
+
+    def for_data(self, train_images):
+        """This trainer, or one for `config.for_data(train_images)` when `head="auto"`.
+
+        Says which head `"auto"` became and why.
+        """
+        config = self.config.for_data(train_images)
+        if config is self.config:
+            return self
+        decided = Trainer(config, verbose=self.verbose)
+        if config.linear:
+            decided.say(f"Head auto -> {config.head}: a linear classifier on the frozen "
+                        f"features, for {train_images} training images (under "
+                        f"{SMALL_DATA:,}, as accurate as fine-tuning in a fraction of the "
+                        "time; bench/README.md). --head softmax fine-tunes instead.")
+        else:
+            why = (f"at least {SMALL_DATA:,} training images" if train_images >= SMALL_DATA
+                   else "no pretrained weights" if config.weights is None
+                   else "fine-tuning options given")
+            decided.say(f"Head auto -> softmax: fine-tuning ({why}).")
+        return decided
 
     def disk_space(self):
         """About the most bytes a run writes at once, from the parameter count.
@@ -131,7 +155,7 @@ class Trainer:
         }
         return {"model": model, "tuner": tuner, "linear": None, "metrics": metrics,
                 "history": {"history": history, "phases": tuner.phases_},
-                "config": {"phases": tuner.phases_}}
+                "config": {"phases": tuner.phases_}, "val_scores": probabilities}
 
     def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features):
         from transferkit.training.features import extract_features, feature_extractor
@@ -173,7 +197,8 @@ class Trainer:
         return {"model": model, "tuner": None, "linear": linear, "metrics": metrics,
                 "history": {"grid": linear.cv_results_},
                 "config": {"C": linear.C_, "Cs": [r["C"] for r in linear.cv_results_],
-                           "cv_folds": linear.folds_}}
+                           "cv_folds": linear.folds_},
+                "val_scores": outputs}
 
     def features(self, cache, extractor, x, files, label, where=None):
         """The frozen features of `x` (read from files `files`) through `cache`.

@@ -197,7 +197,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     base = {**file_base, **base_options}
     # Each variant is the base configuration with its changes: dataclasses.replace.
     base_where = f"{os.fspath(config)}, [base]" if file_base else "The base options"
-    base_config = _config(backbone, {**base, "seed": seed}, base_where)
+    # Variants of a network recipe: head "auto" is a softmax head here.
+    base_config = _config(backbone, {**base, "seed": seed}, base_where).for_data(None)
     _trainer(base_config, base_where, verbose)
     configs = {name: _config(base_config, options, where)
                for name, (options, where) in chosen.items()}

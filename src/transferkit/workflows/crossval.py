@@ -90,6 +90,9 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             )
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
             np.zeros(len(folder)), folder.labels))
+        # Head "auto" decided as train decides it, for a fold's training images.
+        trainer = trainer.for_data(len(folder) - max(len(v) for _, v in splits))
+        config = trainer.config
         trainer.say(f"{len(folder)} images in {len(folder.class_names)} classes "
                     f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
                     f"{trainer.size}x{trainer.size}.")

@@ -55,7 +55,9 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     )
     from transferkit.models.freezing import freeze, parse_plan
 
-    trainer = Trainer(training_config(backbone, options, "lr_find"), verbose=verbose)
+    # The rate of a trained head: "auto" is a softmax head here.
+    trainer = Trainer(training_config(backbone, options, "lr_find").for_data(None),
+                      verbose=verbose)
     if trainer.config.linear:
         raise TransferkitError(f"head={trainer.config.head!r} has no learning rate; the LR "
                                "finder is for the trained (softmax) head.")

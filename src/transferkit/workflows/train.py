@@ -122,6 +122,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                        overwrite=overwrite, space=trainer.disk_space()) as tmp, \
             _kept_when_interrupted(partial_dir):
         folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict)
+        trainer = trainer.for_data(len(train_set))  # head "auto" decided
+        config = trainer.config
         trainer.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
                     f"classes {train_set.class_names}; images at "
                     f"{trainer.size}x{trainer.size}.")
@@ -203,7 +205,10 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if report:
             from transferkit.evaluation.report import write_report
 
-            write_report(tmp, data_dir=val_set, location=out)
+            # The saved model's scores on x_val came with the metrics: the
+            # report neither loads the model nor decodes the images again.
+            write_report(tmp, data_dir=val_set, location=out,
+                         evaluated=(fitted["val_scores"], x_val))
     shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
     if config.linear:
         trainer.say(f"{config.head} (C={fitted['linear'].C_:g}): val_accuracy "
