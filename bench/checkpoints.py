@@ -20,19 +20,19 @@ import sys
 import tempfile
 import time
 
-DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+from common import add_data_argument, hymenoptera
+
 SIZE, BATCH, SEED = 224, 32, 0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA), help="hymenoptera folder (train/, val/)")
+    add_data_argument(parser)
     parser.add_argument("--epochs", default="4,4", help="epochs of the two phases")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each")
     args = parser.parse_args(argv)
-    data = pathlib.Path(args.data)
-    if not (data / "train").is_dir() or not (data / "val").is_dir():
-        print(f"No hymenoptera data at {data} (expected train/ and val/).", file=sys.stderr)
+    data = hymenoptera(args.data)
+    if data is None:
         return 2
     head, tune = (int(e) for e in args.epochs.split(","))
     import keras

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 
-DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+from common import add_data_argument, hymenoptera
+
 BACKBONE = ["--backbone", "efficientnet_lite0"]
 TUNED = ["--epochs", "8,4", "--lr", "3e-3,3e-5", "--unfreeze", "blocks:2"]
 PROBE = ["--head", "logreg", "--image-size", "224"]
@@ -44,12 +45,11 @@ def cli(*args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA), help="hymenoptera folder (train/, val/)")
+    add_data_argument(parser)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     args = parser.parse_args(argv)
-    data = pathlib.Path(args.data)
-    if not (data / "train").is_dir() or not (data / "val").is_dir():
-        print(f"No hymenoptera data at {data} (expected train/ and val/).", file=sys.stderr)
+    data = hymenoptera(args.data)
+    if data is None:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     means = {}

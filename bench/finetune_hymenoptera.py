@@ -21,7 +21,8 @@ import sys
 import tempfile
 import time
 
-DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+from common import add_data_argument, hymenoptera
+
 # The recipe of record (also used by tests/test_hymenoptera.py).
 RECIPE = dict(backbone="efficientnet_lite0", epochs=(8, 4), learning_rate=3e-3,
               fine_tune_factor=0.01, unfreeze="blocks:2", augment=True, dropout=0.2,
@@ -31,13 +32,12 @@ SEEDS = (0, 1, 2)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA), help="hymenoptera folder (train/, val/)")
+    add_data_argument(parser)
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                         help="comma-separated seeds, one run each")
     args = parser.parse_args(argv)
-    data = pathlib.Path(args.data)
-    if not (data / "train").is_dir() or not (data / "val").is_dir():
-        print(f"No hymenoptera data at {data} (expected train/ and val/).", file=sys.stderr)
+    data = hymenoptera(args.data)
+    if data is None:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     import transferkit

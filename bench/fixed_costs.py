@@ -19,39 +19,37 @@ new/old and both runs' validation accuracy from report.json.
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "hymenoptera"
+from common import (
+    REPO,
+    add_data_argument,
+    check_imports,
+    hymenoptera,
+    python_on,
+    worktree,
+)
+
 BASE = "3cae6286215859c9e6e9a7ce13146e8fe9bf9ad4"
 WORKTREE = pathlib.Path("/tmp/fixed-costs-base")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA), help="hymenoptera folder (train/, val/)")
+    add_data_argument(parser)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each")
     parser.add_argument("--base", default=BASE, help="the baseline commit")
     args = parser.parse_args(argv)
-    data = pathlib.Path(args.data)
-    if not (data / "train").is_dir() or not (data / "val").is_dir():
-        print(f"No hymenoptera data at {data} (expected train/ and val/).", file=sys.stderr)
+    data = hymenoptera(args.data)
+    if data is None:
         return 2
-    git = ["git", "-C", str(REPO)]
-    subprocess.run([*git, "worktree", "add", "--detach", str(WORKTREE), args.base], check=True,
-                   stdout=subprocess.DEVNULL)
-    try:
-        sources = {"old": WORKTREE / "src", "new": REPO / "src"}
-        for name, src in sources.items():  # each runs its own code
-            found = _python(src, "-c", "import transferkit; print(transferkit.__file__)")
-            if not found.startswith(str(src)):
-                raise SystemExit(f"The {name} code imports {found}, not the one in {src}.")
+    with worktree(args.base, WORKTREE) as base:
+        sources = {"old": base, "new": REPO / "src"}
+        check_imports(sources)  # each runs its own code
         seconds = {name: [] for name in sources}
         accuracy = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -59,30 +57,18 @@ def main(argv=None):
                 for name, src in sources.items():
                     out = pathlib.Path(tmp) / f"{name}-{repeat}"
                     start = time.perf_counter()
-                    _python(src, "-m", "transferkit.cli", "train", data / "train",
-                            "--val", data / "val", "--backbone", "efficientnet_lite0",
-                            "--head", "logreg", "--image-size", "224", "--out", out)
+                    python_on(src, "-m", "transferkit.cli", "train", data / "train",
+                              "--val", data / "val", "--backbone", "efficientnet_lite0",
+                              "--head", "logreg", "--image-size", "224", "--out", out)
                     seconds[name].append(time.perf_counter() - start)
                     report = json.loads((out / "report.json").read_text())
                     accuracy[name] = report["evaluation"]["accuracy"]
                     print(f"{name} run {repeat + 1}: {seconds[name][-1]:6.2f} s", flush=True)
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(WORKTREE)], check=True)
     old, new = (statistics.median(seconds[name]) for name in ("old", "new"))
     print(f"median old ({args.base[:7]}): {old:6.2f} s  report accuracy {accuracy['old']:.4f}")
     print(f"median new (working tree): {new:6.2f} s  report accuracy {accuracy['new']:.4f}")
     print(f"ratio new / old: {new / old:.3f}")
     return 0
-
-
-def _python(src, *arguments):
-    """Runs `sys.executable *arguments` on the code in `src`; returns its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, *map(str, arguments)], check=False, env=env,
-                          cwd=src.parent, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(map(str, arguments))} failed:\n{done.stderr[-2000:]}")
-    return done.stdout.strip()
 
 
 if __name__ == "__main__":

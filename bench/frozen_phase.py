@@ -14,22 +14,21 @@ path's wall time and validation accuracy, and the plain/cached ratio.
 """
 
 import argparse
-import pathlib
 import sys
 import time
 
-DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+from common import add_data_argument, hymenoptera
+
 SIZE, BATCH, RATE, SEED = 224, 32, 1e-3, 0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA), help="hymenoptera folder (train/, val/)")
+    add_data_argument(parser)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args(argv)
-    data = pathlib.Path(args.data)
-    if not (data / "train").is_dir() or not (data / "val").is_dir():
-        print(f"No hymenoptera data at {data} (expected train/ and val/).", file=sys.stderr)
+    data = hymenoptera(args.data)
+    if data is None:
         return 2
     import keras
     import numpy as np

@@ -39,7 +39,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 VARIANTS = {

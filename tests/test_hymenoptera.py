@@ -17,9 +17,11 @@ pytestmark = [
 ]
 
 
-def test_efficientnet_lite0_averages_093_on_ants_vs_bees_over_three_seeds(tmp_path):
+def test_efficientnet_lite0_averages_093_on_ants_vs_bees_over_three_seeds(tmp_path,
+                                                                         monkeypatch):
     import transferkit
 
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # the script imports bench/common.py
     spec = importlib.util.spec_from_file_location("bench_hymenoptera", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
