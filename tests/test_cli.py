@@ -142,3 +142,23 @@ def test_demo_shows_the_pitfall_and_the_fix():
     assert results["reloaded_total"] == pytest.approx(results["audit_total"], rel=1e-6)
     assert results["frozen_penalties"] == 0
     assert any("no penalty reaches the loss" in line for line in lines)
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "{missing}", "--backbone", "efficientnet_lite0", "--out", "{out}"],
+    ["train", "{data}", "--val", "{missing}", "--backbone", "efficientnet_lite0", "--out",
+     "{out}"],
+    ["cv", "{missing}", "--backbone", "efficientnet_lite0"],
+    ["train", "{data}", "--backbone", "efficientnet_lite0", "--out", ""],
+])
+def test_path_mistakes_are_found_before_keras_is_imported(tmp_path, command):
+    # Importing Keras (TensorFlow) takes seconds: a wrong path is known without it.
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    names = {"missing": tmp_path / "missing", "out": tmp_path / "run", "data": tmp_path / "data"}
+    argv = [part.format(**names) for part in command]
+    code = ("import sys; from transferkit.cli import main; code = main(sys.argv[1:]); "
+            "print(code, 'keras' in sys.modules, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "transferkit: error:" in done.stderr

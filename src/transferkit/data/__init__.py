@@ -1,17 +1,26 @@
 """Data for fine-tuning: labelled image folders, image arrays, augmentation,
-labelled text files and multi-hot text vectors."""
+labelled text files and multi-hot text vectors.
 
-from transferkit.data.augment import Augmentation, get_augmentation
-from transferkit.data.images import (
-    IMAGE_EXTENSIONS,
-    ImageFolder,
-    check_arrays,
-    list_images,
-    load_image,
-    load_images,
-    scan_image_folder,
-)
-from transferkit.data.text import TEXT_EXTENSIONS, MultiHot, read_texts
+The names are imported on first use, so that checking a path (`images`)
+does not import Keras.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "Augmentation": "transferkit.data.augment",
+    "get_augmentation": "transferkit.data.augment",
+    "IMAGE_EXTENSIONS": "transferkit.data.images",
+    "ImageFolder": "transferkit.data.images",
+    "check_arrays": "transferkit.data.images",
+    "list_images": "transferkit.data.images",
+    "load_image": "transferkit.data.images",
+    "load_images": "transferkit.data.images",
+    "scan_image_folder": "transferkit.data.images",
+    "TEXT_EXTENSIONS": "transferkit.data.text",
+    "MultiHot": "transferkit.data.text",
+    "read_texts": "transferkit.data.text",
+}
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -27,3 +36,15 @@ __all__ = [
     "read_texts",
     "scan_image_folder",
 ]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'transferkit.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

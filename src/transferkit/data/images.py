@@ -36,7 +36,6 @@ import os
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -225,15 +224,8 @@ def scan_image_folder(path, *, strict=False, extensions=None):
     >>> folder.class_names, folder.class_counts()  # doctest: +SKIP
     (['ants', 'bees'], {'ants': 124, 'bees': 121})
     """
-    root = Path(path).expanduser()
+    root = check_image_folder(path)
     extensions = _extensions(extensions)
-    if not root.exists():
-        raise TransferkitError(f"Image folder '{root}' does not exist.")
-    if not root.is_dir():
-        raise TransferkitError(
-            f"'{root}' is not a folder; expected a folder with one subfolder "
-            "per class."
-        )
     class_names = sorted(
         entry.name for entry in os.scandir(root)
         if entry.is_dir() and not entry.name.startswith(".")
@@ -282,6 +274,21 @@ def scan_image_folder(path, *, strict=False, extensions=None):
     )
 
 
+def check_image_folder(path):
+    """`path` as a `Path` if it is a folder, else the error `scan_image_folder` gives.
+
+    Reads nothing inside it: a cheap check to make before the long work.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise TransferkitError(f"Image folder '{root}' does not exist.")
+    if not root.is_dir():
+        raise TransferkitError(
+            f"'{root}' is not a folder; expected a folder with one subfolder per class."
+        )
+    return root
+
+
 def load_image(path, size, *, crop="center"):
     """Reads one image as a uint8 RGB array of shape `(height, width, 3)`.
 
@@ -327,7 +334,11 @@ def load_images(files, size, *, crop="center", verbose=0):
     check_memory(len(files) * height * width * 3,
                  f"{len(files)} images at {height}x{width}", "lower --image-size")
     images = np.empty((len(files), height, width, 3), dtype=np.uint8)
-    progress = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
+    progress = None
+    if verbose:
+        import keras  # here: checking a folder does not need it
+
+        progress = keras.utils.Progbar(len(files), unit_name="image")
     for i, file in enumerate(files):
         images[i] = _read(file, height, width, crop)
         if progress is not None:

@@ -16,7 +16,6 @@ import numpy as np
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
 from transferkit.training.config import training_config
-from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import FEATURES_DIR, checked_cache_dir, versions
 
 # The per-fold figures the table shows and the summary averages.
@@ -64,18 +63,23 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     ...                         folds=5, head="logreg")  # doctest: +SKIP
     >>> result["mean"]["best_val_accuracy"], result["std"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    from transferkit.data.images import scan_image_folder
-    from transferkit.training.features import FeatureCache
+    from transferkit.data.images import check_image_folder
     from transferkit.outputs import check_output_folder, output_folder
 
     start = time.perf_counter()
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
+    # The paths first: that needs no Keras, whose import takes seconds.
+    check_image_folder(data_dir)
     inputs = (data_dir, cache_dir)
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
+    from sklearn.model_selection import StratifiedKFold
+
+    from transferkit.data.images import scan_image_folder
+    from transferkit.training.features import FeatureCache
+    from transferkit.training.trainer import Trainer
+
     config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)

@@ -7,7 +7,7 @@ import shutil
 import time
 
 from transferkit.errors import TransferkitError
-from transferkit.outputs import output_folder
+from transferkit.outputs import check_output_folder, output_folder
 from transferkit.runs import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -17,10 +17,7 @@ from transferkit.runs import (
     jsonable,
     write_json,
 )
-from transferkit.saving import file_sha256
 from transferkit.training.config import training_config
-from transferkit.training.resume import PartialRun
-from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
     checked_cache_dir,
@@ -101,11 +98,21 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     ...             val="hymenoptera/val", epochs=(5, 5))  # doctest: +SKIP
     >>> run["metrics"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from transferkit.training.features import FeatureCache
-
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read;
-    # the output folder is locked for the whole run.
+    # the output folder is locked for the whole run. The paths first: that
+    # needs no Keras, whose import takes seconds.
+    from transferkit.data.images import check_image_folder
+
+    for folder in (data_dir, val):
+        if folder is not None:
+            check_image_folder(folder)
+    check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
+    from transferkit.saving import file_sha256
+    from transferkit.training.features import FeatureCache
+    from transferkit.training.resume import PartialRun
+    from transferkit.training.trainer import Trainer
+
     config = training_config(backbone, options, "train")
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
@@ -235,6 +242,8 @@ def _kept_when_interrupted(partial_dir):
     An interruption (Ctrl-C, SIGTERM) keeps it: its features and checkpoints
     are for the next run. Entered under the output lock.
     """
+    from transferkit.training.resume import PartialRun
+
     created = not os.path.exists(partial_dir)
     try:
         yield
