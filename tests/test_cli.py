@@ -149,6 +149,10 @@ def test_demo_shows_the_pitfall_and_the_fix():
     ["train", "{data}", "--val", "{missing}", "--backbone", "efficientnet_lite0", "--out",
      "{out}"],
     ["cv", "{missing}", "--backbone", "efficientnet_lite0"],
+    ["compare", "{missing}", "--backbone", "efficientnet_lite0", "--variants", "l2"],
+    ["lr-find", "{missing}", "--backbone", "efficientnet_lite0"],
+    ["predict", "{missing}", "{data}"],
+    ["evaluate", "{data}", "{data}"],  # a folder that is not a run
     ["train", "{data}", "--backbone", "efficientnet_lite0", "--out", ""],
 ])
 def test_path_mistakes_are_found_before_keras_is_imported(tmp_path, command):

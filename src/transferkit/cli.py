@@ -423,6 +423,7 @@ def _train(args):
 
 
 def _lr_find(args):
+    _check_paths(folders=[args.data_dir])
     from transferkit.workflows.lr_find import lr_find
 
     backbone, given = _recipe_options(args)
@@ -467,6 +468,7 @@ def _diagnose(args):
 
 
 def _compare(args):
+    _check_paths(folders=[args.data_dir, args.val])
     from transferkit.workflows.compare import compare
 
     # Only the options given here: the others come from the TOML [base] or train's defaults.
@@ -490,6 +492,7 @@ def _report(args):
 def _predict(args):
     import csv
 
+    _check_paths(run=args.run_dir)
     from transferkit.evaluation.inference import load_run, predict
 
     mc = args.mc_samples is not None
@@ -521,6 +524,7 @@ def _predict(args):
 def _evaluate(args):
     import json
 
+    _check_paths(run=args.run_dir, folders=[args.data_dir])
     from transferkit.evaluation.inference import evaluate
 
     result = evaluate(args.run_dir, args.data_dir)
@@ -544,6 +548,18 @@ def _evaluate(args):
 def _check_positive(flag, value, minimum=1):
     if value < minimum:
         _fail(f"{flag} must be at least {minimum}; got {value}.")
+
+
+def _check_paths(run=None, folders=()):
+    """The library's own path checks, made before a command imports Keras (seconds)."""
+    from transferkit.data.images import check_image_folder
+    from transferkit.runs import read_run_config
+
+    if run is not None:
+        read_run_config(run)
+    for folder in folders:
+        if folder is not None:
+            check_image_folder(folder)
 
 
 def _fail(message):

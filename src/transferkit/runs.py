@@ -59,6 +59,31 @@ def read_json(path):
             raise TransferkitError(f"{path} is not valid JSON ({e}).") from None
 
 
+def read_run_config(path):
+    """The `config.json` of a train run folder, with its class names and image size checked.
+
+    Reads no model and imports no Keras: the cheap check before loading one.
+
+    Example:
+
+    >>> read_run_config("runs/ants")["class_names"]  # doctest: +SKIP
+    ['ants', 'bees']
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise TransferkitError(f"No such run folder: {path}; give the --out folder of a train run.")
+    config = read_json(os.path.join(path, CONFIG_FILE))
+    try:
+        list(config["class_names"])
+        [int(v) for v in config["image_size"]]
+    except (KeyError, TypeError, ValueError):
+        raise TransferkitError(
+            f"{os.path.join(path, CONFIG_FILE)} lacks class_names/image_size; is this a "
+            "transferkit train run?"
+        ) from None
+    return config
+
+
 def json_ready(value):
     """`value` as JSON stores it: keys as text, tuples as lists, NumPy scalars
     as numbers, NaN and infinity as `None` (so a value read back compares equal)."""

@@ -19,7 +19,7 @@ import numpy as np
 from transferkit._compat import is_functional
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
-from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_json
+from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config
 
 
 @dataclasses.dataclass
@@ -66,17 +66,9 @@ def load_run(path):
     from transferkit.saving import file_sha256, load_model
 
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise TransferkitError(f"No such run folder: {path}; give the --out folder of a train run.")
-    config = read_json(os.path.join(path, CONFIG_FILE))
-    try:
-        class_names = list(config["class_names"])
-        image_size = tuple(int(v) for v in config["image_size"])
-    except (KeyError, TypeError, ValueError):
-        raise TransferkitError(
-            f"{os.path.join(path, CONFIG_FILE)} lacks class_names/image_size; is this a "
-            "transferkit train run?"
-        ) from None
+    config = read_run_config(path)
+    class_names = list(config["class_names"])
+    image_size = tuple(int(v) for v in config["image_size"])
     model_file = os.path.join(path, MODEL_FILE)
     model = load_model(model_file, compile=False)
     recorded = config.get("model_sha256")
