@@ -36,7 +36,7 @@ def jsonable(value):
 
         try:
             return json_ready(keras.saving.serialize_keras_object(value))
-        except Exception:  # not a Keras object after all
+        except (TypeError, ValueError, AttributeError):  # not a Keras object after all
             return repr(value)
     return value
 
