@@ -150,28 +150,34 @@ BAD_TOML = [
 
 
 @pytest.mark.parametrize("text, message", BAD_TOML)
-def test_bad_variants_file_exits_2_before_reading_images(tmp_path, capsys, text, message):
+def test_bad_variants_file_exits_2_before_reading_images(tmp_path, capsys, monkeypatch, text,
+                                                          message):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the images were scanned before the file's mistake was found")
+
+    monkeypatch.setattr("transferkit.workflows.compare.scan_split", refuse)
+    data = make_folder(tmp_path / "data", n=1)
     config = tmp_path / "variants.toml"
     config.write_text(text)
     out = tmp_path / "out"
-    # The data folder does not exist: the file's mistake is found first.
-    assert run("compare", tmp_path / "no-data", "--config", config, "--out", out, *FAST) == 2
+    assert run("compare", data, "--config", config, "--out", out, *FAST) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("transferkit: error: ")
     assert re.search(message, error), error
-    assert not os.path.exists(out) and sorted(os.listdir(tmp_path)) == ["variants.toml"]
+    assert not os.path.exists(out) and sorted(os.listdir(tmp_path)) == ["data", "variants.toml"]
     with pytest.raises(TransferkitError, match=message):
-        compare(tmp_path / "no-data", "mobilenet_v3_small", config=config)
+        compare(data, "mobilenet_v3_small", config=config)
 
 
 def test_cli_mistakes_exit_2(tmp_path, capsys):
-    data = tmp_path / "missing"
-    for argv, message in (
-            (["--variants", "original,tiny"], "Unknown variant 'tiny'"),
-            (["--variants", "original", "--epochs", "3"], "--epochs takes two counts"),
-            (["--variants", "original", "--lr", "0"], "--lr takes one or two"),
-            (["--variants", "bigger", "--dropout", "1.5"], "The base options: dropout must"),
-            (["--variants", "original"], "No such folder|does not exist|not a folder")):
+    found, missing = make_folder(tmp_path / "data", n=1), tmp_path / "missing"
+    for data, argv, message in (
+            (found, ["--variants", "original,tiny"], "Unknown variant 'tiny'"),
+            (found, ["--variants", "original", "--epochs", "3"], "--epochs takes two counts"),
+            (found, ["--variants", "original", "--lr", "0"], "--lr takes one or two"),
+            (found, ["--variants", "bigger", "--dropout", "1.5"],
+             "The base options: dropout must"),
+            (missing, ["--variants", "original"], "does not exist")):
         assert run("compare", data, "--backbone", "mobilenet_v3_small", *argv) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1
