@@ -4,8 +4,7 @@ The public verbs are imported on first use, so that `import transferkit` (and
 `transferkit --version`) does not pay for importing Keras and its backend.
 """
 
-import importlib
-
+from transferkit._lazy import lazy_exports
 from transferkit.version import __version__  # noqa: F401  (transferkit.__version__)
 
 _EXPORTS = {
@@ -82,13 +81,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

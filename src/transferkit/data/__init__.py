@@ -5,7 +5,7 @@ The names are imported on first use, so that checking a path (`images`)
 does not import Keras.
 """
 
-import importlib
+from transferkit._lazy import lazy_exports
 
 _EXPORTS = {
     "Augmentation": "transferkit.data.augment",
@@ -38,13 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'transferkit.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

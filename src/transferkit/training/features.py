@@ -438,6 +438,15 @@ def _array_identity(x):
     return [array.dtype.str, list(array.shape), digest.hexdigest()]
 
 
+def files_digest(files):
+    """A SHA-256 of each file's path, size and modification time: which data it was.
+
+    What `FeatureCache` keys on; a resumed run checks its data with it too.
+    """
+    text = json.dumps(_files_identity(files))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _files_identity(files):
     identity = []
     for file in files:

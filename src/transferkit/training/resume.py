@@ -73,7 +73,7 @@ class PartialRun:
 
     Attributes:
         completed: epochs completed over all phases in the last checkpoint.
-        total: epochs planned over all phases (set by `FineTuner.fit`).
+        total: epochs planned over all phases (set by `FineTuner.fit`, or read by `load`).
     """
 
     def __init__(self, folder, identity, *, seed=None):
@@ -103,7 +103,7 @@ class PartialRun:
                 f"{self.folder} was made by a run with different options or data ({difference});"
                 " resume with the same ones, or remove the folder to start again.")
         self.seed = state["seed"]
-        self.completed = state["completed"]
+        self.completed, self.total = state["completed"], state["total"]
         self.phases = {int(k): v for k, v in state["phases"].items()}
         self._loaded = (state, latest)
         return True

@@ -1,7 +1,6 @@
 """`train`: an image folder and a backbone in, a complete run folder out."""
 
 import contextlib
-import hashlib
 import os
 import shutil
 import time
@@ -109,7 +108,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             check_image_folder(folder)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
     from transferkit.saving import file_sha256
-    from transferkit.training.features import FeatureCache
+    from transferkit.training.features import FeatureCache, files_digest
     from transferkit.training.resume import PartialRun
     from transferkit.training.trainer import Trainer
 
@@ -139,10 +138,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if not config.linear:
             partial = PartialRun(partial_dir, {
                 "training": config.to_dict(), "class_names": list(train_set.class_names),
-                "train_files": _files_digest(train_set.files),
-                "val_files": _files_digest(val_set.files),
+                "train_files": files_digest(train_set.files),
+                "val_files": files_digest(val_set.files),
             }, seed=config.seed)
-            partial.total = sum(phase.epochs for phase in trainer.recipe)
             if resume and partial.load():
                 trainer.say(f"Resuming from {partial_dir}: {partial.completed} epochs done.")
             elif resume:
@@ -251,11 +249,3 @@ def _kept_when_interrupted(partial_dir):
         if created and PartialRun(partial_dir, None).latest() is None:
             shutil.rmtree(partial_dir, ignore_errors=True)
         raise
-
-
-def _files_digest(files):
-    """A SHA-256 of the files' paths and sizes: the data a checkpoint was made on."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{os.path.abspath(path)}\0{os.path.getsize(path)}\n".encode())
-    return digest.hexdigest()
