@@ -28,7 +28,8 @@ peak RSS (`os.wait4`) is its own:
   the input pipeline's memory grows, not a recipe);
 - throughput, through the library API (`--throughput-only`, one process per
   N): decode+extract images/s, the clock around
-  `scan_image_folder(DIR).load(224, crop=None)` and
+  `scan_image_folder(DIR).load(224, crop=None)` (an `ImageFiles`, streamed,
+  where the code has it) and
   `extract_features(feature_extractor(model), x, batch_size=32)` over all N
   (model = `build("efficientnet_lite0", 2, input_shape=(224, 224, 3))`,
   built and warmed up first), and extraction alone on the first
@@ -45,6 +46,7 @@ smallest N) and the throughput ratios, each beside its target.
 import argparse
 import concurrent.futures
 import contextlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -270,7 +272,9 @@ def throughput(folder):
     del x
 
     width = int(extractor.outputs[0].shape[-1])
-    needed = n * (SIZE * SIZE * 3 + 4 * width)  # the decoded images, the features
+    streams = importlib.util.find_spec("transferkit.data.stream") is not None  # it streams
+    # The decoded images (unless streamed), the features.
+    needed = n * ((0 if streams else SIZE * SIZE * 3) + 4 * width)
     available = getattr(images, "available_memory", _available_memory)()
     if available is not None and needed > 0.9 * available:
         result["decode_extract"] = {
@@ -280,7 +284,12 @@ def throughput(folder):
     start = time.perf_counter()
     folder_scan = transferkit.scan_image_folder(folder)
     scanned = time.perf_counter()
-    x, _ = folder_scan.load(SIZE, crop=None)
+    if streams:  # decoded batch by batch during the extraction
+        from transferkit.data.stream import ImageFiles
+
+        x = ImageFiles(folder_scan.files, SIZE, crop=None)
+    else:
+        x, _ = folder_scan.load(SIZE, crop=None)
     loaded = time.perf_counter()
     transferkit.extract_features(extractor, x, batch_size=BATCH)
     end = time.perf_counter()

@@ -9,6 +9,7 @@ afterwards from the saved run folder (model loaded, images decoded again).
 import json
 import numbers
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from helpers import make_folder, run
 from transferkit.data import images as images_module
 from transferkit.errors import TransferkitError
 from transferkit.evaluation import inference
+from transferkit.evaluation import report as report_module
 from transferkit.evaluation.report import write_report
 
 # helpers.FAST with the head phase only, the report on and pretrained weights
@@ -60,19 +62,27 @@ def trained(request, runs):
 
 
 def _train(train_dir, val, out, head):
-    decoded = []
-    load_images = images_module.load_images
+    decoded = []  # every decoded file, in order
+    marks = {}  # len(decoded) when the report began and ended
+    read = images_module._read
+    write = report_module.write_report
 
-    def counted(files, *args, **kwargs):
-        decoded.append(len(files))
-        return load_images(files, *args, **kwargs)
+    def counted(path, *args, **kwargs):
+        decoded.append(Path(path).parent.parent.name)  # "data" or "val"
+        return read(path, *args, **kwargs)
+
+    def marked(*args, **kwargs):
+        marks["start"] = len(decoded)
+        write(*args, **kwargs)
+        marks["end"] = len(decoded)
 
     with pytest.MonkeyPatch.context() as patch:
         # `report._evaluate` imports the loader from `inference` when it runs.
         patch.setattr(inference, "load_run", _refuse)
-        patch.setattr(images_module, "load_images", counted)
+        patch.setattr(images_module, "_read", counted)
+        patch.setattr(report_module, "write_report", marked)
         code = run("train", train_dir, "--val", val, "--out", out, *ARGS, "--head", head)
-    return types.SimpleNamespace(code=code, out=out, val=val, decoded=decoded,
+    return types.SimpleNamespace(code=code, out=out, val=val, decoded=decoded, marks=marks,
                                  report=json.loads((out / "report.json").read_text()))
 
 
@@ -92,9 +102,17 @@ def _assert_close(got, expected, where="report"):
         assert got == expected, where
 
 
-def test_train_loads_no_model_and_decodes_each_image_once(trained):
+def test_train_loads_no_model_and_the_report_decodes_only_thumbnails(trained):
     assert trained.code == 0
-    assert trained.decoded == [2 * TRAIN, 2 * VAL]  # the training images, the validation ones
+    before = trained.decoded[:trained.marks["start"]]
+    during = trained.decoded[trained.marks["start"]:trained.marks["end"]]
+    # Training: each training image once (the features), the validation
+    # images once for the features and, after a network trained, once for
+    # the final model's scores (streamed images are decoded again, not kept).
+    assert before.count("data") == 2 * TRAIN
+    assert before.count("val") == 2 * VAL * (2 if trained.report["head"] == "softmax" else 1)
+    # The report: the thumbnails of the worst examples, nothing else.
+    assert during == ["val"] * len(trained.report["worst"])
     assert trained.report["evaluation"]["images"] == 2 * VAL
     assert len(trained.report["worst"]) == 2 * VAL
 
@@ -112,7 +130,7 @@ def test_write_report_takes_scores_and_images(trained, monkeypatch):
     x, _ = folder.load(loaded.image_size, crop=loaded.crop)
     scores = inference.class_scores(loaded, x)
     monkeypatch.setattr(inference, "load_run", _refuse)
-    monkeypatch.setattr(images_module, "load_images", _refuse)
+    monkeypatch.setattr(images_module, "_read", _refuse)
     write_report(trained.out, data_dir=trained.val, evaluated=(scores, x), worst=3)
     report = json.loads((trained.out / "report.json").read_text())
     _assert_close(report["evaluation"], trained.report["evaluation"], "evaluation")

@@ -34,6 +34,7 @@ import functools
 import math
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,11 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # A warning names at most this many skipped files; `ImageFolder.skipped`
 # has them all.
 _NAMES_SHOWN = 20
+# Threads that decode images side by side (Pillow releases the GIL while it
+# decodes and resizes).
+DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
+# Images decoded per step of `load_images`' progress bar.
+_CHUNK = 64
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -308,28 +314,31 @@ def load_image(path, size, *, crop="center"):
     >>> load_image("ants/0013035.jpg", 224).shape  # doctest: +SKIP
     (224, 224, 3)
     """
-    height, width = _size(size)
-    _check_crop(crop)
+    height, width = checked_size(size, crop)
     return _read(Path(path), height, width, crop)
 
 
 @_reading_errors
-def load_images(files, size, *, crop="center", verbose=0):
+def load_images(files, size, *, crop="center", verbose=0, workers=None):
     """Reads images into one uint8 array of shape `(N, height, width, 3)`.
+
+    For more images than fit in memory, `ImageFiles`
+    (`transferkit.data.stream`) decodes them batch by batch instead.
 
     Args:
         files: image paths.
         size: an int for squares, or `(height, width)`.
         crop: `"center"` (default) or `None`, as in `load_image`.
         verbose: 1 shows a progress bar. Defaults to 0.
+        workers: threads decoding side by side. Defaults to the number of
+            CPU cores, at most 8.
 
     Example:
 
     >>> load_images(["a.jpg", "b.png"], (160, 240)).shape  # doctest: +SKIP
     (2, 160, 240, 3)
     """
-    height, width = _size(size)
-    _check_crop(crop)
+    height, width = checked_size(size, crop)
     files = [Path(f) for f in files]
     check_memory(len(files) * height * width * 3,
                  f"{len(files)} images at {height}x{width}", "lower --image-size")
@@ -339,11 +348,35 @@ def load_images(files, size, *, crop="center", verbose=0):
         import keras  # here: checking a folder does not need it
 
         progress = keras.utils.Progbar(len(files), unit_name="image")
-    for i, file in enumerate(files):
-        images[i] = _read(file, height, width, crop)
+    for start in range(0, len(files), _CHUNK):
+        chunk = files[start:start + _CHUNK]
+        decode_images(chunk, (height, width), crop=crop, workers=workers,
+                      out=images[start:start + len(chunk)])
         if progress is not None:
-            progress.update(i + 1)
+            progress.update(start + len(chunk))
     return images
+
+
+def decode_images(files, size, *, crop="center", workers=None, out=None):
+    """`files` decoded side by side by `workers` threads: `(k, height, width, 3)` uint8.
+
+    `size` is `(height, width)`; `out`, optional, the array to fill.
+    """
+    height, width = size
+    workers = DEFAULT_WORKERS if workers is None else workers
+    if out is None:
+        out = np.empty((len(files), height, width, 3), np.uint8)
+
+    def read(i):
+        out[i] = _read(files[i], height, width, crop)
+
+    if workers == 1 or len(files) < 2:
+        for i in range(len(files)):
+            read(i)
+    else:
+        with ThreadPoolExecutor(min(workers, len(files))) as pool:
+            list(pool.map(read, range(len(files))))  # list(): raises the first error
+    return out
 
 
 @_reading_errors
@@ -543,8 +576,9 @@ def _center_box(source_size, height, width):
 def _sort_out(files):
     """`(readable files, [(file, reason), ...] for the others)`."""
     readable, bad = [], []
-    for file in files:
-        reason = _unreadable(file)
+    with ThreadPoolExecutor(DEFAULT_WORKERS) as pool:
+        reasons = list(pool.map(_unreadable, files))
+    for file, reason in zip(files, reasons):
         if reason is None:
             readable.append(file)
         else:
@@ -610,7 +644,8 @@ def _extensions(extensions):
     return tuple(sorted(set(cleaned)))
 
 
-def _size(size):
+def checked_size(size, crop="center"):
+    """`size` as `(height, width)`, after checking it and `crop`."""
     pair = (size, size) if isinstance(size, (int, np.integer)) else size
     if (
         not isinstance(pair, (tuple, list))
@@ -621,6 +656,7 @@ def _size(size):
             f"Invalid image size {size!r}: use a positive int such as 224, or "
             "(height, width) such as (224, 320)."
         )
+    _check_crop(crop)
     return int(pair[0]), int(pair[1])
 
 

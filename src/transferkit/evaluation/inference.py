@@ -177,6 +177,7 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         predicted), `class_names`.
     """
     from transferkit.data.images import scan_image_folder
+    from transferkit.data.stream import ImageFiles
 
     run = run if isinstance(run, Run) else load_run(run)
     folder = scan_image_folder(data_dir, strict=strict)
@@ -188,7 +189,7 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         )
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
-    x, _ = folder.load(run.image_size, crop=run.crop)
+    x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
     predicted = np.concatenate([
         class_scores(run, x[i:i + batch_size]).argmax(axis=1)
         for i in range(0, len(x), batch_size)

@@ -88,10 +88,11 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None, evaluated=N
             (which it then requires), when the caller has them already, as
             `transferkit train` does: `scores`, the run model's class
             scores `(n, classes)` as `inference.class_scores` gives them,
-            and `images`, the decoded images `(n, height, width, 3)` they
-            were computed on (for the thumbnails), both in the folder's file
-            order. The model is then not loaded and no image is decoded
-            again; the report is the same. Defaults to `None`: computed here.
+            and `images`, the images `(n, height, width, 3)` they were
+            computed on (an array, or a `transferkit.data.stream.ImageFiles`:
+            only the thumbnails are decoded), both in the folder's file
+            order. The model is then not loaded; the report is the same.
+            Defaults to `None`: computed here.
 
     Returns:
         The path of the `report.html` written. `report.json` holds
@@ -233,6 +234,7 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
     read: the caller's scores and images stand for them.
     """
     from transferkit.data.images import scan_image_folder
+    from transferkit.data.stream import ImageFiles
     from transferkit.evaluation.inference import class_scores, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
@@ -245,7 +247,7 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
     if evaluated is None:
         run = load_run(path)
         class_names, outputs = run.class_names, run.outputs
-        x, _ = folder.load(run.image_size, crop=run.crop)
+        x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
         batch = 32
         scores = np.concatenate([class_scores(run, x[i:i + batch])
                                  for i in range(0, len(x), batch)])
@@ -274,16 +276,19 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
 
 def _checked_evaluated(evaluated, folder, classes):
     """`write_report`'s `evaluated` as arrays `(scores, images)`, matching `folder` and the run."""
-    scores, images = (np.asarray(a) for a in evaluated)
+    scores, images = evaluated
+    scores = np.asarray(scores)
+    # An array, or images decoded on demand (`ImageFiles`): only the worst are read.
+    images = images if hasattr(images, "shape") else np.asarray(images)
     expected = (len(folder.files), classes)
     if scores.shape != expected or not np.issubdtype(scores.dtype, np.number):
         raise TransferkitError(
             f"evaluated's scores must be numbers of shape {expected} ({os.fspath(folder.root)}'s "
             f"images by the run's classes); got {scores.dtype} {scores.shape}.")
-    if images.ndim != 4 or len(images) != len(folder.files):
+    if len(images.shape) != 4 or len(images) != len(folder.files):
         raise TransferkitError(
             f"evaluated's images must be the {len(folder.files)} decoded images of "
-            f"{os.fspath(folder.root)}, (n, height, width, 3); got shape {images.shape}.")
+            f"{os.fspath(folder.root)}, (n, height, width, 3); got shape {tuple(images.shape)}.")
     return scores, images
 
 

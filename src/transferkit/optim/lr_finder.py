@@ -127,7 +127,9 @@ class LRFinder:
                 f"Model {model.name!r} has no trainable weights: unfreeze what should train "
                 "(e.g. the head) before looking for its learning rate."
             )
-        x, y = np.asarray(x), np.asarray(y)
+        y = np.asarray(y)
+        if not hasattr(x, "shape"):  # arrays (and images decoded on demand) are indexed as they are
+            x = np.asarray(x)
         if len(x) == 0 or len(x) != len(y):
             raise TransferkitError(
                 f"x and y must hold the same number (> 0) of samples; got {len(x)} and {len(y)}."

@@ -15,6 +15,7 @@ import tempfile
 import keras
 import numpy as np
 
+from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
 from transferkit.models.heads import default_loss, default_metrics
 from transferkit.training.callbacks import BestWeights
@@ -220,6 +221,7 @@ class FineTuner:
                 callbacks = [rates, *scheduled, *(self.callbacks or []),
                              *([stopper] if stopper else []), best]
                 logs = {}
+                data = _streamed(data, None if self.seed is None else [int(self.seed), index])
                 if self.partial is not None and phase.epochs:
                     checkpoint = self.partial.callback(
                         model, index, phase, best=best, rates=rates, stopper=stopper,
@@ -343,12 +345,9 @@ class FineTuner:
         """`(why a frozen phase takes the plain path or None, the augmentation layer)`."""
         reason = ("cache=False" if self.cache is False
                   else cache_refusal(model, allow_augmentation=True))
-        if reason is None and not (isinstance(x, np.ndarray) and y is not None):
+        if reason is None and not (_is_array(x) and y is not None):
             reason = "inputs are not arrays"
-        if reason is None and validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-            and isinstance(validation_data[0], np.ndarray)
-        ):
+        if reason is None and validation_data is not None and not _is_pair(validation_data):
             reason = "validation data is not an (x, y) pair of arrays"
         augment = None if reason is not None else augmentation_layer(model)
         if augment is not None and not self.augmented_copies:
@@ -400,12 +399,9 @@ class FineTuner:
                 "features must be a pair (train_features, val_features); val_features is "
                 "None without validation data."
             )
-        if not isinstance(x, np.ndarray) or validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-            and isinstance(validation_data[0], np.ndarray)
-        ):
+        if not _is_array(x) or validation_data is not None and not _is_pair(validation_data):
             raise TransferkitError(
-                "features= needs x and validation_data's x as NumPy arrays, the inputs the "
+                "features= needs x and validation_data's x as arrays, the inputs the "
                 "features were computed from."
             )
         train, val = features
@@ -494,6 +490,38 @@ def _reseeded(layer, seed):
     finally:
         for variable, value in zip(states, saved):
             variable.assign(value)
+
+
+def _is_array(x):
+    """Whether `x` is an array: NumPy's, or images decoded on demand (`ImageFiles`)."""
+    return isinstance(x, (np.ndarray, ImageFiles))
+
+
+def _is_pair(validation_data):
+    """Whether `validation_data` is an `(x, y)` pair of arrays."""
+    return (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+            and _is_array(validation_data[0]))
+
+
+def _streamed(data, seed):
+    """`fit`'s data arguments with `ImageFiles` served by `PyDataset`s.
+
+    Training images come shuffled per epoch from `seed` (`AugmentedFeatures`
+    with the images as its one copy), validation images in order
+    (`Batches`); both decode the next batches while the model computes.
+    """
+    x, val = data["x"], data.get("validation_data")
+    if isinstance(x, ImageFiles):
+        served = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
+                                   batch_size=data["batch_size"], seed=seed, workers=2)
+        data = {**data, "x": served, "y": None, "sample_weight": None, "batch_size": None,
+                "steps_per_epoch": served.steps_per_epoch, "shuffle": False,
+                "validation_batch_size": data.get("validation_batch_size") or served.batch_size}
+    if isinstance(val, (tuple, list)) and len(val) == 2 and isinstance(val[0], ImageFiles):
+        size = data.get("validation_batch_size") or data.get("batch_size") or 32
+        data = {**data, "validation_data": Batches(val[0], val[1], batch_size=size),
+                "validation_batch_size": None}
+    return data
 
 
 def _steps_per_epoch(x, y, batch_size):

@@ -125,7 +125,11 @@ class Trainer:
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
                      partial=None):
-        from transferkit.training.features import cache_refusal, feature_extractor
+        from transferkit.training.features import (
+            cache_refusal,
+            extract_features,
+            feature_extractor,
+        )
 
         model = self.build_model(num_classes)
         given = None
@@ -142,7 +146,8 @@ class Trainer:
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)  # the model holds the same weights
-        probabilities = model.predict(x_val, batch_size=self.config.batch_size, verbose=0)
+        # The whole model over the validation images, batch by batch.
+        probabilities = extract_features(model, x_val, batch_size=self.config.batch_size)
         history = tuner.history_
         best = tuner.best_epoch_
         metrics = {

@@ -175,6 +175,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     ...                  epochs=(3, 5))  # doctest: +SKIP
     >>> {name: row["verdict"] for name, row in result["variants"].items()}  # doctest: +SKIP
     """
+    from transferkit.data.stream import ImageFiles
     from transferkit.evaluation.diagnosis import diagnose
     from transferkit.training.features import FeatureCache
     from transferkit.outputs import check_output_folder, output_folder
@@ -213,8 +214,11 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
                   f"{train_set.class_names}; images at {first.size}x{first.size}; "
                   f"{len(trainers)} variants: {', '.join(trainers)}.")
-        x_train, y_train = train_set.load(first.size, crop=first.config.crop, verbose=first.bar())
-        x_val, y_val = val_set.load(first.size, crop=first.config.crop, verbose=first.bar())
+        # Streamed: decoded batch by batch, never all in memory.
+        x_train, y_train = ImageFiles(train_set.files, first.size, crop=first.config.crop), \
+            train_set.labels
+        x_val, y_val = ImageFiles(val_set.files, first.size, crop=first.config.crop), \
+            val_set.labels
 
         def run_variants(cache, where, models_dir):
             rows, histories = {}, {}

@@ -77,6 +77,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     from sklearn.model_selection import StratifiedKFold
 
     from transferkit.data.images import scan_image_folder
+    from transferkit.data.stream import ImageFiles
     from transferkit.training.features import FeatureCache
     from transferkit.training.trainer import Trainer
 
@@ -101,7 +102,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                     f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
                     f"{trainer.size}x{trainer.size}.")
         trainer.hint(len(folder) - len(splits[0][1]))
-        x, y = folder.load(trainer.size, crop=trainer.config.crop, verbose=trainer.bar())
+        # Streamed: decoded batch by batch, never all in memory.
+        x, y = ImageFiles(folder.files, trainer.size, crop=trainer.config.crop), folder.labels
 
         def run_folds(cache, where):
             def features_for(train_index, val_index):
@@ -117,8 +119,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             for k, (train_index, val_index) in enumerate(splits):
                 trainer.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
                             "validation images.")
-                fitted = trainer.fit(x[train_index], y[train_index], x[val_index], y[val_index],
-                                     len(folder.class_names),
+                fitted = trainer.fit(x.subset(train_index), y[train_index], x.subset(val_index),
+                                     y[val_index], len(folder.class_names),
                                      features=features_for(train_index, val_index))
                 rows.append({"fold": k + 1, "train_images": int(len(train_index)),
                              "val_images": int(len(val_index)), **fitted["metrics"]})

@@ -47,6 +47,7 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     >>> finder.suggestion_  # doctest: +SKIP
     """
     from transferkit.data.images import scan_image_folder
+    from transferkit.data.stream import ImageFiles
     from transferkit.training.features import (
         cache_refusal,
         extract_features,
@@ -72,7 +73,7 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     folder = scan_image_folder(data_dir, strict=strict)
     trainer.say(f"{len(folder)} images, classes {folder.class_names}; images at "
                 f"{trainer.size}x{trainer.size}.")
-    x, y = folder.load(trainer.size, crop=trainer.config.crop, verbose=trainer.bar())
+    x, y = ImageFiles(folder.files, trainer.size, crop=trainer.config.crop), folder.labels
     if trainer.config.seed is not None:
         keras.utils.set_random_seed(trainer.config.seed)
     model = trainer.build_model(len(folder.class_names))

@@ -107,6 +107,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if folder is not None:
             check_image_folder(folder)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
+    from transferkit.data.stream import ImageFiles
     from transferkit.saving import file_sha256
     from transferkit.training.features import FeatureCache, files_digest
     from transferkit.training.resume import PartialRun
@@ -134,7 +135,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     f"classes {train_set.class_names}; images at "
                     f"{trainer.size}x{trainer.size}.")
         trainer.hint(len(train_set))
-        x_train, y_train = train_set.load(trainer.size, crop=config.crop, verbose=trainer.bar())
+        # Streamed: decoded batch by batch, never all in memory.
+        x_train, y_train = ImageFiles(train_set.files, trainer.size, crop=config.crop), \
+            train_set.labels
         if not config.linear:
             partial = PartialRun(partial_dir, {
                 "training": config.to_dict(), "class_names": list(train_set.class_names),
@@ -145,7 +148,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                 trainer.say(f"Resuming from {partial_dir}: {partial.completed} epochs done.")
             elif resume:
                 trainer.say(f"No checkpoint in {partial_dir}: training from the start.")
-        x_val, y_val = val_set.load(trainer.size, crop=config.crop, verbose=trainer.bar())
+        x_val, y_val = ImageFiles(val_set.files, trainer.size, crop=config.crop), val_set.labels
 
         cache = FeatureCache(features_dir)
         where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)

@@ -1,0 +1,162 @@
+"""Images streamed from their files: decoded in parallel, batch by batch.
+
+`ImageFiles` stands for the uint8 array `(N, height, width, 3)` that
+`load_images` would return, without ever holding it: indexing it decodes the
+images asked for, in parallel threads (Pillow releases the GIL while it
+decodes and resizes). Training, feature extraction and prediction take it
+wherever they take an array, so memory stays flat in the number of images:
+features stream into the on-disk cache, and the layers that train on images
+get them through `Batches` (in order) or `AugmentedFeatures` (shuffled per
+epoch), `keras.utils.PyDataset`s that decode the next batches while the
+model computes.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from transferkit.data.images import (
+    DEFAULT_WORKERS,
+    check_memory,
+    checked_size,
+    decode_images,
+    load_images,
+)
+from transferkit.errors import TransferkitError
+
+
+class ImageFiles:
+    """A read-only image array whose images are decoded from files when indexed.
+
+    `x[i]` is one image `(height, width, 3)`; `x[a:b]`, `x[[i, j, ...]]` and
+    `x[mask]` are `(k, height, width, 3)` uint8 arrays, their images decoded
+    by `workers` threads. `len`, `shape`, `dtype` and `ndim` are those of the
+    whole array; `np.asarray(x)` decodes every image (after checking that
+    they fit in memory). `subset(indices)` is another `ImageFiles`, nothing
+    decoded.
+
+    Args:
+        files: the image files, in order.
+        size: an int for squares, or `(height, width)`.
+        crop: `"center"` (default) or `None`, as in `load_image`.
+        workers: threads that decode one indexing. Defaults to the number
+            of CPU cores, at most 8.
+
+    Example:
+
+    >>> x = ImageFiles(["ants/1.jpg", "bees/2.jpg"], 224)  # doctest: +SKIP
+    >>> x.shape, x[0:2].shape  # doctest: +SKIP
+    ((2, 224, 224, 3), (2, 224, 224, 3))
+    """
+
+    ndim = 4
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files, size, *, crop="center", workers=None):
+        if isinstance(files, (str, os.PathLike)):
+            raise TransferkitError("files must be a list of image paths, not one path.")
+        self.files = [Path(f) for f in files]
+        self.size = checked_size(size, crop)
+        self.crop = crop
+        workers = DEFAULT_WORKERS if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise TransferkitError(f"workers must be an int >= 1, got {workers!r}.")
+        self.workers = workers
+
+    def __len__(self):
+        return len(self.files)
+
+    @property
+    def shape(self):
+        return (len(self.files), *self.size, 3)
+
+    def __repr__(self):
+        return (f"ImageFiles({len(self)} images at {self.size[0]}x{self.size[1]}, "
+                f"crop={self.crop!r})")
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return self._decode(self._indices(np.array([key])))[0]
+        if isinstance(key, slice):
+            return self._decode(range(*key.indices(len(self))))
+        return self._decode(self._indices(key))
+
+    def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("ImageFiles decodes its images: np.asarray cannot avoid a copy.")
+        check_memory(math.prod(self.shape), f"{len(self)} images at "
+                     f"{self.size[0]}x{self.size[1]}", "pass the ImageFiles itself (it "
+                     "streams) or lower the image size")
+        x = self[:]
+        return x if dtype is None else x.astype(dtype, copy=False)
+
+    def subset(self, indices):
+        """The images at `indices` (integers, or a boolean mask): an `ImageFiles`."""
+        return ImageFiles([self.files[i] for i in self._indices(indices)], self.size,
+                          crop=self.crop, workers=self.workers)
+
+    def load(self, verbose=0):
+        """Every image decoded into one array, as `load_images` does."""
+        return load_images(self.files, self.size, crop=self.crop, verbose=verbose,
+                           workers=self.workers)
+
+    def _indices(self, key):
+        indices = np.asarray(key)
+        if indices.dtype == bool and indices.shape == (len(self),):
+            indices = np.flatnonzero(indices)
+        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+            raise TransferkitError(
+                f"Index ImageFiles with an int, a slice, a 1-D list of integers or a boolean "
+                f"mask of length {len(self)}; got shape {indices.shape} of {indices.dtype}.")
+        bad = indices[(indices < -len(self)) | (indices >= len(self))]
+        if bad.size:
+            raise IndexError(f"index {bad[0]} is out of range for {len(self)} images")
+        return indices.astype(np.int64) % max(len(self), 1)
+
+    def _decode(self, indices):
+        return decode_images([self.files[i] for i in indices], self.size, crop=self.crop,
+                             workers=self.workers)
+
+
+class Batches(keras.utils.PyDataset):
+    """`x` (and `y`) in order, `batch_size` at a time: for `predict` and validation.
+
+    With `workers > 1` (the default for `ImageFiles`), Keras prepares the
+    next batches in threads while the model computes.
+
+    Args:
+        x: the inputs: an array, or anything indexable by a slice with `len`
+            (an `ImageFiles`).
+        y: optional targets, one per input. Defaults to `None` (batches of
+            `x` alone).
+        batch_size: inputs per batch. Defaults to 32.
+        **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`,
+            `max_queue_size`; `workers` defaults to 2 for `ImageFiles`, else 1.
+
+    Example:
+
+    >>> model.predict(Batches(ImageFiles(files, 224)))  # doctest: +SKIP
+    """
+
+    def __init__(self, x, y=None, *, batch_size=32, **kwargs):
+        kwargs.setdefault("workers", 2 if isinstance(x, ImageFiles) else 1)
+        super().__init__(**kwargs)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        if y is not None and len(y) != len(x):
+            raise TransferkitError(
+                f"x has {len(x)} inputs and y has {len(y)} targets: pass one per input.")
+        self.x, self.y, self.batch_size = x, None if y is None else np.asarray(y), batch_size
+
+    @property
+    def num_batches(self):
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return np.asarray(self.x[part]) if self.y is None else (np.asarray(self.x[part]),
+                                                                self.y[part])
+
