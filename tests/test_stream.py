@@ -16,7 +16,11 @@ from transferkit.data.images import load_images, scan_image_folder
 from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
 from transferkit.training import resume
-from transferkit.training.features import FeatureCache, extract_features, feature_extractor
+from transferkit.training.features import (
+    FeatureCache,
+    extract_features,
+    feature_extractor,
+)
 from transferkit.training.recipe import FineTuner, Phase
 
 N = 40

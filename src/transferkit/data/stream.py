@@ -159,4 +159,3 @@ class Batches(keras.utils.PyDataset):
         part = slice(index * self.batch_size, (index + 1) * self.batch_size)
         return np.asarray(self.x[part]) if self.y is None else (np.asarray(self.x[part]),
                                                                 self.y[part])
-
