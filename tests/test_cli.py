@@ -154,9 +154,18 @@ def test_demo_shows_the_pitfall_and_the_fix():
     ["predict", "{missing}", "{data}"],
     ["evaluate", "{data}", "{data}"],  # a folder that is not a run
     ["train", "{data}", "--backbone", "efficientnet_lite0", "--out", ""],
+    # Option mistakes too: the catalogue and the configuration need no Keras.
+    ["train", "{data}", "--backbone", "resnett50", "--out", "{out}"],
+    ["train", "{data}", "--backbone", "minilm_l6", "--out", "{out}"],
+    ["train", "{data}", "--backbone", "efficientnet_lite0", "--kernel", "l3", "--out", "{out}"],
+    ["cv", "{data}", "--backbone", "resnett50"],
+    ["compare", "{data}", "--backbone", "resnett50", "--variants", "l2"],
+    ["compare", "{data}", "--backbone", "efficientnet_lite0", "--variants", "l9"],
+    ["lr-find", "{data}", "--backbone", "resnett50"],
 ])
-def test_path_mistakes_are_found_before_keras_is_imported(tmp_path, command):
-    # Importing Keras (TensorFlow) takes seconds: a wrong path is known without it.
+def test_mistakes_are_found_before_keras_is_imported(tmp_path, command):
+    # Importing Keras (TensorFlow) takes seconds: a wrong path or option is
+    # known without it.
     (tmp_path / "data" / "a").mkdir(parents=True)
     names = {"missing": tmp_path / "missing", "out": tmp_path / "run", "data": tmp_path / "data"}
     argv = [part.format(**names) for part in command]

@@ -1,30 +1,26 @@
-"""Pretrained backbones: a catalogue by name (Keras, KerasHub, text), and those Keras lacks."""
+"""Pretrained backbones: a catalogue by name (Keras, KerasHub, text), and those Keras lacks.
 
-from transferkit.backbones.cache import keras_models_dir
-from transferkit.backbones.efficientnet_lite import EfficientNetLite0
-from transferkit.backbones.hub import load_preset
-from transferkit.backbones.loading import cut_model, load_backbone
-from transferkit.backbones.registry import (
-    BackboneConfig,
-    BackboneInfo,
-    get_backbone_config,
-    list_backbones,
-    register,
-    weights_available,
-)
-from transferkit.backbones.text import tokenize
+The names are imported on first use: reading the catalogue (a name's
+`BackboneConfig`, `list_backbones`) imports no Keras; building a backbone does.
+"""
 
-__all__ = [
-    "BackboneConfig",
-    "BackboneInfo",
-    "EfficientNetLite0",
-    "cut_model",
-    "get_backbone_config",
-    "keras_models_dir",
-    "list_backbones",
-    "load_backbone",
-    "load_preset",
-    "register",
-    "tokenize",
-    "weights_available",
-]
+from transferkit._lazy import lazy_exports
+
+_EXPORTS = {
+    "BackboneConfig": "transferkit.backbones.registry",
+    "BackboneInfo": "transferkit.backbones.registry",
+    "EfficientNetLite0": "transferkit.backbones.efficientnet_lite",
+    "cut_model": "transferkit.backbones.loading",
+    "get_backbone_config": "transferkit.backbones.registry",
+    "keras_models_dir": "transferkit.backbones.cache",
+    "list_backbones": "transferkit.backbones.registry",
+    "load_backbone": "transferkit.backbones.loading",
+    "load_preset": "transferkit.backbones.hub",
+    "register": "transferkit.backbones.registry",
+    "tokenize": "transferkit.backbones.text",
+    "weights_available": "transferkit.backbones.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

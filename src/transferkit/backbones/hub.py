@@ -27,13 +27,6 @@ show their weights as not available.
 import importlib.util
 import os
 
-from transferkit._compat import (
-    kaggle_cached_path,
-    kaggle_files_cached,
-    raised_in_preset_download,
-    run_graph,
-)
-
 # Registered before these entries, whichever module is imported first, so
 # that the catalogue lists the Keras families first.
 from transferkit.backbones import applications  # noqa: F401
@@ -118,6 +111,8 @@ def inline(model, inputs):
 
     >>> features = keras.Model(images, inline(backbone, [images]))  # doctest: +SKIP
     """
+    from transferkit._compat import run_graph  # imports Keras: not while listing
+
     return run_graph(model, inputs)
 
 
@@ -265,6 +260,8 @@ def read_preset(label, source, load):
     except TransferkitError:
         raise
     except Exception as e:  # Kaggle, Hugging Face, files and configs raise many types.
+        from transferkit._compat import raised_in_preset_download
+
         if raised_in_preset_download(e):
             raise TransferkitError(_download_message(label, source, e)) from e
         raise TransferkitError(
@@ -287,6 +284,8 @@ def _download_message(label, source, error):
 
 def _kaggle_cache_path(handle):
     """Where KaggleHub keeps the files of a versioned model handle, or `None`."""
+    from transferkit._compat import kaggle_cached_path
+
     try:
         return kaggle_cached_path(handle)
     except Exception:  # kagglehub missing, or its internals moved (tests/test_compat.py).
@@ -297,6 +296,8 @@ def preset_cached(handle, files=IMAGE_PRESET_FILES):
     """Whether KaggleHub holds every one of `files` of `handle`, completely downloaded."""
     if any(importlib.util.find_spec(m) is None for m in ("keras_hub", "kagglehub")):
         return False
+    from transferkit._compat import kaggle_files_cached
+
     try:
         return kaggle_files_cached(handle, files)
     except Exception:  # kagglehub's internals moved (tests/test_compat.py): say "download".

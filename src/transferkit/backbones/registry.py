@@ -4,7 +4,8 @@ Adding a backbone is adding one `BackboneConfig` with `register`. The
 built-in entries live in `transferkit.backbones.applications` (Keras
 families), `transferkit.backbones.hub` (KerasHub presets) and
 `transferkit.backbones.text` (text backbones), and are registered the first
-time the catalogue is read, so importing this module stays cheap.
+time the catalogue is read, so importing this module stays cheap. Neither
+imports Keras: an entry's builder is imported when it is first called.
 """
 
 import dataclasses
@@ -14,7 +15,6 @@ import os
 import re
 from typing import Callable
 
-from transferkit.backbones import cache
 from transferkit.errors import TransferkitError
 
 # How `load_backbone` turns raw [0, 255] RGB images into what the weights
@@ -219,6 +219,8 @@ def weights_available(name, input_shape=None):
             families with one file per input size (MobileNetV2). Defaults to
             `None` (the default size).
     """
+    from transferkit.backbones import cache  # imports Keras
+
     config = get_backbone_config(name)
     if config.weights_check is not None:
         return bool(config.weights_check())

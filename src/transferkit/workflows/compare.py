@@ -48,8 +48,6 @@ from transferkit.runs import (
     jsonable,
 )
 from transferkit.training.config import TrainingConfig, check_names, training_config
-from transferkit.training.resume import PartialRun
-from transferkit.training.trainer import Trainer
 from transferkit.workflows.common import (
     FEATURES_DIR,
     checked_cache_dir,
@@ -175,11 +173,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     ...                  epochs=(3, 5))  # doctest: +SKIP
     >>> {name: row["verdict"] for name, row in result["variants"].items()}  # doctest: +SKIP
     """
-    from transferkit.data.stream import ImageFiles
-    from transferkit.evaluation.diagnosis import diagnose
-    from transferkit.training.features import FeatureCache
     from transferkit.outputs import check_output_folder, output_folder
-    from transferkit.runs import write_json
 
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
@@ -200,9 +194,16 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     base_where = f"{os.fspath(config)}, [base]" if file_base else "The base options"
     # Variants of a network recipe: head "auto" is a softmax head here.
     base_config = _config(backbone, {**base, "seed": seed}, base_where).for_data(None)
-    _trainer(base_config, base_where, verbose)
     configs = {name: _config(base_config, options, where)
                for name, (options, where) in chosen.items()}
+    _trainer(base_config, base_where, verbose)
+    # Keras (seconds to import) once the options are known to be right.
+    from transferkit.data.stream import ImageFiles
+    from transferkit.evaluation.diagnosis import diagnose
+    from transferkit.runs import write_json
+    from transferkit.training import resume
+    from transferkit.training.features import FeatureCache
+
     trainers = {name: _trainer(configs[name], chosen[name][1], verbose) for name in configs}
     first = next(iter(trainers.values()))
     _say_duplicates(first, configs)
@@ -236,7 +237,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 # repeats train's numbers.
                 fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes,
                                      features=features,
-                                     partial=PartialRun(None, None, seed=trainer.config.seed))
+                                     partial=resume.PartialRun(None, None,
+                                                               seed=trainer.config.seed))
                 history = fitted["history"]["history"]
                 diagnosis = diagnose(history, num_classes=num_classes)
                 best = fitted["metrics"]["best_epoch"] - 1
@@ -512,6 +514,8 @@ def _config(base, options, where):
 
 def _trainer(config, where, verbose):
     """The variant's `Trainer`: a configuration that trains a network."""
+    from transferkit.training.trainer import Trainer
+
     trainer = Trainer(config, verbose=verbose)
     if trainer.config.linear:
         raise TransferkitError(

@@ -74,6 +74,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     inputs = (data_dir, cache_dir)
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
+    config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
     from sklearn.model_selection import StratifiedKFold
 
     from transferkit.data.images import scan_image_folder
@@ -81,7 +82,6 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     from transferkit.training.features import FeatureCache
     from transferkit.training.trainer import Trainer
 
-    config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
 

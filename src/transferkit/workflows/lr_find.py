@@ -2,13 +2,9 @@
 
 import os
 
-import keras
-
 from transferkit.errors import TransferkitError
-from transferkit.optim.lr_finder import LRFinder
 from transferkit.outputs import check_output_file
 from transferkit.training.config import training_config
-from transferkit.training.trainer import Trainer
 
 
 def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
@@ -46,19 +42,24 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     ...                  "lr_find.png", augment=False)  # doctest: +SKIP
     >>> finder.suggestion_  # doctest: +SKIP
     """
+    # The rate of a trained head: "auto" is a softmax head here. The options
+    # are checked before Keras (seconds) is imported.
+    config = training_config(backbone, options, "lr_find").for_data(None)
+    import keras
+
     from transferkit.data.images import scan_image_folder
     from transferkit.data.stream import ImageFiles
+    from transferkit.models.freezing import freeze, parse_plan
+    from transferkit.optim.lr_finder import LRFinder
     from transferkit.training.features import (
         cache_refusal,
         extract_features,
         feature_extractor,
         head_model,
     )
-    from transferkit.models.freezing import freeze, parse_plan
+    from transferkit.training.trainer import Trainer
 
-    # The rate of a trained head: "auto" is a softmax head here.
-    trainer = Trainer(training_config(backbone, options, "lr_find").for_data(None),
-                      verbose=verbose)
+    trainer = Trainer(config, verbose=verbose)
     if trainer.config.linear:
         raise TransferkitError(f"head={trainer.config.head!r} has no learning rate; the LR "
                                "finder is for the trained (softmax) head.")

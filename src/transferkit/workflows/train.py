@@ -107,13 +107,13 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if folder is not None:
             check_image_folder(folder)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
+    config = training_config(backbone, options, "train")  # the catalogue needs no Keras
     from transferkit.data.stream import ImageFiles
     from transferkit.saving import file_sha256
     from transferkit.training.features import FeatureCache, files_digest
     from transferkit.training.resume import PartialRun
     from transferkit.training.trainer import Trainer
 
-    config = training_config(backbone, options, "train")
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
     partial_dir = partial_folder(out)
