@@ -13,7 +13,7 @@ from PIL import Image
 
 from transferkit.data import images as images_module
 from transferkit.data.images import load_images, scan_image_folder
-from transferkit.data.stream import Batches, ImageFiles
+from transferkit.data.stream import Batches, ImageFiles, read_ahead
 from transferkit.errors import TransferkitError
 from transferkit.training import resume
 from transferkit.training.features import (
@@ -101,6 +101,26 @@ def test_a_corrupt_file_is_named_when_decoded(photos, tmp_path):
     np.testing.assert_array_equal(x[:5], load_images(photos[:5], 16))
     with pytest.raises(TransferkitError, match=r"Cannot read image '.*broken.jpg': not an image"):
         x[2:6]
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_read_ahead_yields_every_batch_in_order(pngs, streamed):
+    files, x, _ = pngs
+    source = ImageFiles(files, 12) if streamed else x
+    got = list(read_ahead(source, 16))
+    assert [start for start, _ in got] == [0, 16, 32]
+    np.testing.assert_array_equal(np.concatenate([batch for _, batch in got]), x)
+
+
+def test_read_ahead_raises_a_decoding_error_at_its_batch(pngs, tmp_path):
+    files, x, _ = pngs
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    reading = read_ahead(ImageFiles([*files[:16], broken], 12), 16)
+    start, first = next(reading)  # the second batch, decoding meanwhile, fails
+    np.testing.assert_array_equal(first, x[:16])
+    with pytest.raises(TransferkitError, match="broken.png"):
+        next(reading)
 
 
 def test_batches_serve_in_order_with_a_smaller_last_batch(pngs):

@@ -13,6 +13,7 @@ model computes.
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -159,3 +160,33 @@ class Batches(keras.utils.PyDataset):
         part = slice(index * self.batch_size, (index + 1) * self.batch_size)
         return np.asarray(self.x[part]) if self.y is None else (np.asarray(self.x[part]),
                                                                 self.y[part])
+
+
+def read_ahead(x, batch_size):
+    """Yields `(start, x[start:start + batch_size])` over `x`, in order.
+
+    For an `ImageFiles`, the next batch is decoded in a thread while the
+    caller computes on this one; an array is sliced as it is.
+
+    Example:
+
+    >>> for start, batch in read_ahead(ImageFiles(files, 224), 32):  # doctest: +SKIP
+    ...     scores[start:start + len(batch)] = model.predict_on_batch(batch)
+    """
+    starts = range(0, len(x), batch_size)
+    if not isinstance(x, ImageFiles):
+        for start in starts:
+            yield start, np.asarray(x[start:start + batch_size])
+        return
+    with ThreadPoolExecutor(1) as ahead:
+        pending = None
+        try:
+            for start in starts:
+                batch = pending.result() if pending else x[start:start + batch_size]
+                following = start + batch_size
+                pending = ahead.submit(x.__getitem__, slice(following, following + batch_size)) \
+                    if following < len(x) else None
+                yield start, batch
+        finally:
+            if pending is not None:
+                pending.cancel()

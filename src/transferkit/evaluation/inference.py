@@ -121,7 +121,8 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
     >>> print(f"{row['class']} {row['probability']:.3f} ± {row['std']:.3f}")  # doctest: +SKIP
     ants 0.912 ± 0.031
     """
-    from transferkit.data.images import list_images, load_image
+    from transferkit.data.images import list_images
+    from transferkit.data.stream import ImageFiles, read_ahead
 
     if mc_samples is not None:
         _check_mc_arguments(mc_samples, batch_size, seed)
@@ -136,21 +137,14 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
         "probability", "probabilities")
     rows = []
     sampler = None if mc_samples is None else _MCDropout(run.model, seed)
+    x = ImageFiles(files, run.image_size, crop=run.crop)  # decoded batch by batch
     with sampler or contextlib.nullcontext():
-        for begin in range(0, len(files), batch_size):
-            batch, names = [], []
-            for path in files[begin:begin + batch_size]:
-                try:
-                    batch.append(load_image(path, run.image_size, crop=run.crop))
-                except TransferkitError:
-                    raise
-                except Exception as e:  # Pillow raises many types for bad files
-                    raise TransferkitError(f"Cannot read {path}: {e}") from None
-                names.append(path)
+        for begin, batch in read_ahead(x, batch_size):
+            names = files[begin:begin + batch_size]
             if sampler is None:
-                spread, probabilities = None, class_scores(run, np.stack(batch))
+                spread, probabilities = None, class_scores(run, batch)
             else:
-                spread = sampler.predict(np.stack(batch), mc_samples, batch_size)
+                spread = sampler.predict(batch, mc_samples, batch_size)
                 probabilities = spread.mean
             for i, (path, p) in enumerate(zip(names, probabilities)):
                 best = int(np.argmax(p))
@@ -177,7 +171,7 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
         predicted), `class_names`.
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.data.stream import ImageFiles
+    from transferkit.data.stream import ImageFiles, read_ahead
 
     run = run if isinstance(run, Run) else load_run(run)
     folder = scan_image_folder(data_dir, strict=strict)
@@ -190,10 +184,8 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-    predicted = np.concatenate([
-        class_scores(run, x[i:i + batch_size]).argmax(axis=1)
-        for i in range(0, len(x), batch_size)
-    ])
+    predicted = np.concatenate([class_scores(run, batch).argmax(axis=1)
+                                for _, batch in read_ahead(x, batch_size)])
     return classification_figures(labels, predicted, run.class_names, folder.skipped)
 
 

@@ -234,7 +234,7 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
     read: the caller's scores and images stand for them.
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.data.stream import ImageFiles
+    from transferkit.data.stream import ImageFiles, read_ahead
     from transferkit.evaluation.inference import class_scores, classification_figures, load_run
 
     # The folder is checked against the run's classes before the (slow) model load.
@@ -248,9 +248,7 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
         run = load_run(path)
         class_names, outputs = run.class_names, run.outputs
         x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-        batch = 32
-        scores = np.concatenate([class_scores(run, x[i:i + batch])
-                                 for i in range(0, len(x), batch)])
+        scores = np.concatenate([class_scores(run, batch) for _, batch in read_ahead(x, 32)])
     else:
         class_names, outputs = known, config.get("outputs", "probabilities")
         scores, x = _checked_evaluated(evaluated, folder, len(class_names))

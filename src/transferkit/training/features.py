@@ -25,14 +25,13 @@ import json
 import math
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
 
 from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
-from transferkit.data.stream import ImageFiles
+from transferkit.data.stream import ImageFiles, read_ahead
 from transferkit.errors import TransferkitError
 from transferkit.outputs import atomic_output
 from transferkit.saving import file_sha256
@@ -200,7 +199,7 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
         if tmp is not None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
-        for start, batch in _batches(x, batch_size):
+        for start, batch in read_ahead(x, batch_size):
             if augment is not None:
                 batch = keras.ops.convert_to_numpy(augment(
                     keras.ops.convert_to_tensor(batch, dtype=source), training=True))
@@ -217,28 +216,6 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
         if tmp is not None:
             os.remove(tmp)
     return np.load(path, mmap_mode="r")
-
-
-def _batches(x, batch_size):
-    """`(start, x[start:start + batch_size])` pairs; an `ImageFiles`' next batch
-    is decoded in a thread while the caller computes on this one."""
-    starts = range(0, len(x), batch_size)
-    if isinstance(x, np.ndarray):
-        for start in starts:
-            yield start, x[start:start + batch_size]
-        return
-    with ThreadPoolExecutor(1) as ahead:
-        pending = None
-        try:
-            for start in starts:
-                batch = np.asarray(pending.result() if pending else x[start:start + batch_size])
-                following = start + batch_size
-                pending = ahead.submit(x.__getitem__, slice(following, following + batch_size)) \
-                    if following < len(x) else None
-                yield start, batch
-        finally:
-            if pending is not None:
-                pending.cancel()
 
 
 class AugmentedFeatures(keras.utils.PyDataset):
