@@ -70,6 +70,7 @@ _EXPORTS = {
     "get_schedule": "transferkit.optim.schedules",
     "scan_image_folder": "transferkit.data",
     "load_images": "transferkit.data",
+    "ImageFiles": "transferkit.data",
     "get_augmentation": "transferkit.data",
     "TransferkitError": "transferkit.errors",
     "get_penalty": "transferkit.regularizers.penalties",

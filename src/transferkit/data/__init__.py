@@ -1,5 +1,5 @@
-"""Data for fine-tuning: labelled image folders, image arrays, augmentation,
-labelled text files and multi-hot text vectors.
+"""Data for fine-tuning: labelled image folders, image arrays, images streamed
+from their files, augmentation, labelled text files and multi-hot text vectors.
 
 The names are imported on first use, so that checking a path (`images`)
 does not import Keras.
@@ -12,6 +12,9 @@ _EXPORTS = {
     "get_augmentation": "transferkit.data.augment",
     "IMAGE_EXTENSIONS": "transferkit.data.images",
     "ImageFolder": "transferkit.data.images",
+    "ImageFiles": "transferkit.data.stream",
+    "Batches": "transferkit.data.stream",
+    "read_ahead": "transferkit.data.stream",
     "check_arrays": "transferkit.data.images",
     "list_images": "transferkit.data.images",
     "load_image": "transferkit.data.images",
@@ -26,6 +29,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TEXT_EXTENSIONS",
     "Augmentation",
+    "Batches",
+    "ImageFiles",
     "ImageFolder",
     "MultiHot",
     "check_arrays",
@@ -33,6 +38,7 @@ __all__ = [
     "list_images",
     "load_image",
     "load_images",
+    "read_ahead",
     "read_texts",
     "scan_image_folder",
 ]
