@@ -105,16 +105,7 @@ class ImageFolder:
 
         The subset keeps `root`, `class_names` and the scan's `skipped` list.
         """
-        indices = np.asarray(indices)
-        if indices.dtype == bool and indices.shape == (len(self),):
-            indices = np.flatnonzero(indices)
-        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
-            raise TransferkitError(
-                f"Subset indices must be a 1-D list of integers or a boolean "
-                f"mask of length {len(self)}, got shape {indices.shape} "
-                f"of {indices.dtype}."
-            )
-        indices = indices.astype(np.int64)
+        indices = index_array(indices, len(self), "Subset indices must be")
         bad = indices[(indices < 0) | (indices >= len(self))]
         if bad.size:
             raise TransferkitError(
@@ -186,6 +177,23 @@ class ImageFolder:
         """
         x = load_images(self.files, size, crop=crop, verbose=verbose)
         return x, self.labels.copy()
+
+
+def index_array(indices, length, what):
+    """`indices` (integers, or a boolean mask of `length`) as a 1-D int64 array.
+
+    Anything else is an error whose message starts with `what`
+    (`"Subset indices must be"`). The range is the caller's to check.
+    """
+    indices = np.asarray(indices)
+    if indices.dtype == bool and indices.shape == (length,):
+        indices = np.flatnonzero(indices)
+    if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+        raise TransferkitError(
+            f"{what} a 1-D list of integers or a boolean mask of length {length}, got "
+            f"shape {indices.shape} of {indices.dtype}."
+        )
+    return indices.astype(np.int64)
 
 
 def _reading_errors(function):

@@ -24,6 +24,7 @@ from transferkit.data.images import (
     check_memory,
     checked_size,
     decode_images,
+    index_array,
     load_images,
 )
 from transferkit.errors import TransferkitError
@@ -105,17 +106,11 @@ class ImageFiles:
                            workers=self.workers)
 
     def _indices(self, key):
-        indices = np.asarray(key)
-        if indices.dtype == bool and indices.shape == (len(self),):
-            indices = np.flatnonzero(indices)
-        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
-            raise TransferkitError(
-                f"Index ImageFiles with an int, a slice, a 1-D list of integers or a boolean "
-                f"mask of length {len(self)}; got shape {indices.shape} of {indices.dtype}.")
+        indices = index_array(key, len(self), "Index ImageFiles with an int, a slice,")
         bad = indices[(indices < -len(self)) | (indices >= len(self))]
         if bad.size:
             raise IndexError(f"index {bad[0]} is out of range for {len(self)} images")
-        return indices.astype(np.int64) % max(len(self), 1)
+        return indices % max(len(self), 1)
 
     def _decode(self, indices):
         return decode_images([self.files[i] for i in indices], self.size, crop=self.crop,
