@@ -5,8 +5,9 @@ feeds the head the same features. `feature_extractor` cuts a model into the
 part that computes them (input -> backbone -> pooling) and `head_model` into
 the part that trains on them (dropout, head), sharing the original layer
 objects, so training the head model trains the original model's head.
-`extract_features` computes them in batches (streaming to a `.npy` file when
-asked) and `FeatureCache` keeps them on disk under a key of everything that
+`extract_features` computes them in batches (from an array, or from images
+streamed off disk, `ImageFiles`, the next batch decoded meanwhile; into a
+`.npy` file when asked) and `FeatureCache` keeps them on disk under a key of everything that
 changes them. With augmentation on, `extract_features(..., augment=...)`
 computes randomly augmented copies of the features and `AugmentedFeatures`
 serves copy `e % K` at epoch `e`.
@@ -156,7 +157,9 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
 
     Args:
         extractor: a model, e.g. `feature_extractor(model)`.
-        x: the inputs, an array (or anything sliceable with `len`).
+        x: the inputs, an array, an `ImageFiles` (decoded batch by batch,
+            the next one while this one computes), or anything sliceable
+            with `len`.
         batch_size: samples per forward pass. Defaults to 32.
         path: optional `.npy` file to stream the features into, so that the
             features of a data set larger than memory never sit in memory at

@@ -138,10 +138,13 @@ class FineTuner:
 
         Args:
             model: a model with a nested `"backbone"` (`build`, `reuse`).
-            x: inputs: a NumPy array, or a `keras.utils.PyDataset` (then
-                `y` is `None`).
+            x: inputs: a NumPy array, images streamed from their files
+                (`transferkit.data.stream.ImageFiles`: served shuffled per
+                epoch, decoded while the model computes, never all in
+                memory), or a `keras.utils.PyDataset` (then `y` is `None`).
             y: labels: class indices for softmax and binary heads.
-            validation_data: `(x_val, y_val)` or a `PyDataset`. Without it
+            validation_data: `(x_val, y_val)` (`x_val` an array or an
+                `ImageFiles`) or a `PyDataset`. Without it
                 early stopping and the checkpoint watch the training loss.
             sample_weight: optional per-sample weights.
             features: optional `(train_features, val_features)` computed by
