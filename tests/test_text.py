@@ -228,6 +228,20 @@ def test_reads_tsv(tmp_path):
     assert (texts, labels.tolist(), class_names) == (["one, two", "three"], [1, 0], ["a", "b"])
 
 
+def test_tsv_quotes_are_text_never_a_field_across_lines(tmp_path):
+    # A stray quote used to open a quoted field that swallowed the next lines.
+    path = tmp_path / "messages.tsv"
+    path.write_text('label\ttext\nham\tsee you at "the pub\nspam\tWIN "cash" now\n'
+                    'ham\tok\n', encoding="utf-8")
+    texts, labels, class_names = read_texts(path)
+    assert texts == ['see you at "the pub', 'WIN "cash" now', "ok"]
+    assert (labels.tolist(), class_names) == ([0, 1, 0], ["ham", "spam"])
+    path.write_text("label\ttext\nham\tone\ttwo\n", encoding="utf-8")
+    with pytest.raises(TransferkitError, match="Line 2 of .* has 3 fields but the header has 2; "
+                                               "a TSV field cannot hold a tab"):
+        read_texts(path)
+
+
 def test_limit_reads_only_the_first_examples(tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [{"text": str(i), "label": i % 2} for i in range(10)]
                        + ["not json: never read"])

@@ -6,8 +6,11 @@ column (other columns are ignored):
 - JSON Lines (`.jsonl`, `.ndjson`): one JSON object a line, such as
   `{"id": "train/neg/0_3.txt", "label": 0, "text": "Story of a man ..."}`;
   blank lines are skipped.
-- CSV (`.csv`, or `.tsv` separated by tabs): a header row naming the columns,
-  then one row an example; fields with commas or line breaks are quoted.
+- CSV (`.csv`): a header row naming the columns, then one row an example;
+  fields with commas or line breaks are quoted.
+- TSV (`.tsv`): the same, separated by tabs, one row a line, read as it is:
+  a quote is a character of the text, never the start of a quoted field (a
+  stray `"` in a review would otherwise swallow the lines after it).
 
 Either may be gzip-compressed (`reviews.jsonl.gz`); files are UTF-8.
 
@@ -369,7 +372,9 @@ def _json_rows(stream, path, kind, text, label):
 
 def _csv_rows(stream, path, kind, text, label):
     """Yields `(line number, (text, label))`, checking the header and rows."""
-    reader = csv.reader(stream, delimiter="\t" if kind == ".tsv" else ",")
+    tsv = kind == ".tsv"
+    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv \
+        else csv.reader(stream)
     header = next(reader, None)
     if header is None:
         raise TransferkitError(
@@ -390,8 +395,9 @@ def _csv_rows(stream, path, kind, text, label):
         if len(row) != len(header):
             raise TransferkitError(
                 f"Line {reader.line_num} of '{path}' has {len(row)} fields but "
-                f"the header has {len(header)}; quote fields that contain the "
-                "separator."
+                f"the header has {len(header)}; "
+                + ("a TSV field cannot hold a tab: replace it in the text." if tsv else
+                   "quote fields that contain the separator.")
             )
         yield reader.line_num, (row[columns[0]], row[columns[1]])
 
