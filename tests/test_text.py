@@ -242,6 +242,35 @@ def test_tsv_quotes_are_text_never_a_field_across_lines(tmp_path):
         read_texts(path)
 
 
+@pytest.mark.parametrize("name, content", [
+    ("plain.tsv", "ham\tsee you\nspam\tWIN now\nham\tok\n"),
+    ("plain.csv", 'ham,see you\nspam,"WIN, now"\nham,ok\n'),
+])
+def test_headerless_files_are_read_by_position(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    texts, labels, class_names = read_texts(path, label=0, text=1)
+    assert texts == ["see you", "WIN now" if name.endswith("tsv") else "WIN, now", "ok"]
+    assert (labels.tolist(), class_names) == ([0, 1, 0], ["ham", "spam"])
+    # With a header row, positions still work and the header is not an example.
+    path.write_text("kind,words\n" + content if name.endswith("csv")
+                    else "kind\twords\n" + content, encoding="utf-8")
+    assert read_texts(path, label=0, text=1, header=True)[0] == texts
+
+
+def test_headerless_mistakes_name_the_line(tmp_path):
+    path = tmp_path / "plain.tsv"
+    path.write_text("ham\tone\nspam\n", encoding="utf-8")
+    with pytest.raises(TransferkitError, match="Line 2 of .* has 1 fields but the first row has 2"):
+        read_texts(path, label=0, text=1)
+    with pytest.raises(TransferkitError, match=r"Line 1 of .* has 2 columns; text=2 and label=0 "
+                                               r"need 3 \(positions count from 0\)"):
+        read_texts(path, label=0, text=2)
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(TransferkitError, match="has no examples: add some rows"):
+        read_texts(path, label=0, text=1)
+
+
 def test_limit_reads_only_the_first_examples(tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [{"text": str(i), "label": i % 2} for i in range(10)]
                        + ["not json: never read"])
@@ -329,7 +358,12 @@ def test_bad_csv_rows_are_named_by_line_number(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"text": ""}, "Invalid text column ''"),
-    ({"label": 3}, "Invalid label column 3"),
+    ({"label": -1}, "Invalid label column -1"),
+    ({"label": 3}, "name both columns or give both positions"),
+    ({"text": 0, "label": 0}, "two different ones"),
+    ({"text": 1, "label": 0}, "holds JSON objects: name their fields"),
+    ({"header": "yes"}, "header must be True, False or None"),
+    ({"header": False}, "without a header row the columns have no names"),
     ({"limit": 0}, "Invalid limit 0"),
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):

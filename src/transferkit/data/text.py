@@ -32,6 +32,7 @@ and spends no column on an out-of-vocabulary token.
 
 import collections
 import csv
+import functools
 import gzip
 import json
 import re
@@ -59,15 +60,20 @@ _CHUNK = 1024
 _NAMES_SHOWN = 10
 
 
-def read_texts(path, *, text="text", label="label", limit=None):
+def read_texts(path, *, text="text", label="label", header=None, limit=None):
     """Reads a labelled text file: `(texts, labels, class_names)`.
 
     Args:
         path: a `.jsonl`, `.ndjson`, `.csv` or `.tsv` file, optionally
             gzip-compressed (`.jsonl.gz`); see the module docstring.
-        text: the name of the text column (JSON field). Defaults to `"text"`.
-        label: the name of the label column (JSON field). Defaults to
-            `"label"`.
+        text: the name of the text column (JSON field), or, in a CSV or TSV
+            file, its position (0 is the first column). Defaults to `"text"`.
+        label: the name or position of the label column (JSON field).
+            Defaults to `"label"`.
+        header: whether a CSV or TSV file starts with a header row. Defaults
+            to `None`: a header row when the columns are named, none when
+            they are positions (a plain `label<TAB>text` file is
+            `read_texts(path, label=0, text=1)`).
         limit: read only the first `limit` examples; `None` (default) reads
             them all.
 
@@ -84,14 +90,28 @@ def read_texts(path, *, text="text", label="label", limit=None):
     (25000, array([0, 0, 0]), ['0', '1'])
     >>> read_texts("reviews.csv", text="review", label="sentiment")[2]  # doctest: +SKIP
     ['negative', 'positive']
+    >>> read_texts("messages.tsv", label=0, text=1)[2]  # doctest: +SKIP
+    ['ham', 'spam']
     """
     path = Path(path).expanduser()
     for name, value in (("text", text), ("label", label)):
-        if not isinstance(value, str) or not value:
+        if isinstance(value, bool) or not (
+                isinstance(value, str) and value or isinstance(value, int) and value >= 0):
             raise TransferkitError(
-                f"Invalid {name} column {value!r}: pass the column's name as a "
-                "string, such as 'review'."
+                f"Invalid {name} column {value!r}: pass the column's name, such as "
+                "'review', or its position, 0 for the first."
             )
+    positions = isinstance(text, int)
+    if positions != isinstance(label, int) or text == label:
+        raise TransferkitError(
+            f"text={text!r} and label={label!r}: name both columns or give both positions, "
+            "two different ones.")
+    if header not in (None, True, False):
+        raise TransferkitError(f"header must be True, False or None (decide), got {header!r}.")
+    if header is False and not positions:
+        raise TransferkitError(
+            "header=False: without a header row the columns have no names; pass their "
+            "positions (text=1, label=0).")
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
     ):
@@ -106,11 +126,19 @@ def read_texts(path, *, text="text", label="label", limit=None):
         raise TransferkitError(
             f"'{path}' is a folder; pass a labelled text file ({', '.join(TEXT_EXTENSIONS)})."
         )
-    reader = _json_rows if kind in _JSON_LINES else _csv_rows
+    if kind in _JSON_LINES and positions:
+        raise TransferkitError(
+            f"'{path}' holds JSON objects: name their fields (text='text', label='label'), "
+            "not positions.")
+    if kind in _JSON_LINES:
+        rows = functools.partial(_json_rows, text=text, label=label)
+    else:
+        rows = functools.partial(_csv_rows, text=text, label=label,
+                                 header=not positions if header is None else header)
     texts, raw_labels, lines = [], [], []
     try:
         with _open_text(path) as stream:
-            for line, row in reader(stream, path, kind, text, label):
+            for line, row in rows(stream, path, kind):
                 texts.append(row[0])
                 raw_labels.append(row[1])
                 lines.append(line)
@@ -128,9 +156,11 @@ def read_texts(path, *, text="text", label="label", limit=None):
     except OSError as error:
         raise TransferkitError(f"Cannot read '{path}': {error.strerror or error}.") from None
     if not texts:
-        where = "" if kind in _JSON_LINES else " below its header"
+        where = " below its header" if kind not in _JSON_LINES and (
+            not positions if header is None else header) else ""
         raise TransferkitError(f"Text file '{path}' has no examples{where}: add some rows.")
-    labels, class_names = _encode_labels(raw_labels, lines, path, label, kind)
+    labels, class_names = _encode_labels(raw_labels, lines, path,
+                                         f"column {label}" if positions else label, kind)
     return texts, labels, class_names
 
 
@@ -349,7 +379,7 @@ def _open_text(path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def _json_rows(stream, path, kind, text, label):
+def _json_rows(stream, path, kind, *, text, label):
     """Yields `(line number, (text, label))`, checking each line."""
     for number, line in enumerate(stream, 1):
         if not line.strip():
@@ -370,32 +400,47 @@ def _json_rows(stream, path, kind, text, label):
         yield number, _fields(row, number, path, text, label)
 
 
-def _csv_rows(stream, path, kind, text, label):
-    """Yields `(line number, (text, label))`, checking the header and rows."""
+def _csv_rows(stream, path, kind, text, label, header):
+    """Yields `(line number, (text, label))`, checking the header and rows.
+
+    `text` and `label` are column names (then `header` is true) or positions.
+    """
     tsv = kind == ".tsv"
     reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv \
         else csv.reader(stream)
-    header = next(reader, None)
-    if header is None:
-        raise TransferkitError(
-            f"Text file '{path}' is empty; a CSV file needs a header row naming "
-            "its columns, then one row an example."
-        )
-    for name in (text, label):
-        if name not in header:
-            argument = "text" if name == text else "label"
+    names, width = None, None
+    if header:
+        names = next(reader, None)
+        if names is None:
             raise TransferkitError(
-                f"'{path}' has no '{name}' column (columns found: "
-                f"{_list(header)}); pass {argument}= with the column's name."
+                f"Text file '{path}' is empty; a CSV file needs a header row naming "
+                "its columns, then one row an example."
             )
-    columns = (header.index(text), header.index(label))
+        width = len(names)
+    if isinstance(text, str):
+        for name in (text, label):
+            if name not in names:
+                argument = "text" if name == text else "label"
+                raise TransferkitError(
+                    f"'{path}' has no '{name}' column (columns found: "
+                    f"{_list(names)}); pass {argument}= with the column's name."
+                )
+        columns = (names.index(text), names.index(label))
+    else:
+        columns = (text, label)
     for row in reader:
         if not row:
             continue
-        if len(row) != len(header):
+        if width is None:  # no header: the first row sets the width
+            width = len(row)
+            if max(columns) >= width:
+                raise TransferkitError(
+                    f"Line {reader.line_num} of '{path}' has {width} columns; text={text} "
+                    f"and label={label} need {max(columns) + 1} (positions count from 0).")
+        if len(row) != width:
             raise TransferkitError(
                 f"Line {reader.line_num} of '{path}' has {len(row)} fields but "
-                f"the header has {len(header)}; "
+                f"{'the header has' if header else 'the first row has'} {width}; "
                 + ("a TSV field cannot hold a tab: replace it in the text." if tsv else
                    "quote fields that contain the separator.")
             )
