@@ -205,7 +205,8 @@ def test_reads_csv_with_header_quotes_and_string_labels(tmp_path):
         '1,"Long, but ""good""\nreally",positive\n'
         '2,Dull,negative\n'
         '3,Fun,positive\n', encoding="utf-8")
-    texts, labels, class_names = read_texts(path, text="review", label="sentiment")
+    with pytest.warns(UserWarning, match=r"1 example\(s\) span several lines .*lines 2-3"):
+        texts, labels, class_names = read_texts(path, text="review", label="sentiment")
     assert texts == ['Long, but "good"\nreally', "Dull", "Fun"]
     assert class_names == ["negative", "positive"]
     assert labels.tolist() == [1, 0, 1]
@@ -269,6 +270,16 @@ def test_headerless_mistakes_name_the_line(tmp_path):
     path.write_text("", encoding="utf-8")
     with pytest.raises(TransferkitError, match="has no examples: add some rows"):
         read_texts(path, label=0, text=1)
+
+
+def test_csv_rows_across_lines_are_read_and_named_in_a_warning(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('text,label\n"Great movie,1\nbad" one,0\nok,1\n"two\nlines",1\n',
+                    encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"2 example\(s\) span several lines .*lines 2-3, 5-6"):
+        texts, labels, _ = read_texts(path)
+    assert texts == ["Great movie,1\nbad one", "ok", "two\nlines"]
+    assert labels.tolist() == [0, 1, 1]
 
 
 def test_limit_reads_only_the_first_examples(tmp_path):

@@ -7,7 +7,8 @@ column (other columns are ignored):
   `{"id": "train/neg/0_3.txt", "label": 0, "text": "Story of a man ..."}`;
   blank lines are skipped.
 - CSV (`.csv`): a header row naming the columns, then one row an example;
-  fields with commas or line breaks are quoted.
+  fields with commas or line breaks are quoted. Rows that span several lines
+  are read and named in a warning: one unmatched quote looks the same.
 - TSV (`.tsv`): the same, separated by tabs, one row a line, read as it is:
   a quote is a character of the text, never the start of a quoted field (a
   stray `"` in a review would otherwise swallow the lines after it).
@@ -36,6 +37,7 @@ import functools
 import gzip
 import json
 import re
+import warnings
 import zlib
 from pathlib import Path
 
@@ -428,7 +430,12 @@ def _csv_rows(stream, path, kind, text, label, header):
         columns = (names.index(text), names.index(label))
     else:
         columns = (text, label)
+    spanning = []  # rows whose quoted fields hold line breaks: (first line, last line)
+    last = reader.line_num
     for row in reader:
+        first, last = last + 1, reader.line_num
+        if last > first:
+            spanning.append((first, last))
         if not row:
             continue
         if width is None:  # no header: the first row sets the width
@@ -445,6 +452,14 @@ def _csv_rows(stream, path, kind, text, label, header):
                    "quote fields that contain the separator.")
             )
         yield reader.line_num, (row[columns[0]], row[columns[1]])
+    if spanning:
+        # Legal CSV, and also what one unmatched quote does: say so, never silently.
+        shown = ", ".join(f"{a}-{b}" for a, b in spanning[:_NAMES_SHOWN])
+        warnings.warn(
+            f"'{path}': {len(spanning)} example(s) span several lines (a quoted field with "
+            f"line breaks), lines {shown}{' ...' if len(spanning) > _NAMES_SHOWN else ''}; "
+            "if a text has a stray quote, its row swallowed the lines after it.",
+            stacklevel=4)
 
 
 def _fields(row, number, path, text, label):
