@@ -239,8 +239,11 @@ def test_tsv_quotes_are_text_never_a_field_across_lines(tmp_path):
     assert (labels.tolist(), class_names) == ([0, 1, 0], ["ham", "spam"])
     path.write_text("label\ttext\nham\tone\ttwo\n", encoding="utf-8")
     with pytest.raises(TransferkitError, match="Line 2 of .* has 3 fields but the header has 2; "
-                                               "a TSV field cannot hold a tab"):
+                                               "a field cannot hold a tab unquoted"):
         read_texts(path)
+    # Asked for, TSV fields may be quoted.
+    path.write_text('label\ttext\nham\t"one\ttwo"\n', encoding="utf-8")
+    assert read_texts(path, quotes=True)[0] == ["one\ttwo"]
 
 
 @pytest.mark.parametrize("name, content", [
@@ -280,6 +283,26 @@ def test_csv_rows_across_lines_are_read_and_named_in_a_warning(tmp_path):
         texts, labels, _ = read_texts(path)
     assert texts == ["Great movie,1\nbad one", "ok", "two\nlines"]
     assert labels.tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize("name, content, bad", [
+    ("r.jsonl", ('{"text": "good", "label": 1}\nnot json\n[1, 2]\n{"text": "no label"}\n'
+                 '{"text": 5, "label": 0}\n{"text": "null", "label": null}\n'
+                 '{"text": "neg", "label": -1}\n{"text": "fine", "label": 0}\n'),
+     [2, 3, 4, 5, 6, 7]),
+    ("r.csv", 'text,label\ngood,1\ntoo,many,fields\nempty,\nneg,-2\nfine,0\n', [3, 4, 5]),
+    ("r.tsv", 'text\tlabel\ngood\t1\nshort\nfine\t0\n', [3]),
+])
+def test_skip_bad_rows_skips_and_names_them_in_one_warning(tmp_path, name, content, bad):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TransferkitError, match=f"Line {bad[0]} of"):
+        read_texts(path)
+    with pytest.warns(UserWarning, match=rf"Skipped {len(bad)} malformed row\(s\) of .*line "
+                                         rf"{bad[0]}: ") as caught:
+        texts, labels, _ = read_texts(path, skip_bad_rows=True)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert (texts, labels.tolist()) == (["good", "fine"], [1, 0])
 
 
 def test_limit_reads_only_the_first_examples(tmp_path):

@@ -62,7 +62,8 @@ _CHUNK = 1024
 _NAMES_SHOWN = 10
 
 
-def read_texts(path, *, text="text", label="label", header=None, limit=None):
+def read_texts(path, *, text="text", label="label", header=None, quotes=None,
+               skip_bad_rows=False, limit=None):
     """Reads a labelled text file: `(texts, labels, class_names)`.
 
     Args:
@@ -76,6 +77,12 @@ def read_texts(path, *, text="text", label="label", header=None, limit=None):
             to `None`: a header row when the columns are named, none when
             they are positions (a plain `label<TAB>text` file is
             `read_texts(path, label=0, text=1)`).
+        quotes: whether a CSV or TSV field may be quoted (`"a, b"`).
+            Defaults to `None`: yes for CSV, no for TSV (a quote is text).
+        skip_bad_rows: skip the malformed rows (invalid JSON, missing
+            fields, the wrong number of columns, an empty or invalid label)
+            and say how many, and which, in one warning, instead of failing
+            on the first. Defaults to `False`.
         limit: read only the first `limit` examples; `None` (default) reads
             them all.
 
@@ -110,6 +117,9 @@ def read_texts(path, *, text="text", label="label", header=None, limit=None):
             "two different ones.")
     if header not in (None, True, False):
         raise TransferkitError(f"header must be True, False or None (decide), got {header!r}.")
+    for name, value in (("quotes", quotes), ("skip_bad_rows", skip_bad_rows)):
+        if value not in ((None, True, False) if name == "quotes" else (True, False)):
+            raise TransferkitError(f"{name} must be True or False, got {value!r}.")
     if header is False and not positions:
         raise TransferkitError(
             "header=False: without a header row the columns have no names; pass their "
@@ -132,11 +142,14 @@ def read_texts(path, *, text="text", label="label", header=None, limit=None):
         raise TransferkitError(
             f"'{path}' holds JSON objects: name their fields (text='text', label='label'), "
             "not positions.")
+    skipped = [] if skip_bad_rows else None  # (line, reason)
     if kind in _JSON_LINES:
-        rows = functools.partial(_json_rows, text=text, label=label)
+        rows = functools.partial(_json_rows, text=text, label=label, skipped=skipped)
     else:
         rows = functools.partial(_csv_rows, text=text, label=label,
-                                 header=not positions if header is None else header)
+                                 header=not positions if header is None else header,
+                                 quotes=kind != ".tsv" if quotes is None else quotes,
+                                 skipped=skipped)
     texts, raw_labels, lines = [], [], []
     try:
         with _open_text(path) as stream:
@@ -157,6 +170,13 @@ def read_texts(path, *, text="text", label="label", header=None, limit=None):
         ) from None
     except OSError as error:
         raise TransferkitError(f"Cannot read '{path}': {error.strerror or error}.") from None
+    if skipped is not None:
+        texts, raw_labels, lines = _without_bad_labels(texts, raw_labels, lines, skipped, kind)
+        if skipped:
+            skipped.sort()
+            shown = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:3])
+            warnings.warn(f"Skipped {len(skipped)} malformed row(s) of '{path}' ({shown}"
+                          f"{'; ...' if len(skipped) > 3 else ''}).", stacklevel=2)
     if not texts:
         where = " below its header" if kind not in _JSON_LINES and (
             not positions if header is None else header) else ""
@@ -381,35 +401,51 @@ def _open_text(path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def _json_rows(stream, path, kind, *, text, label):
-    """Yields `(line number, (text, label))`, checking each line."""
+def _json_rows(stream, path, kind, *, text, label, skipped=None):
+    """Yields `(line number, (text, label))`, checking each line.
+
+    A malformed line raises, or with `skipped` (a list) is added to it as
+    `(line number, reason)` and passed over.
+    """
     for number, line in enumerate(stream, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TransferkitError(
-                f"Line {number} of '{path}' is not valid JSON ({error.msg}, "
-                f"column {error.colno}); each line must be one JSON object."
-            ) from None
-        if not isinstance(row, dict):
-            raise TransferkitError(
-                f"Line {number} of '{path}' is a JSON {type(row).__name__}, not "
-                "an object; each line must be one object such as "
-                '{"text": "...", "label": 1}.'
-            )
-        yield number, _fields(row, number, path, text, label)
+            fields = _json_fields(line, number, path, text, label)
+        except TransferkitError as error:
+            if skipped is None:
+                raise
+            skipped.append((number, _reason(error)))
+            continue
+        yield number, fields
 
 
-def _csv_rows(stream, path, kind, text, label, header):
+def _json_fields(line, number, path, text, label):
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise TransferkitError(
+            f"Line {number} of '{path}' is not valid JSON ({error.msg}, "
+            f"column {error.colno}); each line must be one JSON object."
+        ) from None
+    if not isinstance(row, dict):
+        raise TransferkitError(
+            f"Line {number} of '{path}' is a JSON {type(row).__name__}, not "
+            "an object; each line must be one object such as "
+            '{"text": "...", "label": 1}.'
+        )
+    return _fields(row, number, path, text, label)
+
+
+def _csv_rows(stream, path, kind, *, text, label, header, quotes, skipped=None):
     """Yields `(line number, (text, label))`, checking the header and rows.
 
-    `text` and `label` are column names (then `header` is true) or positions.
+    `text` and `label` are column names (then `header` is true) or positions;
+    `quotes`, whether fields may be quoted; `skipped` as in `_json_rows`.
     """
     tsv = kind == ".tsv"
-    reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv \
-        else csv.reader(stream)
+    reader = csv.reader(stream, delimiter="\t" if tsv else ",",
+                        quoting=csv.QUOTE_MINIMAL if quotes else csv.QUOTE_NONE)
     names, width = None, None
     if header:
         names = next(reader, None)
@@ -445,12 +481,17 @@ def _csv_rows(stream, path, kind, text, label, header):
                     f"Line {reader.line_num} of '{path}' has {width} columns; text={text} "
                     f"and label={label} need {max(columns) + 1} (positions count from 0).")
         if len(row) != width:
-            raise TransferkitError(
+            error = TransferkitError(
                 f"Line {reader.line_num} of '{path}' has {len(row)} fields but "
                 f"{'the header has' if header else 'the first row has'} {width}; "
-                + ("a TSV field cannot hold a tab: replace it in the text." if tsv else
-                   "quote fields that contain the separator.")
+                + ("quote fields that contain the separator." if quotes else
+                   f"a field cannot hold a {'tab' if tsv else 'comma'} unquoted: replace it "
+                   "in the text, or pass skip_bad_rows=True.")
             )
+            if skipped is None:
+                raise error
+            skipped.append((reader.line_num, _reason(error)))
+            continue
         yield reader.line_num, (row[columns[0]], row[columns[1]])
     if spanning:
         # Legal CSV, and also what one unmatched quote does: say so, never silently.
@@ -460,6 +501,30 @@ def _csv_rows(stream, path, kind, text, label, header):
             f"line breaks), lines {shown}{' ...' if len(spanning) > _NAMES_SHOWN else ''}; "
             "if a text has a stray quote, its row swallowed the lines after it.",
             stacklevel=4)
+
+
+def _reason(error):
+    """A row's error without its "Line N of 'path'" prefix, for the warning."""
+    return re.sub(r"^Line \d+ of '[^']*'(: | )", "", str(error)).split(";")[0]
+
+
+def _without_bad_labels(texts, labels, lines, skipped, kind):
+    """The rows whose label can be a class; the others added to `skipped`."""
+    kept = ([], [], [])
+    for row in zip(texts, labels, lines):
+        value = row[1]
+        if kind not in _JSON_LINES:
+            value = value.strip() or None
+            if value is not None and _is_integer_string(value):
+                value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            value = None
+        if _label_kind(value) is None:
+            skipped.append((row[2], f"label {json.dumps(row[1]):.40} is not a class"))
+            continue
+        for column, item in zip(kept, row):
+            column.append(item)
+    return kept
 
 
 def _fields(row, number, path, text, label):
