@@ -21,7 +21,6 @@ import numpy as np
 
 from transferkit.data.images import (
     DEFAULT_WORKERS,
-    check_memory,
     checked_size,
     decode_images,
     index_array,
@@ -89,10 +88,7 @@ class ImageFiles:
     def __array__(self, dtype=None, copy=None):
         if copy is False:
             raise ValueError("ImageFiles decodes its images: np.asarray cannot avoid a copy.")
-        check_memory(math.prod(self.shape), f"{len(self)} images at "
-                     f"{self.size[0]}x{self.size[1]}", "pass the ImageFiles itself (it "
-                     "streams) or lower the image size")
-        x = self[:]
+        x = self.load()  # checks the memory first
         return x if dtype is None else x.astype(dtype, copy=False)
 
     def subset(self, indices):

@@ -143,11 +143,11 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
             f"'{path}' holds JSON objects: name their fields (text='text', label='label'), "
             "not positions.")
     skipped = [] if skip_bad_rows else None  # (line, reason)
+    header = not positions if header is None else header
     if kind in _JSON_LINES:
         rows = functools.partial(_json_rows, text=text, label=label, skipped=skipped)
     else:
-        rows = functools.partial(_csv_rows, text=text, label=label,
-                                 header=not positions if header is None else header,
+        rows = functools.partial(_csv_rows, text=text, label=label, header=header,
                                  quotes=kind != ".tsv" if quotes is None else quotes,
                                  skipped=skipped)
     texts, raw_labels, lines = [], [], []
@@ -170,19 +170,18 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
         ) from None
     except OSError as error:
         raise TransferkitError(f"Cannot read '{path}': {error.strerror or error}.") from None
-    if skipped is not None:
-        texts, raw_labels, lines = _without_bad_labels(texts, raw_labels, lines, skipped, kind)
-        if skipped:
-            skipped.sort()
-            shown = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:3])
-            warnings.warn(f"Skipped {len(skipped)} malformed row(s) of '{path}' ({shown}"
-                          f"{'; ...' if len(skipped) > 3 else ''}).", stacklevel=2)
+    if texts:
+        labels, class_names, kept = _encode_labels(
+            raw_labels, lines, path, f"column {label}" if positions else label, kind, skipped)
+        texts = [texts[i] for i in kept]
+    if skipped:
+        skipped.sort()
+        shown = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:3])
+        warnings.warn(f"Skipped {len(skipped)} malformed row(s) of '{path}' ({shown}"
+                      f"{'; ...' if len(skipped) > 3 else ''}).", stacklevel=2)
     if not texts:
-        where = " below its header" if kind not in _JSON_LINES and (
-            not positions if header is None else header) else ""
+        where = " below its header" if kind not in _JSON_LINES and header else ""
         raise TransferkitError(f"Text file '{path}' has no examples{where}: add some rows.")
-    labels, class_names = _encode_labels(raw_labels, lines, path,
-                                         f"column {label}" if positions else label, kind)
     return texts, labels, class_names
 
 
@@ -508,25 +507,6 @@ def _reason(error):
     return re.sub(r"^Line \d+ of '[^']*'(: | )", "", str(error)).split(";")[0]
 
 
-def _without_bad_labels(texts, labels, lines, skipped, kind):
-    """The rows whose label can be a class; the others added to `skipped`."""
-    kept = ([], [], [])
-    for row in zip(texts, labels, lines):
-        value = row[1]
-        if kind not in _JSON_LINES:
-            value = value.strip() or None
-            if value is not None and _is_integer_string(value):
-                value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            value = None
-        if _label_kind(value) is None:
-            skipped.append((row[2], f"label {json.dumps(row[1]):.40} is not a class"))
-            continue
-        for column, item in zip(kept, row):
-            column.append(item)
-    return kept
-
-
 def _fields(row, number, path, text, label):
     for name, argument in ((text, "text"), (label, "label")):
         if name not in row:
@@ -542,39 +522,47 @@ def _fields(row, number, path, text, label):
     return row[text], row[label]
 
 
-def _encode_labels(raw, lines, path, name, kind):
-    """`(np.int64 labels, class names)` from JSON values or CSV strings."""
+def _encode_labels(raw, lines, path, name, kind, skipped=None):
+    """`(np.int64 labels, class names, kept row indices)` from JSON values or CSV strings.
+
+    A label that can be no class is an error, or, with `skipped` (a list),
+    its row is left out and added to it as `(line number, reason)`.
+    """
+    kept = list(range(len(raw)))
+
+    def drop(bad, message):
+        """Leaves out the rows `bad` says no to, or fails on the first."""
+        nonlocal kept
+        for i in kept:
+            if bad(raw[i]):
+                if skipped is None:
+                    raise TransferkitError(message(i))
+                skipped.append((lines[i], _reason(message(i))))
+        kept = [i for i in kept if not bad(raw[i])]
+
     if kind not in _JSON_LINES:
-        if all(_is_integer_string(v) for v in raw):
-            raw = [int(v) for v in raw]
-        elif any(not v.strip() for v in raw):
-            i = next(i for i, v in enumerate(raw) if not v.strip())
-            raise TransferkitError(
-                f"Line {lines[i]} of '{path}' has an empty '{name}' field; "
-                "every example needs a label."
-            )
-    kinds = {_label_kind(v) for v in raw}
-    if None in kinds:
-        i = next(i for i, v in enumerate(raw) if _label_kind(v) is None)
-        raise TransferkitError(
-            f"Line {lines[i]} of '{path}': the '{name}' value "
-            f"{json.dumps(raw[i]):.40} is not a class; labels must be integers "
-            "(class indices) or strings (class names)."
-        )
+        drop(lambda v: not v.strip(), lambda i: (
+            f"Line {lines[i]} of '{path}' has an empty '{name}' field; every example "
+            "needs a label."))
+        if all(_is_integer_string(raw[i]) for i in kept):
+            raw = [int(v) if _is_integer_string(v) else v for v in raw]
+    drop(lambda v: _label_kind(v) is None, lambda i: (
+        f"Line {lines[i]} of '{path}': the '{name}' value {json.dumps(raw[i]):.40} is not a "
+        "class; labels must be integers (class indices) or strings (class names)."))
+    values = [raw[i] for i in kept]
+    kinds = {_label_kind(v) for v in values}
     if kinds == {int}:
-        labels = np.asarray(raw, dtype=np.int64)
-        if labels.min() < 0:
-            i = int(np.argmin(labels))
-            raise TransferkitError(
-                f"Line {lines[i]} of '{path}' has label {labels[i]}; integer "
-                "labels are class indices 0, 1, ..."
-            )
-        return labels, [str(k) for k in range(int(labels.max()) + 1)]
-    if kinds == {str}:
-        class_names = sorted(set(raw))
+        drop(lambda v: v < 0, lambda i: (
+            f"Line {lines[i]} of '{path}' has label {raw[i]}; integer labels are class "
+            "indices 0, 1, ..."))
+        labels = np.asarray([raw[i] for i in kept], dtype=np.int64)
+        top = int(labels.max()) if labels.size else -1
+        return labels, [str(k) for k in range(top + 1)], kept
+    if kinds <= {str}:
+        class_names = sorted(set(values))
         index = {c: i for i, c in enumerate(class_names)}
-        return np.array([index[v] for v in raw], dtype=np.int64), class_names
-    i = next(i for i, v in enumerate(raw) if isinstance(v, str))
+        return np.array([index[v] for v in values], dtype=np.int64), class_names, kept
+    i = next(i for i in kept if isinstance(raw[i], str))
     raise TransferkitError(
         f"The '{name}' values of '{path}' mix integers and strings (line "
         f"{lines[i]} has {json.dumps(raw[i]):.40}); use one or the other."

@@ -197,7 +197,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     configs = {name: _config(base_config, options, where)
                for name, (options, where) in chosen.items()}
     _trainer(base_config, base_where, verbose)
-    # Keras (seconds to import) once the options are known to be right.
+    # The training modules (Keras) once the options are known to be right.
     from transferkit.data.stream import ImageFiles
     from transferkit.evaluation.diagnosis import diagnose
     from transferkit.runs import write_json

@@ -42,8 +42,8 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     ...                  "lr_find.png", augment=False)  # doctest: +SKIP
     >>> finder.suggestion_  # doctest: +SKIP
     """
-    # The rate of a trained head: "auto" is a softmax head here. The options
-    # are checked before Keras (seconds) is imported.
+    # The rate of a trained head: "auto" is a softmax head here. An unknown
+    # backbone fails before Keras is imported.
     config = training_config(backbone, options, "lr_find").for_data(None)
     import keras
 

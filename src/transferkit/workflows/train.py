@@ -107,7 +107,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if folder is not None:
             check_image_folder(folder)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
-    config = training_config(backbone, options, "train")  # the catalogue needs no Keras
+    # An unknown backbone fails here before Keras is imported (the catalogue
+    # needs none); the other options' checks import it.
+    config = training_config(backbone, options, "train")
     from transferkit.data.stream import ImageFiles
     from transferkit.saving import file_sha256
     from transferkit.training.features import FeatureCache, files_digest
