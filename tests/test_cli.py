@@ -174,3 +174,58 @@ def test_mistakes_are_found_before_keras_is_imported(tmp_path, command):
                           timeout=120, check=False)
     assert done.stdout.split() == ["2", "False", "False"], done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "transferkit: error:" in done.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--unfreeze", "bogus"], "Unknown freeze plan 'bogus'; use none, all, last:N"),
+    (["--unfreeze", "blocks:9"], "Freeze plan blocks:9: efficientnet_lite0 has 7 blocks"),
+    (["--augment", "flip=sideways"], "Invalid flip 'sideways': use one of horizontal"),
+    (["--augment", "spin=3"], "Unknown augmentation key(s) 'spin'"),
+    (["--optimizer", "adamm"], "Unknown optimizer 'adamm' (did you mean 'adam'?)"),
+    (["--optimizer", "sgd:momentun=0.9"],
+     ("Optimizer 'sgd' has no parameter 'momentun' (did you mean 'momentum'?); valid: "
+      "learning_rate, momentum, nesterov, weight_decay")),
+    (["--optimizer", "sgd:nesterov=1"], "Optimizer 'sgd': nesterov=1 should be true or false"),
+    (["--schedule", "cosin"], "Unknown schedule 'cosin' (did you mean 'cosine'?)"),
+    (["--schedule", "power:s=-5"], "Schedule 'power': s=-5 should be a number of steps > 0"),
+    (["--kernel", "l3:1e-4"], "Unknown penalty 'l3:1e-4': the kind must be one of l1, l2"),
+    (["--bias", "l2:-1"], "Penalty 'l2:-1': strength -1 must be a finite number >= 0"),
+    (["--kernel-constraint", "max_norm:0"],
+     "Constraint 'max_norm:0': the maximum norm must be > 0"),
+    (["--kernel-constraint", "max_norm:3,axis=x"],
+     "Constraint 'max_norm:3,axis=x': invalid axis 'x'"),
+    (["--lr", "20"], "A learning rate must be a number in (0, 10), got 20.0."),
+])
+def test_bad_options_are_found_before_keras_is_imported(tmp_path, option, message):
+    # Each option's spec is read and checked without Keras (issue 15): the
+    # one-line error comes in a fraction of a second, not after importing
+    # TensorFlow.
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    argv = ["train", str(tmp_path / "data"), "--backbone", "efficientnet_lite0", "--out",
+            str(tmp_path / "run"), *option]
+    code = ("import sys; from transferkit.cli import main; code = main(sys.argv[1:]); "
+            "print(code, 'keras' in sys.modules, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and f"transferkit: error: {message}" in done.stderr
+
+
+def test_the_spec_modules_and_the_configuration_import_no_keras():
+    # What reads and checks a spec, and the configuration that uses them.
+    modules = ["transferkit.specs", "transferkit.models.plans", "transferkit.data.augment",
+               "transferkit.regularizers.penalty_specs",
+               "transferkit.regularizers.constraint_specs", "transferkit.optim.optimizer_specs",
+               "transferkit.optim.schedules", "transferkit.training.phases",
+               "transferkit.training.config"]
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "from transferkit.training.config import TrainingConfig\n"
+            "TrainingConfig('efficientnet_lite0', unfreeze='blocks:2', optimizer='adamw:"
+            "weight_decay=1e-4', schedule='1cycle', kernel='l1_l2:1e-5,1e-4', "
+            "bias={'l2': 1e-4}, kernel_constraint='max_norm:3', augment='rotate=0.1').phases()\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.split() == ["[]"], done.stderr[-2000:]

@@ -8,6 +8,7 @@ from conftest import snapshot
 import transferkit
 from transferkit import TransferkitError
 from transferkit.regularizers.audits import AuditMismatch
+from transferkit.regularizers.constraint_specs import KINDS
 from transferkit.regularizers.constraints import constrain, default_axis, get_constraint
 
 EPS = keras.config.epsilon()
@@ -255,3 +256,21 @@ def test_bad_calls_fail_in_one_line():
     with pytest.raises(TransferkitError, match="has a kernel or bias to constrain"):
         flat = keras.Sequential([keras.Input((2, 2)), keras.layers.Flatten(), keras.layers.Dense(1)])
         constrain(flat, kernel="max_norm:3", layers=keras.layers.Flatten)
+
+
+@pytest.mark.parametrize("kind, cls", [
+    ("max_norm", keras.constraints.MaxNorm), ("unit_norm", keras.constraints.UnitNorm),
+    ("non_neg", keras.constraints.NonNeg), ("min_max_norm", keras.constraints.MinMaxNorm),
+])
+def test_each_kind_names_the_arguments_of_its_keras_class(kind, cls):
+    # Specs are checked without Keras (constraint_specs); the values and
+    # options they name are the Keras class's arguments.
+    import inspect
+
+    positional, keywords = KINDS[kind]
+    arguments = tuple(name for name, p in inspect.signature(cls.__init__).parameters.items()
+                      if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    assert set(positional + keywords) == set(arguments)
+    assert arguments[:len(positional)] == positional
+    spec = kind + (":" + ",".join(["1"] * len(positional)) if positional else "")
+    assert type(get_constraint(spec)) is cls

@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import keras
@@ -6,6 +7,7 @@ import pytest
 from keras import ops
 
 from transferkit import TransferkitError
+from transferkit.optim.optimizer_specs import KERAS_OPTIMIZERS, parameters
 from transferkit.optim.optimizers import (
     OPTIMIZERS,
     block_multipliers,
@@ -149,6 +151,20 @@ def test_describe_records_the_algorithm_and_only_changed_general_arguments():
     assert describe("adamw:clipnorm=1.0,weight_decay=1e-4") == {
         "name": "adamw", "learning_rate": 0.001, "weight_decay": 1e-4, "beta_1": 0.9,
         "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False, "clipnorm": 1.0}
+
+
+def test_the_parameter_table_is_the_keras_signatures():
+    # Specs are checked without Keras, against a copy of the Keras classes'
+    # signatures (optimizer_specs.KERAS_OPTIMIZERS): a Keras release that
+    # renames, adds, reorders or re-defaults an argument fails here.
+    for name, (class_name, _) in KERAS_OPTIMIZERS.items():
+        cls = getattr(keras.optimizers, class_name)
+        signature = [(param, p.default) for param, p in
+                     inspect.signature(cls.__init__).parameters.items()
+                     if param not in ("self", "learning_rate", "name")
+                     and p.kind is not p.VAR_KEYWORD]
+        assert list(parameters(name).items()) == signature, name
+        assert OPTIMIZERS[name] is cls
 
 
 # --- Discriminative learning rates --------------------------------------------

@@ -3,6 +3,7 @@ import pytest
 
 from transferkit import TransferkitError, get_penalty
 from transferkit.regularizers.penalties import describe, penalty_value
+from transferkit.regularizers.penalty_specs import KINDS
 
 # Backend-agnostic core: also run on JAX and PyTorch (`-m backends`).
 pytestmark = pytest.mark.backends
@@ -54,3 +55,13 @@ def test_penalty_value_matches_the_formula():
     assert penalty_value(get_penalty("l1_l2:0.1,0.01"), w) == pytest.approx(0.1 * 10 + 0.01 * 30)
     assert describe(get_penalty("l1_l2:1e-5,1e-4")) == "l1_l2(1e-05, 0.0001)"
     assert describe(get_penalty("l2:1e-4")) == "l2(0.0001)"
+
+
+def test_each_kind_names_the_arguments_of_its_keras_class():
+    # Specs are checked without Keras (penalty_specs); the strengths they
+    # name are the Keras class's arguments, in order.
+    import inspect
+
+    for kind, strengths in KINDS.items():
+        cls = type(get_penalty(f"{kind}:" + ",".join(["0.1"] * len(strengths))))
+        assert tuple(inspect.signature(cls.__init__).parameters)[1:] == strengths

@@ -268,6 +268,26 @@ def _scalar(text):
     return text
 
 
+def is_plain_spec(value):
+    """Whether transferkit reads `value` itself, without Keras: `None`, a string, a dict.
+
+    The rest is Keras' to read: an object (a Keras regularizer, constraint or
+    optimizer) or the dict `keras.<family>.serialize` returns, which has a
+    `"class_name"`. A check that must not import Keras parses the plain
+    specs, and leaves the rest to the family's `get`, which imports it.
+
+    Example:
+
+    >>> is_plain_spec("l2:1e-4"), is_plain_spec({"name": "l2", "l2": 1e-4})
+    (True, True)
+    >>> is_plain_spec({"class_name": "L2", "config": {"l2": 1e-4}})
+    False
+    """
+    if value is None or isinstance(value, str):
+        return True
+    return isinstance(value, dict) and "class_name" not in value
+
+
 def deserialized(config, deserialize, expected, what, hint):
     """The Keras object of a serialized dict (`keras.<family>.serialize`), or one line.
 

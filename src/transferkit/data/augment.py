@@ -15,12 +15,12 @@ A spec names what to apply; what it does not name is off:
 
 The strings are transferkit's one spec grammar (`transferkit.specs`), with
 key=value settings and no name (or the names `default` and `none` alone).
+Reading and checking a spec (`parse`, `describe`) needs no Keras: only
+`Augmentation.build`, which makes the layers, imports it.
 """
 
 import dataclasses
 import math
-
-import keras
 
 from transferkit import specs
 from transferkit.errors import TransferkitError
@@ -112,6 +112,8 @@ class Augmentation:
             seed: an integer for repeatable randomness (layer `i` gets
                 `seed + i`), or `None` (default).
         """
+        import keras  # here, not at the top: checking a spec needs no Keras
+
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TransferkitError(f"Invalid seed {seed!r}: use an integer, or None.")
         layers = []

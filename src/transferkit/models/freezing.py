@@ -13,7 +13,8 @@ always train. Plans, as strings (the CLI's `--unfreeze`) or values:
   `conv2`..`conv5`), from the end of the block before them onwards.
 
 The strings are transferkit's one spec grammar (`transferkit.specs`); `get`
-also takes what `FreezePlan.describe()` returns.
+also takes what `FreezePlan.describe()` returns. Reading and checking a plan
+needs no Keras (`transferkit.models.plans`); this module applies it.
 
 Layers are counted in the backbone's topological order (`backbone.layers`).
 BatchNormalization layers stay frozen under every plan unless
@@ -23,33 +24,17 @@ replacing them with the statistics of small fine-tuning batches.
 """
 
 import dataclasses
-import numbers
 
 import keras
 
-from transferkit import specs
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
 
+# Read and checked without Keras; public here too, where they were first.
+from transferkit.models.plans import FreezePlan, parse_plan  # noqa: F401
+
 BACKBONE = "backbone"
 BATCHNORM_MODES = ("frozen", "train")
-_KINDS = ("none", "all", "last", "fraction", "from", "blocks")
-_USAGE = "none, all, last:N, fraction:F, from:LAYER or blocks:N"
-
-
-@dataclasses.dataclass(frozen=True)
-class FreezePlan:
-    """A parsed plan: `kind` (one of none/all/last/fraction/from/blocks) and `value`."""
-
-    kind: str
-    value: object = None
-
-    def __str__(self):
-        return self.kind if self.value is None else f"{self.kind}:{self.value}"
-
-    def describe(self):
-        """`{"kind": ..., "value": ...}`, JSON-able, which `get` takes back."""
-        return {"kind": self.kind, "value": self.value}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,99 +84,6 @@ def get(identifier):
     True
     """
     return parse_plan(identifier)
-
-
-def parse_plan(plan):
-    """Parses a freeze plan (see the module docstring, and `get`) into a `FreezePlan`.
-
-    Example:
-
-    >>> parse_plan("last:20")
-    FreezePlan(kind='last', value=20)
-    >>> parse_plan(0.25)
-    FreezePlan(kind='fraction', value=0.25)
-    """
-    if isinstance(plan, FreezePlan):
-        return plan
-    if plan is None:
-        return FreezePlan("none")
-    if isinstance(plan, bool):
-        return FreezePlan("all" if plan else "none")
-    if isinstance(plan, numbers.Integral):
-        return _checked("last", int(plan), plan)
-    if isinstance(plan, numbers.Real):
-        return _checked("fraction", float(plan), plan)
-    if isinstance(plan, dict):
-        return _from_dict(plan)
-    if not isinstance(plan, str):
-        raise TransferkitError(f"A freeze plan is a string like 'last:20'; got {plan!r}.")
-    parsed = specs.parse(plan, what="freeze plan", usage=_USAGE)
-    if parsed.name not in _KINDS:
-        raise TransferkitError(f"Unknown freeze plan {plan!r}; use {_USAGE}.")
-    if parsed.kwargs:
-        raise TransferkitError(
-            f"Freeze plan {plan!r} takes no key=value settings; use {_USAGE}."
-        )
-    # `from:` names a layer: its text as written, whatever it looks like.
-    values = parsed.raw_args if parsed.name == "from" else parsed.args
-    return _plan(parsed.name, values, plan)
-
-
-def _from_dict(config):
-    settings = dict(config)
-    kind = settings.pop("kind", None)
-    if kind is None:
-        kind = settings.pop("name", None)
-    value = settings.pop("value", None)
-    if settings or not isinstance(kind, str) or kind.lower() not in _KINDS:
-        raise TransferkitError(
-            f"Invalid freeze plan {config!r}: a dict is {{'kind': KIND, 'value': VALUE}} "
-            f"with KIND one of {', '.join(_KINDS)}, as in {{'kind': 'last', 'value': 20}}."
-        )
-    return _plan(kind.lower(), () if value is None else (value,), config)
-
-
-def _plan(kind, values, plan):
-    """The checked plan of a kind and its values (none, or one)."""
-    if kind in ("none", "all"):
-        if values:
-            raise TransferkitError(f"Freeze plan {kind!r} takes no value; got {plan!r}.")
-        return FreezePlan(kind)
-    if not values:
-        raise TransferkitError(
-            f"Freeze plan {plan!r} needs a value, e.g. '{kind}:{_EXAMPLE[kind]}'."
-        )
-    if len(values) > 1:
-        raise TransferkitError(
-            f"Freeze plan {plan!r} takes one value, e.g. '{kind}:{_EXAMPLE[kind]}'."
-        )
-    value = values[0]
-    if kind == "from":
-        if not isinstance(value, str) or not value.strip():
-            raise TransferkitError(
-                f"Freeze plan {plan!r}: {value!r} is not a layer name; e.g. "
-                f"'from:{_EXAMPLE['from']}'."
-            )
-        return FreezePlan(kind, value.strip())
-    whole = kind != "fraction"
-    if isinstance(value, bool) or not isinstance(
-            value, numbers.Integral if whole else numbers.Real):
-        raise TransferkitError(
-            f"Freeze plan {plan!r}: {value!r} is not {'a whole' if whole else 'a'} number; "
-            f"e.g. '{kind}:{_EXAMPLE[kind]}'."
-        )
-    return _checked(kind, int(value) if whole else float(value), plan)
-
-
-_EXAMPLE = {"last": "20", "fraction": "0.3", "from": "conv5_block1_out", "blocks": "2"}
-
-
-def _checked(kind, number, plan):
-    if kind == "fraction" and not 0.0 < number <= 1.0:
-        raise TransferkitError(f"Freeze plan {plan!r}: the fraction must be in (0, 1].")
-    if kind in ("last", "blocks") and number < 1:
-        raise TransferkitError(f"Freeze plan {plan!r}: the count must be at least 1.")
-    return FreezePlan(kind, number)
 
 
 def get_backbone(model, name=BACKBONE):

@@ -12,7 +12,8 @@ Names: sgd (momentum, nesterov), adagrad, rmsprop (rho, momentum), adam
 (beta_1, beta_2, epsilon, amsgrad), nadam, adamw (weight_decay); every
 parameter of the Keras class is accepted (clipnorm, use_ema, ...). Values
 are numbers, `true`/`false`, `none`, or lists separated by `;`: the strings
-are transferkit's one spec grammar (`transferkit.specs`), keyword settings only.
+are transferkit's one spec grammar (`transferkit.specs`), keyword settings only,
+read and checked without Keras by `transferkit.optim.optimizer_specs`.
 
 Discriminative fine-tuning trains the layers of a pretrained network at
 different rates: the new head at the full learning rate, the last blocks of
@@ -22,8 +23,6 @@ uses `learning_rate * multiplier(variable)`, and `block_multipliers` gives
 the multipliers of the usual recipe for a `transferkit.build` model.
 """
 
-import difflib
-import inspect
 import math
 import numbers
 import re
@@ -35,7 +34,7 @@ from keras import ops
 
 # Registers transferkit's Keras schedules (PowerDecay, OneCycle), which a
 # learning rate given as a dict (what `describe` records) may name.
-import transferkit.optim.schedules  # noqa: F401
+import transferkit.optim.lr_schedules  # noqa: F401
 from transferkit import specs
 from transferkit._compat import (
     apply_weight_decay,
@@ -43,46 +42,16 @@ from transferkit._compat import (
     public_optimizer_class,
 )
 from transferkit.errors import TransferkitError
+from transferkit.optim.optimizer_specs import (
+    COMMON,
+    KERAS_OPTIMIZERS,
+    parameters,
+    parse_optimizer,
+    parse_spec,  # noqa: F401  (public here before the specs moved out)
+)
 
-OPTIMIZERS = {
-    "sgd": keras.optimizers.SGD,
-    "adagrad": keras.optimizers.Adagrad,
-    "rmsprop": keras.optimizers.RMSprop,
-    "adam": keras.optimizers.Adam,
-    "nadam": keras.optimizers.Nadam,
-    "adamw": keras.optimizers.AdamW,
-}
-# The arguments every Keras optimizer takes, with the defaults of Keras'
-# BaseOptimizer; `describe` records them only when they differ. The other
-# arguments define the algorithm (momentum, beta_1, ...) and are always recorded.
-_COMMON = {
-    "weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
-    "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
-    "loss_scale_factor": None, "gradient_accumulation_steps": None,
-}
-_NOT_PARAMS = frozenset({"self", "learning_rate", "name", "kwargs"})
-_USAGE = "NAME:KEY=VALUE,KEY=VALUE, such as 'sgd:momentum=0.9,nesterov=true'"
-
-
-def parse_spec(spec):
-    """Splits a spec string `"NAME:KEY=VALUE,KEY=VALUE"` into `(name, params)`.
-
-    The string is read by `transferkit.specs.parse`, with keyword settings
-    only: values are read as `true`/`false`, `none`, integers, floats, lists
-    of those in brackets or separated by `;` (or `/`, which needs no quoting
-    in a shell), or else kept as strings. The name and keys are lower-cased.
-
-    Example:
-
-    >>> parse_spec("sgd:momentum=0.9,nesterov=true")
-    ('sgd', {'momentum': 0.9, 'nesterov': True})
-    >>> parse_spec("piecewise:boundaries=100;200,values=1e-3;1e-4;1e-5")
-    ('piecewise', {'boundaries': [100, 200], 'values': [0.001, 0.0001, 1e-05]})
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise TransferkitError(f"Expected a spec string such as 'sgd:momentum=0.9'; got {spec!r}.")
-    parsed = specs.parse(spec, usage=_USAGE, positional=False, require_name=True)
-    return parsed.name, dict(parsed.kwargs)
+# name -> the Keras optimizer class
+OPTIMIZERS = {name: getattr(keras.optimizers, cls) for name, (cls, _) in KERAS_OPTIMIZERS.items()}
 
 
 def get(identifier):
@@ -153,34 +122,20 @@ def get_optimizer(name, learning_rate=None, multipliers=None, **params):
                 f"optimizer object ({type(name).__name__})."
             )
         return name if multipliers is None else discriminative(name, multipliers)
-    if isinstance(name, dict):
-        params = _merged(dict(name), params, "the spec dict")
-        name = params.pop("name", None)
-        learning_rate = _merged_rate(params, learning_rate, name)
-        multipliers = _merged_value(params, "multipliers", multipliers, name)
-    if not isinstance(name, str):
-        raise TransferkitError(
-            f"An optimizer is a name such as 'adam' or 'sgd:momentum=0.9', got {name!r}."
-        )
-    key, spec_params = parse_spec(name)
-    if key not in OPTIMIZERS:
-        close = difflib.get_close_matches(key, OPTIMIZERS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TransferkitError(
-            f"Unknown optimizer {key!r}{hint}; use one of {', '.join(OPTIMIZERS)}."
-        )
-    params = _merged(spec_params, params, repr(name))
-    learning_rate = _merged_rate(params, learning_rate, name)
-    cls = OPTIMIZERS[key]
-    params = _checked_params(key, cls, params)
-    if learning_rate is not None:
-        params["learning_rate"] = _checked_learning_rate(learning_rate)
+    spec = parse_optimizer(name, learning_rate, multipliers, **params)
+    params = dict(spec.params)
+    if spec.learning_rate is not None:
+        params["learning_rate"] = _checked_learning_rate(spec.learning_rate)
     try:
-        optimizer = cls(**params)
+        # Keras checks the values it constrains (SGD's momentum in [0, 1], ...).
+        optimizer = OPTIMIZERS[spec.name](**params)
     except (TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TransferkitError(f"Invalid optimizer {name!r}: {reason}") from None
-    return optimizer if multipliers is None else discriminative(optimizer, multipliers)
+        given = name.get("name") if isinstance(name, dict) else name
+        raise TransferkitError(f"Invalid optimizer {given!r}: {reason}") from None
+    if spec.multipliers is None:
+        return optimizer
+    return discriminative(optimizer, spec.multipliers)
 
 
 def _deserialized(config):
@@ -213,61 +168,14 @@ def describe(optimizer):
         )
     config = optimizer.get_config()
     described = {"name": names[0], "learning_rate": _json_value(config["learning_rate"])}
-    for param in _signature(cls):
-        if param in config and (param not in _COMMON or config[param] != _COMMON[param]):
+    # The algorithm's arguments always, the general ones (clipping, EMA, ...)
+    # where they differ from their defaults.
+    for param in parameters(names[0]):
+        if param in config and (param not in COMMON or config[param] != COMMON[param]):
             described[param] = _json_value(config[param])
     if isinstance(optimizer, _MultipliedLearningRates):
         described["multipliers"] = config["multipliers"]
     return described
-
-
-def _signature(cls):
-    """The optimizer's parameters and their defaults, in signature order."""
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if name not in _NOT_PARAMS and parameter.kind is not parameter.VAR_KEYWORD
-    }
-
-
-def _checked_params(key, cls, params):
-    signature = _signature(cls)
-    checked = {}
-    for param, value in params.items():
-        if param not in signature:
-            close = difflib.get_close_matches(param, signature, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TransferkitError(
-                f"Optimizer {key!r} has no parameter {param!r}{hint}; valid: "
-                f"learning_rate, {', '.join(signature)}."
-            )
-        checked[param] = _coerced(key, param, value, signature[param])
-    return checked
-
-
-def _coerced(key, param, value, default):
-    """`value` in the type of the parameter's default, or an error."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        expected = "true or false"
-    elif isinstance(default, float):
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-        expected = "a number"
-    elif isinstance(default, int):
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) \
-                and float(value).is_integer():
-            return int(value)
-        expected = "an integer"
-    else:  # None: optional numbers (clipnorm, weight_decay, ...)
-        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
-            return value
-        expected = "a number or none"
-    raise TransferkitError(
-        f"Optimizer {key!r}: {param}={value!r} should be {expected} "
-        f"(the default is {default!r})."
-    )
 
 
 def _checked_learning_rate(learning_rate):
@@ -286,25 +194,6 @@ def _checked_learning_rate(learning_rate):
             f"got {learning_rate!r}."
         )
     return float(learning_rate)
-
-
-def _merged(first, second, where):
-    both = sorted(set(first) & set(second))
-    if both:
-        raise TransferkitError(f"{', '.join(both)} given both in {where} and as an argument.")
-    return {**first, **second}
-
-
-def _merged_value(params, key, value, name):
-    if key in params:
-        if value is not None:
-            raise TransferkitError(f"{key} given both in {name!r} and as an argument.")
-        return params.pop(key)
-    return value
-
-
-def _merged_rate(params, learning_rate, name):
-    return _merged_value(params, "learning_rate", learning_rate, name)
 
 
 def _json_value(value):

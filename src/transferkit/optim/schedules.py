@@ -23,6 +23,11 @@ optimizer's iteration count) and the callbacks for `fit` (ReduceLROnPlateau
 for "plateau", the momentum cycle of "1cycle"). `lr0` is the learning rate
 given to `build`; steps are optimizer steps (batches), and `total_steps`
 is `epochs * steps_per_epoch`, which "cosine" and "1cycle" need.
+
+Reading and checking a spec needs no Keras: only `build` imports it, and
+the Keras classes it makes live in `transferkit.optim.lr_schedules`
+(`PowerDecay`, `OneCycle`) and `transferkit.optim.momentum`
+(`MomentumScheduler`).
 """
 
 import dataclasses
@@ -31,10 +36,8 @@ import math
 import numbers
 from typing import NamedTuple
 
-import keras
-from keras import ops
-
 from transferkit import specs
+from transferkit._lazy import lazy_exports
 from transferkit.errors import TransferkitError
 
 _REQUIRED = object()
@@ -54,261 +57,16 @@ SCHEDULES = tuple(_PARAMS)
 _ALIASES = {"none": "constant", "onecycle": "1cycle", "one_cycle": "1cycle"}
 _USAGE = "NAME:KEY=VALUE,KEY=VALUE, such as 'cosine:warmup=0.05' or '1cycle:max_lr=1e-2'"
 
+# Defined here before the Keras classes moved out; importable from here still,
+# imported (with Keras) when first read.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "PowerDecay": "transferkit.optim.lr_schedules",
+    "OneCycle": "transferkit.optim.lr_schedules",
+    "OneCycleMomentum": "transferkit.optim.momentum",
+    "MomentumScheduler": "transferkit.optim.momentum",
+    "momentum_attribute": "transferkit.optim.momentum",
+})
 
-# --- Keras schedules that Keras lacks ---------------------------------------
-
-@keras.saving.register_keras_serializable(package="transferkit")
-class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Power scheduling: `initial_learning_rate / (1 + step / decay_steps) ** power`.
-
-    The rate halves after `decay_steps` steps when `power=1` (what Keras'
-    `InverseTimeDecay` does with `decay_rate=1`), then falls ever more slowly.
-
-    Args:
-        initial_learning_rate: the rate at step 0, a positive float.
-        decay_steps: `s`, in optimizer steps, a positive number.
-        power: `c`, a positive number. Defaults to `1.0`.
-        name: the name of the operations. Defaults to `"PowerDecay"`.
-
-    Example:
-
-    >>> schedule = PowerDecay(0.1, decay_steps=100, power=2.0)
-    >>> round(float(schedule(100)), 6)
-    0.025
-    """
-
-    def __init__(self, initial_learning_rate, decay_steps, power=1.0, name="PowerDecay"):
-        super().__init__()
-        if not _is_number(decay_steps) or decay_steps <= 0:
-            raise TransferkitError(f"decay_steps must be a number > 0, got {decay_steps!r}.")
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.power = power
-        self.name = name
-
-    def __call__(self, step):
-        with keras.name_scope(self.name):
-            initial = ops.convert_to_tensor(self.initial_learning_rate)
-            step = ops.cast(step, initial.dtype)
-            return ops.divide(initial, ops.power(1.0 + step / self.decay_steps, self.power))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "power": self.power, "name": self.name}
-
-
-@keras.saving.register_keras_serializable(package="transferkit")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """The 1cycle learning rate: up, back down, then far below the start.
-
-    With `T = total_steps` and `h = (1 - tail) * T / 2`, the rate rises
-    linearly from `initial_learning_rate` to `max_learning_rate` over the
-    first `h` steps, falls linearly back to `initial_learning_rate` over the
-    next `h`, then to `final_learning_rate` over the last `tail * T` steps,
-    and stays there.
-
-    Args:
-        initial_learning_rate: the rate at the start, a positive float.
-        max_learning_rate: the peak, at step `h`.
-        total_steps: `T`, the number of optimizer steps of the cycle.
-        final_learning_rate: the rate at step `T`. Defaults to
-            `initial_learning_rate / 100`.
-        tail: the fraction of the steps spent going below the start, in
-            (0, 1). Defaults to `0.1`.
-        name: the name of the operations. Defaults to `"OneCycle"`.
-
-    Example:
-
-    >>> schedule = OneCycle(0.001, 0.01, total_steps=100)
-    >>> [round(float(schedule(step)), 6) for step in (0, 45, 90, 100)]
-    [0.001, 0.01, 0.001, 1e-05]
-    """
-
-    def __init__(self, initial_learning_rate, max_learning_rate, total_steps,
-                 final_learning_rate=None, tail=0.1, name="OneCycle"):
-        super().__init__()
-        if not _is_int(total_steps) or total_steps < 1:
-            raise TransferkitError(f"total_steps must be an int >= 1, got {total_steps!r}.")
-        if not _is_number(tail) or not 0 < tail < 1:
-            raise TransferkitError(f"tail must be a fraction in (0, 1), got {tail!r}.")
-        if final_learning_rate is None:
-            final_learning_rate = initial_learning_rate / 100
-        self.initial_learning_rate = initial_learning_rate
-        self.max_learning_rate = max_learning_rate
-        self.total_steps = total_steps
-        self.final_learning_rate = final_learning_rate
-        self.tail = tail
-        self.name = name
-
-    def __call__(self, step):
-        with keras.name_scope(self.name):
-            start = ops.convert_to_tensor(self.initial_learning_rate)
-            peak, end = self.max_learning_rate, self.final_learning_rate
-            total = float(self.total_steps)
-            half = (1.0 - self.tail) * total / 2
-            step = ops.minimum(ops.cast(step, start.dtype), total)
-            rising = start + (peak - start) * (step / half)
-            falling = peak - (peak - start) * ((step - half) / half)
-            annealing = start - (start - end) * ((step - 2 * half) / (total - 2 * half))
-            return ops.where(step < half, rising,
-                             ops.where(step < 2 * half, falling, annealing))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "max_learning_rate": self.max_learning_rate, "total_steps": self.total_steps,
-                "final_learning_rate": self.final_learning_rate, "tail": self.tail,
-                "name": self.name}
-
-
-class OneCycleMomentum:
-    """The momentum of 1cycle, opposite to its learning rate: high, low, high.
-
-    Falls linearly from `high` to `low` while the rate rises (the first
-    `(1 - tail) * total_steps / 2` steps), rises back to `high` while the rate
-    falls, and stays at `high` to the end.
-
-    Example:
-
-    >>> momentum = OneCycleMomentum(100)
-    >>> [round(momentum(step), 4) for step in (0, 45, 90, 100)]
-    [0.95, 0.85, 0.95, 0.95]
-    """
-
-    def __init__(self, total_steps, low=0.85, high=0.95, tail=0.1):
-        self.total_steps = total_steps
-        self.low = low
-        self.high = high
-        self.tail = tail
-
-    def __call__(self, step):
-        half = (1.0 - self.tail) * self.total_steps / 2
-        if step < half:
-            return self.high - (self.high - self.low) * step / half
-        if step < 2 * half:
-            return self.low + (self.high - self.low) * (step - half) / half
-        return self.high
-
-
-class MomentumScheduler(keras.callbacks.Callback):
-    """Sets the optimizer's momentum at every batch, from a schedule of the step.
-
-    The momentum is SGD's and RMSprop's `momentum`, or the Adam family's
-    `beta_1`. Keras optimizers hold it as a Python float, which a compiled
-    train step reads once, when it is traced; for the length of `fit` this
-    callback puts a variable in its place, which the step reads at every
-    update, and sets it before each batch to `schedule(step)`, where `step`
-    is `optimizer.iterations` (as for learning-rate schedules). After `fit`
-    the optimizer gets its float back.
-
-    SGD and RMSprop need a momentum above 0 to start with: with 0, Keras
-    builds them without the momentum's state.
-
-    Args:
-        schedule: a function of the step (an int) returning the momentum,
-            a float in [0, 1), such as `OneCycleMomentum(total_steps)`.
-
-    Example:
-
-    >>> import keras, numpy as np
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
-    >>> scheduler = MomentumScheduler(lambda step: 0.9 - 0.1 * step)
-    >>> _ = model.fit(np.ones((4, 2)), np.ones(4), batch_size=1, verbose=0,
-    ...               callbacks=[scheduler])
-    >>> [round(m, 6) for m in scheduler.history]
-    [0.9, 0.8, 0.7, 0.6]
-    >>> model.optimizer.momentum
-    0.9
-    """
-
-    def __init__(self, schedule):
-        super().__init__()
-        if not callable(schedule):
-            raise TransferkitError(
-                f"A momentum schedule is a function of the step, got {schedule!r}."
-            )
-        self.schedule = schedule
-        self.history = []  # the momentum set before each batch
-        self._attribute = self._original = self._variable = None
-
-    def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
-        self._attribute = momentum_attribute(optimizer)
-        self._original = getattr(optimizer, self._attribute)
-        self._variable = _ScheduledMomentum(self._original, name=self._attribute)
-        setattr(optimizer, self._attribute, self._variable)
-        # A model saved while training (ModelCheckpoint) records the
-        # optimizer's own momentum, a float, rather than the variable.
-        get_config = optimizer.get_config
-        optimizer.get_config = lambda: {**get_config(), self._attribute: self._original}
-        # The train step compiled so far read the float; make one that reads
-        # the variable.
-        self.model.make_train_function(force=True)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        # `self.model` brings JAX's training state up to date first.
-        optimizer = self.model.optimizer
-        momentum = float(self.schedule(int(ops.convert_to_numpy(optimizer.iterations))))
-        if not 0.0 <= momentum < 1.0:
-            raise TransferkitError(
-                f"The momentum schedule gave {momentum!r}; use values in [0, 1).")
-        self._variable.assign(momentum)
-        self.history.append(momentum)
-
-    def on_train_end(self, logs=None):
-        optimizer = self.model.optimizer
-        # A train step traced with the variable may be reused by a later
-        # `fit`: leave it at the optimizer's own value.
-        self._variable.assign(self._original)
-        setattr(optimizer, self._attribute, self._original)
-        optimizer._untrack_variable(self._variable)
-        del optimizer.get_config
-
-
-def momentum_attribute(optimizer):
-    """`"momentum"` or `"beta_1"`: the momentum of an optimizer, or an error."""
-    for attribute in ("momentum", "beta_1"):
-        value = getattr(optimizer, attribute, None)
-        if isinstance(value, keras.Variable):
-            raise TransferkitError(
-                f"The {attribute} of {optimizer.name!r} is already scheduled; use one "
-                "momentum schedule at a time."
-            )
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            if value == 0:
-                raise TransferkitError(
-                    f"{type(optimizer).__name__} has {attribute}=0, so it has no momentum "
-                    "to cycle: give it one (e.g. 'sgd:momentum=0.9'), or use "
-                    "'1cycle:cycle_momentum=false'."
-                )
-            return attribute
-    raise TransferkitError(
-        f"{type(optimizer).__name__} has no momentum or beta_1 to cycle: use SGD or "
-        "RMSprop with momentum, or an Adam optimizer, or '1cycle:cycle_momentum=false'."
-    )
-
-
-class _ScheduledMomentum(keras.Variable):
-    """A momentum that a compiled train step reads at every update.
-
-    SGD and RMSprop choose their update rule with `momentum != 0` and
-    `momentum > 0` in Python, which a variable cannot answer inside a
-    compiled step; these comparisons answer for the (non-zero) momentum
-    the variable replaces, while arithmetic reads its current value.
-    """
-
-    def __init__(self, value, name):
-        super().__init__(float(value), dtype="float32", trainable=False, name=name)
-        self._replaced = float(value)
-
-    def __ne__(self, other):
-        return self._replaced != other
-
-    def __gt__(self, other):
-        return self._replaced > other
-
-
-# --- Schedules by name -------------------------------------------------------
 
 class ScheduleParts(NamedTuple):
     """What a built schedule gives: the optimizer's `learning_rate`, and callbacks for `fit`."""
@@ -381,9 +139,13 @@ class Schedule:
                 + ("." if self.name in ("cosine", "1cycle") else ", or give s=STEPS.")
             )
         p = self.params
-        schedules = keras.optimizers.schedules
         if self.name == "constant":
             return ScheduleParts(lr0, [])
+        import keras  # here, not at the top: checking a spec needs no Keras
+
+        from transferkit.optim.lr_schedules import PowerDecay
+
+        schedules = keras.optimizers.schedules
         if self.name == "power":
             s = p["s"] if p["s"] is not None else total_steps / 10
             return ScheduleParts(PowerDecay(lr0, s, p["c"]), [])
@@ -402,6 +164,9 @@ class Schedule:
         return self._one_cycle(lr0, total_steps)
 
     def _one_cycle(self, lr0, total_steps):
+        from transferkit.optim.lr_schedules import OneCycle
+        from transferkit.optim.momentum import MomentumScheduler, OneCycleMomentum
+
         p = self.params
         peak = p["max_lr"] if p["max_lr"] is not None else 10 * lr0
         end = p["final_lr"] if p["final_lr"] is not None else lr0 / 100
@@ -423,6 +188,8 @@ class Schedule:
 
 
 def _cosine(lr0, total_steps, warmup, alpha, schedule):
+    import keras
+
     warmup_steps = round(warmup * total_steps)
     if warmup_steps >= total_steps:
         raise TransferkitError(

@@ -10,7 +10,8 @@ inside a ball of radius `c`). Specs:
 - `"min_max_norm:LOW,HIGH"`: each norm clipped into [LOW, HIGH]; an optional
   `rate=R` moves it only part of the way at each step.
 
-The specs are written in transferkit's one spec grammar (`transferkit.specs`);
+The specs are written in transferkit's one spec grammar (`transferkit.specs`),
+read and checked without Keras by `transferkit.regularizers.constraint_specs`;
 `get` also takes dicts and constraint objects.
 
 The norm constraints take an optional `axis=A` (or `axis=[0,1,2]`): the axes
@@ -23,16 +24,18 @@ spatial axes for depthwise kernels (one norm per channel), one norm per row
 of an `Embedding` matrix, and the whole vector for a bias.
 """
 
-import dataclasses
-import math
-import numbers
-
 import keras
 
 from transferkit import specs
 from transferkit._walk import BIAS_CONSTRAINT_SLOTS, KERNEL_CONSTRAINT_SLOTS, weight_slots
 from transferkit.errors import TransferkitError
 from transferkit.regularizers.audits import build_constraint_audit
+from transferkit.regularizers.constraint_specs import (
+    EXAMPLES,
+    ConstraintSpec,
+    check_axis,
+    parse_constraint,
+)
 from transferkit.regularizers.layers import forget_traced_steps, select_layers
 from transferkit.regularizers.projections import describe
 
@@ -40,14 +43,12 @@ from transferkit.regularizers.projections import describe
 from transferkit.regularizers.layers import constrained_slots  # noqa: F401
 from transferkit.regularizers.projections import project, satisfies  # noqa: F401
 
-_EXAMPLES = "'max_norm:3', 'max_norm:3,axis=0', 'unit_norm', 'non_neg' or 'min_max_norm:0.5,2'"
-_USAGE = f"KIND[:NUMBERS][,axis=A], such as {_EXAMPLES}"
-# kind -> (Keras class, positional values, keyword options)
-_KINDS = {
-    "max_norm": (keras.constraints.MaxNorm, ("max_value",), ("axis",)),
-    "unit_norm": (keras.constraints.UnitNorm, (), ("axis",)),
-    "non_neg": (keras.constraints.NonNeg, (), ()),
-    "min_max_norm": (keras.constraints.MinMaxNorm, ("min_value", "max_value"), ("rate", "axis")),
+# kind -> the Keras class; its arguments are the spec's values (`constraint_specs.KINDS`)
+_CLASSES = {
+    "max_norm": keras.constraints.MaxNorm,
+    "unit_norm": keras.constraints.UnitNorm,
+    "non_neg": keras.constraints.NonNeg,
+    "min_max_norm": keras.constraints.MinMaxNorm,
 }
 _TRANSPOSED = (
     keras.layers.Conv1DTranspose,
@@ -113,11 +114,11 @@ def get_constraint(spec, axis=None):
     {'max_value': 3.0, 'axis': [0, 1, 2]}
     """
     parsed = _parse(spec)
-    if not isinstance(parsed, _Spec):
+    if not isinstance(parsed, ConstraintSpec):
         return parsed
     if axis is not None:
-        axis = _check_axis(axis, spec)
-    return parsed.build(axis)
+        axis = check_axis(axis, spec)
+    return _build(parsed, axis)
 
 
 def constraint_for(spec, layer, attribute="kernel_constraint", ndim=None):
@@ -144,17 +145,17 @@ def constraint_for(spec, layer, attribute="kernel_constraint", ndim=None):
     {'max_value': 3.0, 'axis': [0, 1, 2]}
     """
     parsed = _parse(spec)
-    if not isinstance(parsed, _Spec):
+    if not isinstance(parsed, ConstraintSpec):
         return parsed
     if parsed.axis is not None or not parsed.has_axis:
-        return parsed.build(None)
+        return _build(parsed, None)
     ndim = ndim if ndim is not None else _weight_ndim(layer, attribute)
     if ndim is None:
         raise TransferkitError(
             f"Cannot tell the default axis of {parsed.text!r} for a "
             f"{type(layer).__name__}; give it in the spec, e.g. '{parsed.kind}:...,axis=0'."
         )
-    return parsed.build(default_axis(layer, attribute, ndim))
+    return _build(parsed, default_axis(layer, attribute, ndim))
 
 
 def default_axis(layer, attribute, ndim):
@@ -233,7 +234,7 @@ def constrain(model, kernel=None, bias=None, layers=None, *, apply_now=False):
     if all(r is None for r in requested.values()):
         raise TransferkitError(
             f"Nothing to apply: give kernel or bias a constraint, e.g. kernel='max_norm:3' "
-            f"(specs: {_EXAMPLES})."
+            f"(specs: {EXAMPLES})."
         )
     if not isinstance(model, keras.Model) or not model.built:
         raise TransferkitError(
@@ -289,145 +290,28 @@ def _check_fits(constraint, variable, name):
             )
 
 
-# ------------------------------------------------------------------- parsing
-
-
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-    """A parsed constraint spec (string or dict); `axis` is `None` when it names none."""
-
-    text: str
-    kind: str
-    values: dict
-    axis: object = None
-
-    @property
-    def has_axis(self):
-        return "axis" in _KINDS[self.kind][2]
-
-    def build(self, axis):
-        cls = _KINDS[self.kind][0]
-        options = dict(self.values)
-        if self.has_axis:
-            chosen = self.axis if self.axis is not None else axis
-            if chosen is not None:
-                options["axis"] = chosen
-        return cls(**options)
+# ------------------------------------------------------------------- building
 
 
 def _parse(spec):
-    """A `_Spec` for a string or dict, the object itself for a constraint, or `None`."""
-    if spec is None or isinstance(spec, (keras.constraints.Constraint, _Spec)):
+    """A `ConstraintSpec` for a spec, the Keras constraint for Keras' forms, or `None`."""
+    if spec is None or isinstance(spec, keras.constraints.Constraint):
         return spec
-    if isinstance(spec, str):
-        parsed = specs.parse(spec, what="constraint", usage=_USAGE)
-        return _checked(parsed.name, parsed.args, parsed.kwargs, spec, spec)
-    if isinstance(spec, dict):
-        return _from_dict(spec)
-    raise TransferkitError(
-        f"Invalid constraint {spec!r}: expected a keras.constraints.Constraint (a "
-        f"plain function cannot be saved), a dict such as {{'name': 'max_norm', "
-        f"'max_value': 3}} or a string such as {_EXAMPLES}."
-    )
-
-
-def _from_dict(config):
-    if "class_name" in config:
-        return specs.deserialized(config, keras.constraints.deserialize,
+    if isinstance(spec, dict) and "class_name" in spec:
+        return specs.deserialized(spec, keras.constraints.deserialize,
                                   keras.constraints.Constraint, "constraint",
-                                  f"give a kind instead, one of {', '.join(_KINDS)}")
-    settings = dict(config)
-    kind = settings.pop("name", None)
-    kind = kind.lower() if isinstance(kind, str) else kind
-    text = specs.format_spec(kind, kwargs=settings) if isinstance(kind, str) else repr(config)
-    return _checked(kind, (), settings, config, text)
+                                  f"give a kind instead, one of {', '.join(_CLASSES)}")
+    return parse_constraint(spec)
 
 
-def _checked(kind, args, kwargs, spec, text):
-    """The `_Spec` of a kind, from its numbers given in order or by name, checked."""
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise TransferkitError(
-            f"Unknown constraint {spec!r}: the kind must be one of {', '.join(_KINDS)}, "
-            f"as in {_EXAMPLES}."
-        )
-    _, positional, keywords = _KINDS[kind]
-    values = dict(zip(positional, args))
-    for key, value in kwargs.items():
-        if key not in positional + keywords:
-            allowed = ", ".join(f"{k}=" for k in positional + keywords) or "no options"
-            raise TransferkitError(
-                f"Constraint {spec!r}: unknown option {key!r}; {kind} takes {allowed}."
-            )
-        if key in values:
-            raise TransferkitError(f"Constraint {spec!r} gives {key} twice.")
-        values[key] = value
-    if len(args) > len(positional) or any(p not in values for p in positional):
-        raise TransferkitError(
-            f"Constraint {spec!r} needs {len(positional)} number(s) after the colon"
-            + (f" ({', '.join(positional)}), as in {_EXAMPLE[kind]!r}." if positional
-               else f"; write {_EXAMPLE[kind]!r}.")
-        )
-    axis = values.pop("axis", None)
-    if axis is not None:
-        axis = _check_axis(axis, spec)
-    values = {key: _number(value, spec) for key, value in values.items()}
-    _check_values(kind, values, spec)
-    return _Spec(text, kind, values, axis)
-
-
-_EXAMPLE = {
-    "max_norm": "max_norm:3",
-    "unit_norm": "unit_norm",
-    "non_neg": "non_neg",
-    "min_max_norm": "min_max_norm:0.5,2",
-}
-
-
-def _number(value, spec):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TransferkitError(f"Constraint {spec!r}: {value!r} is not a number.")
-    if not math.isfinite(value):
-        raise TransferkitError(f"Constraint {spec!r}: {value} must be finite.")
-    return float(value)
-
-
-def _check_axis(axis, spec):
-    value = axis
-    if isinstance(value, str):
-        try:
-            value = specs.parse_value(value)
-        except TransferkitError:
-            value = None
-    if _is_int(value):
-        axes = [value]
-    elif isinstance(value, (list, tuple)) and all(_is_int(a) for a in value):
-        axes = list(value)
-    else:
-        axes = None
-    if not axes or len(set(axes)) != len(axes):
-        raise TransferkitError(
-            f"Constraint {spec!r}: invalid axis {axis!r}; use an int or distinct ints such as "
-            "axis=0 or axis=[0,1,2]."
-        )
-    return axes[0] if len(axes) == 1 else axes
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_values(kind, values, spec):
-    if kind == "max_norm" and values["max_value"] <= 0:
-        raise TransferkitError(f"Constraint {spec!r}: the maximum norm must be > 0, such as 3.")
-    if kind == "min_max_norm":
-        low, high = values["min_value"], values["max_value"]
-        if not 0 <= low <= high or high <= 0:
-            raise TransferkitError(
-                f"Constraint {spec!r}: need 0 <= LOW <= HIGH and HIGH > 0, as in "
-                "'min_max_norm:0.5,2'."
-            )
-    if "rate" in values and not 0 < values["rate"] <= 1:
-        raise TransferkitError(f"Constraint {spec!r}: rate must be in (0, 1], such as 0.5.")
+def _build(parsed, axis):
+    """The Keras constraint of a `ConstraintSpec`; `axis` where the spec names none."""
+    options = dict(parsed.values)
+    if parsed.has_axis:
+        chosen = parsed.axis if parsed.axis is not None else axis
+        if chosen is not None:
+            options["axis"] = chosen
+    return _CLASSES[parsed.kind](**options)
 
 
 def _weight_ndim(layer, attribute):

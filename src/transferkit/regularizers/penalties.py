@@ -1,25 +1,22 @@
 """Weight penalties from short specs: `"l2:1e-4"`, `"l1:1e-5"`, `"l1_l2:1e-5,1e-4"`.
 
-The specs are written in transferkit's one spec grammar (`transferkit.specs`).
+The specs are written in transferkit's one spec grammar (`transferkit.specs`),
+read and checked without Keras by `transferkit.regularizers.penalty_specs`;
+this module makes the Keras regularizers.
 """
-
-import math
-import numbers
 
 import keras
 import numpy as np
 
 from transferkit import specs
-from transferkit.errors import TransferkitError
+from transferkit.regularizers.penalty_specs import KINDS, parse_penalty
 
-# kind -> (Keras class, its strengths in the order a spec gives them)
-_KINDS = {
-    "l1": (keras.regularizers.L1, ("l1",)),
-    "l2": (keras.regularizers.L2, ("l2",)),
-    "l1_l2": (keras.regularizers.L1L2, ("l1", "l2")),
+# kind -> the Keras class; its arguments are the kind's strengths (`penalty_specs.KINDS`)
+_CLASSES = {
+    "l1": keras.regularizers.L1,
+    "l2": keras.regularizers.L2,
+    "l1_l2": keras.regularizers.L1L2,
 }
-_EXAMPLES = "'l2:1e-4', 'l1:1e-5' or 'l1_l2:1e-5,1e-4'"
-_USAGE = f"KIND:STRENGTH[,STRENGTH], such as {_EXAMPLES}"
 
 
 def get(identifier):
@@ -52,15 +49,12 @@ def get(identifier):
     """
     if identifier is None or isinstance(identifier, keras.regularizers.Regularizer):
         return identifier
-    if isinstance(identifier, str):
-        spec = specs.parse(identifier, what="penalty", usage=_USAGE)
-        return _build(spec.name, spec.args, spec.kwargs, identifier)
-    if isinstance(identifier, dict):
-        return _from_dict(identifier)
-    raise TransferkitError(
-        f"Invalid penalty {identifier!r}: expected a keras regularizer, a dict such as "
-        f"{{'name': 'l2', 'l2': 0.0001}} or a string such as {_EXAMPLES}."
-    )
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return specs.deserialized(identifier, keras.regularizers.deserialize,
+                                  keras.regularizers.Regularizer, "penalty",
+                                  f"give a kind instead, one of {', '.join(KINDS)}")
+    spec = parse_penalty(identifier)
+    return _CLASSES[spec.kind](**spec.strengths)
 
 
 def get_penalty(spec):
@@ -118,58 +112,3 @@ def _l1_l2_config(regularizer):
         return None
     config = regularizer.get_config()
     return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
-
-
-def _from_dict(config):
-    if "class_name" in config:
-        return specs.deserialized(config, keras.regularizers.deserialize,
-                                  keras.regularizers.Regularizer, "penalty",
-                                  f"give a kind instead, one of {', '.join(_KINDS)}")
-    settings = dict(config)
-    kind = settings.pop("name", None)
-    if kind is None:
-        # A Keras regularizer's `get_config()`: its strengths tell its kind.
-        kind = "_".join(key for key in ("l1", "l2") if key in settings) or None
-    return _build(kind.lower() if isinstance(kind, str) else kind, (), settings, config)
-
-
-def _build(kind, args, kwargs, spec):
-    """The regularizer of a kind, from its strengths given in order or by name."""
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise TransferkitError(
-            f"Unknown penalty {spec!r}: the kind must be one of "
-            f"{', '.join(_KINDS)}, as in 'l2:1e-4'."
-        )
-    cls, names = _KINDS[kind]
-    example = "l1_l2:1e-5,1e-4" if kind == "l1_l2" else f"{kind}:1e-4"
-    unknown = [key for key in kwargs if key not in names]
-    if unknown:
-        raise TransferkitError(
-            f"Penalty {spec!r}: {kind} has no strength {unknown[0]!r}; it takes "
-            f"{', '.join(names)}, as in '{example}'."
-        )
-    strengths = dict(zip(names, args))
-    twice = [key for key in kwargs if key in strengths]
-    if twice:
-        raise TransferkitError(f"Penalty {spec!r} gives the {twice[0]} strength twice.")
-    strengths.update(kwargs)
-    if len(args) > len(names) or len(strengths) != len(names):
-        raise TransferkitError(
-            f"Penalty {spec!r} needs {len(names)} strength(s) after the colon "
-            f"({', '.join(names)}), as in '{example}'."
-        )
-    return cls(**{name: _strength(value, spec) for name, value in strengths.items()})
-
-
-def _strength(value, spec):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TransferkitError(
-            f"Penalty {spec!r}: strength {value!r} is not a number; "
-            "use a value such as 1e-4."
-        )
-    if not math.isfinite(value) or value < 0:
-        raise TransferkitError(
-            f"Penalty {spec!r}: strength {value} must be a finite "
-            "number >= 0, such as 1e-4."
-        )
-    return float(value)

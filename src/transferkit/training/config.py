@@ -150,19 +150,31 @@ def _spec_or_none(family):
 
 
 def _penalty(value):
-    from transferkit.regularizers.penalties import get_penalty
+    from transferkit import specs
+    from transferkit.regularizers.penalty_specs import parse_penalty
 
-    get_penalty(value)
+    if specs.is_plain_spec(value):
+        parse_penalty(value)  # without Keras
+    else:  # a Keras regularizer or its serialized dict: Keras checks it
+        from transferkit.regularizers.penalties import get_penalty
+
+        get_penalty(value)
 
 
 def _constraint(value):
-    from transferkit.regularizers.constraints import get_constraint
+    from transferkit import specs
+    from transferkit.regularizers.constraint_specs import parse_constraint
 
-    get_constraint(value)
+    if specs.is_plain_spec(value):
+        parse_constraint(value)  # without Keras
+    else:  # a Keras constraint or its serialized dict: Keras checks it
+        from transferkit.regularizers.constraints import get_constraint
+
+        get_constraint(value)
 
 
 def _plan(name, value):
-    from transferkit.models.freezing import parse_plan
+    from transferkit.models.plans import parse_plan
 
     parse_plan(value)
     return value
@@ -460,7 +472,7 @@ class TrainingConfig:
     def _check_against(self, backbone):
         """What can be known from the catalogue entry, before any model is built."""
         from transferkit.data.images import check_memory
-        from transferkit.models.freezing import parse_plan
+        from transferkit.models.plans import parse_plan
 
         plan = parse_plan(self.unfreeze)
         if plan.kind == "blocks" and plan.value > len(backbone.blocks):
@@ -520,7 +532,7 @@ class TrainingConfig:
 
     def phases(self):
         """The recipe this configuration trains: a list of `Phase`s."""
-        from transferkit.training.recipe import Phase, default_recipe
+        from transferkit.training.phases import Phase, default_recipe
 
         recipe = default_recipe(self.epochs, self.learning_rate, self.fine_tune_factor,
                                 self.unfreeze, self.optimizer, schedule=self.schedule,

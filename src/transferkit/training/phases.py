@@ -4,17 +4,21 @@ The default recipe trains the head on a frozen backbone, then unfreezes the
 backbone (per a freeze plan) and recompiles with a learning rate ten times
 smaller, so the large gradients of a random head do not wreck the
 pretrained features.
+
+A `Phase` checks its settings without Keras (so that a configuration's
+mistakes are found in a moment); `build_optimizer` and `to_dict` import it.
 """
 
 import dataclasses
 import math
 import numbers
 
+from transferkit import specs
 from transferkit.errors import TransferkitError
-from transferkit.models.freezing import parse_plan
-from transferkit.optim import optimizers, schedules
+from transferkit.models.plans import parse_plan
+from transferkit.optim import optimizer_specs, schedules
 
-OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
+OPTIMIZERS = optimizer_specs.NAMES
 
 
 @dataclasses.dataclass
@@ -30,7 +34,11 @@ class Phase:
             `transferkit.models.freezing`).
         optimizer: an optimizer name or spec with its parameters (`"adam"`,
             `"sgd:momentum=0.9,nesterov=true"`, `"adamw:weight_decay=1e-4"`;
-            see `transferkit.optim.optimizers.get_optimizer`). Defaults to `"adam"`.
+            see `transferkit.optim.optimizers.get_optimizer`), or a Keras
+            optimizer. A spec's name, parameter names and value types are
+            checked when the phase is made, without Keras; the values the
+            Keras class checks itself (SGD's momentum in [0, 1], one clipping
+            option, ...) when `build_optimizer` makes it. Defaults to `"adam"`.
         name: a label for logs and plots. Defaults to `"phase<k>"`.
         schedule: a learning-rate schedule spec starting from
             `learning_rate` (`"cosine:warmup=0.05"`, `"1cycle:max_lr=1e-2"`,
@@ -62,7 +70,12 @@ class Phase:
                 f"A learning rate must be a number in (0, 10), got {self.learning_rate!r}."
             )
         # Each fails early, with its own message, on a bad spec.
-        optimizers.describe(self.optimizer)
+        if specs.is_plain_spec(self.optimizer):
+            optimizer_specs.parse_optimizer(self.optimizer)
+        else:  # a Keras optimizer, or Keras' serialized dict: Keras reads it
+            from transferkit.optim import optimizers
+
+            optimizers.describe(self.optimizer)
         schedules.get_schedule(self.schedule)
         if self.lr_decay is not None and (
             isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real)
@@ -72,6 +85,8 @@ class Phase:
         parse_plan(self.unfreeze)
 
     def to_dict(self):
+        from transferkit.optim import optimizers
+
         optimizer = optimizers.describe(self.optimizer)
         optimizer.pop("learning_rate", None)  # the phase's own, below
         return {"name": self.name, "epochs": int(self.epochs),
@@ -107,6 +122,8 @@ class Phase:
         >>> type(optimizer).__name__, [type(c).__name__ for c in callbacks]
         ('SGD', ['ReduceLROnPlateau'])
         """
+        from transferkit.optim import optimizers
+
         total = None if steps_per_epoch is None else max(self.epochs * steps_per_epoch, 1)
         parts = schedules.get_schedule(self.schedule).build(
             self.learning_rate, total_steps=total, monitor=monitor)
