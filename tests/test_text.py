@@ -316,7 +316,10 @@ def test_limit_reads_only_the_first_examples(tmp_path):
 def test_missing_and_misnamed_files_are_clear_errors(tmp_path):
     with pytest.raises(TransferkitError, match="does not exist"):
         read_texts(tmp_path / "nope.jsonl")
-    with pytest.raises(TransferkitError, match=r"Unknown text file type 'notes\.txt'"):
+    with pytest.raises(TransferkitError, match=r"Unknown text file type 'notes\.doc'"):
+        read_texts(tmp_path / "notes.doc")
+    with pytest.raises(TransferkitError, match=r"'notes\.txt' is plain text, one text a line, "
+                       "without labels"):
         read_texts(tmp_path / "notes.txt")
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(TransferkitError, match="is a folder"):

@@ -14,7 +14,7 @@ import threading
 import warnings
 
 import transferkit
-from transferkit.training.config import add_arguments, from_arguments
+from transferkit.training.config import TextColumns, add_arguments, from_arguments
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -153,15 +153,19 @@ def _parser():
 
     tr = commands.add_parser(
         "train",
-        help="fine-tune a backbone on an image folder (one subfolder per class)",
+        help="fine-tune a backbone on an image folder (one subfolder per class) or a "
+        "labelled text file",
         description="Train the head on a frozen backbone, then fine-tune it with a lower "
         "learning rate; keep the best epoch. Writes model.keras, history.json, "
         "metrics.json, config.json and curves.png to --out (complete or not at all).",
     )
-    tr.add_argument("data_dir", help="training images, one subfolder per class")
+    tr.add_argument("data_dir", metavar="DATA",
+                    help="training images, one subfolder per class; or, for a text backbone "
+                    "(minilm_l6), a labelled CSV, TSV or JSONL file (.gz too)")
     tr.add_argument("--out", required=True, help="run folder to create")
     where = tr.add_mutually_exclusive_group()
-    where.add_argument("--val", metavar="VAL_DIR", help="validation images, same subfolders")
+    where.add_argument("--val", metavar="VAL",
+                       help="validation images, same subfolders (or a text file, same classes)")
     where.add_argument("--val-split", type=float, default=0.2,
                        help="share of DATA_DIR held out for validation (default 0.2)")
     _add_recipe_arguments(tr)
@@ -286,29 +290,36 @@ def _parser():
 
     pr = commands.add_parser(
         "predict",
-        help="classify image files with a trained run",
-        description="Print the predicted class and its probability for each image. With "
+        help="classify image files (or texts) with a trained run",
+        description="Print the predicted class and its probability for each image (or text, "
+        "for a run of a text backbone). With "
         "--mc-samples T: Monte Carlo dropout, the mean of T passes with dropout on (all else "
         "in inference mode), with the spread of the probability and the predictive entropy.",
     )
     pr.add_argument("run_dir", help="a train run folder")
-    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    pr.add_argument("images", nargs="+", metavar="INPUT",
+                    help="image files or folders; for a text run, text files: .txt (one text a "
+                    "line), or CSV, TSV, JSONL (their text column)")
     pr.add_argument("--csv", action="store_true", help="CSV output with every class's probability")
     pr.add_argument("--mc-samples", type=int, metavar="T",
                     help="Monte Carlo dropout with T passes (e.g. 30): print each probability "
                     "± its standard deviation and the entropy in nats")
     pr.add_argument("--seed", type=int, default=0,
                     help="random seed of the --mc-samples dropout masks (default 0)")
+    _add_column_arguments(pr, defaults=False)
     pr.set_defaults(command="predict", run=_predict)
 
     ev = commands.add_parser(
         "evaluate",
-        help="accuracy, per-class precision/recall and confusion matrix on a labelled folder",
-        description="Evaluate a trained run on a folder with one subfolder per class.",
+        help="accuracy, per-class precision/recall/F1 and confusion matrix on labelled data",
+        description="Evaluate a trained run on a folder with one subfolder per class, or, "
+        "for a text run, on a labelled text file.",
     )
     ev.add_argument("run_dir", help="a train run folder")
-    ev.add_argument("data_dir", help="labelled images, one subfolder per class")
+    ev.add_argument("data_dir", metavar="DATA",
+                    help="labelled images, one subfolder per class; or a labelled text file")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_column_arguments(ev, defaults=False)
     ev.set_defaults(command="evaluate", run=_evaluate)
 
     bb = commands.add_parser(
@@ -331,6 +342,26 @@ def _add_recipe_arguments(parser):
                         "run folder)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at an unreadable image instead of skipping it")
+    _add_column_arguments(parser)
+
+
+def _add_column_arguments(parser, defaults=True):
+    """Where the texts and labels are in text files, from `TextColumns`.
+
+    Without `defaults` (predict, evaluate) the run's training columns apply.
+    """
+    add_arguments(parser.add_argument_group(
+        "text files (text backbones)", "see transferkit.training.config.TextColumns"
+        + ("" if defaults else "; default: the columns the run was trained on")),
+        fields_of=TextColumns, defaults=defaults)
+
+
+def _columns(args, run=None):
+    """The `TextColumns` of the flags given, over `run`'s (`None` if neither)."""
+    given = from_arguments(args, fields_of=TextColumns)
+    if run is None:
+        return TextColumns(**given)
+    return TextColumns(**{**(run.columns or {}), **given}) if given else None
 
 
 def _recipe_options(args):
@@ -419,7 +450,7 @@ def _train(args):
     backbone, given = _recipe_options(args)
     train(args.data_dir, backbone, args.out, val=args.val, val_split=args.val_split,
           cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-          overwrite=args.overwrite, resume=args.resume, **given)
+          overwrite=args.overwrite, resume=args.resume, columns=_columns(args), **given)
 
 
 def _lr_find(args):
@@ -492,32 +523,39 @@ def _report(args):
 def _predict(args):
     import csv
 
-    _check_paths(run=args.run_dir)
+    _check_paths(run=args.run_dir, files=args.images)
     from transferkit.evaluation.inference import load_run, predict
 
     mc = args.mc_samples is not None
     if mc:
         _check_positive("--mc-samples", args.mc_samples, minimum=2)
     run = load_run(args.run_dir)
-    rows = predict(run, args.images, mc_samples=args.mc_samples, seed=args.seed)
+    rows = predict(run, args.images, mc_samples=args.mc_samples, seed=args.seed,
+                   columns=_columns(args, run))
     one, every = ("score", "scores") if run.outputs == "scores" else (
         "probability", "probabilities")
+    if run.text:  # a text's place: its file and line
+        for row in rows:
+            row["path"] = f"{row['path']}:{row['line']}"
     if args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["path", "class", one] + [f"{one[0]}_{c}" for c in run.class_names]
                         + (["std", "entropy"] + [f"std_{c}" for c in run.class_names]
-                           if mc else []))
+                           if mc else []) + (["text"] if run.text else []))
         for row in rows:
             writer.writerow([row["path"], row["class"], f"{row[one]:.6f}"]
                             + [f"{p:.6f}" for p in row[every]]
                             + ([f"{row['std']:.6f}", f"{row['entropy']:.6f}"]
-                               + [f"{s:.6f}" for s in row["stds"]] if mc else []))
+                               + [f"{s:.6f}" for s in row["stds"]] if mc else [])
+                            + ([row["text"]] if run.text else []))
         return
     width = max(len(row["path"]) for row in rows)
     for row in rows:
         value = f"{row[one]:.4f}" + (" (score)" if one == "score" else "")
         if mc:
             value += f" ± {row['std']:.4f}  entropy {row['entropy']:.3f}"
+        if run.text:  # the text's start, on one line
+            value += "  " + repr(row["text"][:60] + ("..." if len(row["text"]) > 60 else ""))
         print(f"{row['path'].ljust(width)}  {row['class']}  {value}")
 
 
@@ -525,19 +563,22 @@ def _evaluate(args):
     import json
 
     _check_paths(run=args.run_dir, folders=[args.data_dir])
-    from transferkit.evaluation.inference import evaluate
+    from transferkit.evaluation.inference import evaluate, load_run
 
-    result = evaluate(args.run_dir, args.data_dir)
+    run = load_run(args.run_dir)
+    result = evaluate(run, args.data_dir, columns=_columns(args, run))
     if args.json:
         print(json.dumps(result, indent=2))
         return
     names = result["class_names"]
-    print(f"accuracy {result['accuracy']:.4f} on {result['images']} images")
+    noun = "texts" if run.text else "images"
+    print(f"accuracy {result['accuracy']:.4f} on {result[noun]} {noun}")
     width = max(len(n) for n in names + ["class"])
-    print(f"{'class'.ljust(width)}  precision  recall  support")
+    print(f"{'class'.ljust(width)}  precision  recall      f1  support")
     for name in names:
         c = result["classes"][name]
-        print(f"{name.ljust(width)}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['support']:7d}")
+        print(f"{name.ljust(width)}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}  "
+              f"{c['support']:7d}")
     print("confusion matrix (rows: true class, columns: predicted)")
     cell = max(width, max(len(str(v)) for row in result["confusion_matrix"] for v in row))
     print(" " * (width + 2) + "  ".join(n.rjust(cell) for n in names))
@@ -550,16 +591,20 @@ def _check_positive(flag, value, minimum=1):
         _fail(f"{flag} must be at least {minimum}; got {value}.")
 
 
-def _check_paths(run=None, folders=()):
+def _check_paths(run=None, folders=(), files=()):
     """The library's own path checks, made before a command imports Keras (seconds)."""
     from transferkit.data.images import check_image_folder
+    from transferkit.data.text import check_text_file
     from transferkit.runs import read_run_config
 
+    text = False
     if run is not None:
-        read_run_config(run)
+        text = read_run_config(run).get("max_length") is not None
     for folder in folders:
         if folder is not None:
-            check_image_folder(folder)
+            (check_text_file if text else check_image_folder)(folder)
+    for file in files if text else ():  # texts to predict: unlabelled files too
+        check_text_file(file, labelled=False)
 
 
 def _fail(message):

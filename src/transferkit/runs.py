@@ -60,7 +60,10 @@ def read_json(path):
 
 
 def read_run_config(path):
-    """The `config.json` of a train run folder, with its class names and image size checked.
+    """The `config.json` of a train run folder, with its class names and input size checked.
+
+    The input size is `image_size` for images, `max_length` (and the
+    `backbone` whose tokenizer makes the token ids) for texts.
 
     Reads no model and imports no Keras: the cheap check before loading one.
 
@@ -75,11 +78,15 @@ def read_run_config(path):
     config = read_json(os.path.join(path, CONFIG_FILE))
     try:
         list(config["class_names"])
-        [int(v) for v in config["image_size"]]
+        if config.get("max_length") is not None:
+            int(config["max_length"])
+            str(config["backbone"])
+        else:
+            [int(v) for v in config["image_size"]]
     except (KeyError, TypeError, ValueError):
         raise TransferkitError(
-            f"{os.path.join(path, CONFIG_FILE)} lacks class_names/image_size; is this a "
-            "transferkit train run?"
+            f"{os.path.join(path, CONFIG_FILE)} lacks class_names and image_size (or "
+            "max_length); is this a transferkit train run?"
         ) from None
     return config
 

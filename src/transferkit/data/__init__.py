@@ -23,6 +23,8 @@ _EXPORTS = {
     "TEXT_EXTENSIONS": "transferkit.data.text",
     "MultiHot": "transferkit.data.text",
     "read_texts": "transferkit.data.text",
+    "read_text_file": "transferkit.data.text",
+    "TextFile": "transferkit.data.text",
 }
 
 __all__ = [
@@ -33,12 +35,14 @@ __all__ = [
     "ImageFiles",
     "ImageFolder",
     "MultiHot",
+    "TextFile",
     "check_arrays",
     "get_augmentation",
     "list_images",
     "load_image",
     "load_images",
     "read_ahead",
+    "read_text_file",
     "read_texts",
     "scan_image_folder",
 ]

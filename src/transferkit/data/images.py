@@ -31,7 +31,6 @@ Decisions that a user can rely on:
 
 import dataclasses
 import functools
-import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from transferkit.data.splits import stratified_split
 from transferkit.errors import TransferkitError
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -138,33 +138,8 @@ class ImageFolder:
         >>> train.class_counts(), val.class_counts()  # doctest: +SKIP
         ({'ants': 93, 'bees': 91}, {'ants': 31, 'bees': 30})
         """
-        if isinstance(val_fraction, bool) or not (
-            isinstance(val_fraction, (int, float, np.number)) and 0 < val_fraction < 1
-        ):
-            raise TransferkitError(
-                f"Invalid val_fraction {val_fraction!r}: use a number between "
-                "0 and 1 (exclusive), such as 0.2."
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-        ):
-            raise TransferkitError(
-                f"Invalid seed {seed!r}: use a non-negative integer, or None."
-            )
-        rng = np.random.default_rng(seed)
-        val = []
-        for label, name in enumerate(self.class_names):
-            members = np.flatnonzero(self.labels == label)
-            if len(members) < 2:
-                raise TransferkitError(
-                    f"Cannot split: class '{name}' has {len(members)} image(s); "
-                    "each class needs at least 2, one for each side."
-                )
-            n_val = math.floor(len(members) * val_fraction + 0.5)
-            n_val = min(max(n_val, 1), len(members) - 1)
-            val.append(rng.choice(members, size=n_val, replace=False))
-        val = np.sort(np.concatenate(val))
-        train = np.setdiff1d(np.arange(len(self)), val)
+        train, val = stratified_split(self.labels, self.class_names, val_fraction, seed,
+                                      noun="image")
         return self.subset(train), self.subset(val)
 
     def load(self, size, *, crop="center", verbose=0):
@@ -297,8 +272,10 @@ def check_image_folder(path):
     if not root.exists():
         raise TransferkitError(f"Image folder '{root}' does not exist.")
     if not root.is_dir():
+        text = any(s.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") for s in root.suffixes)
         raise TransferkitError(
             f"'{root}' is not a folder; expected a folder with one subfolder per class."
+            + (" For a labelled text file, pick a text backbone (minilm_l6)." if text else "")
         )
     return root
 

@@ -33,6 +33,7 @@ and spends no column on an out-of-vocabulary token.
 
 import collections
 import csv
+import dataclasses
 import functools
 import gzip
 import json
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.data.splits import stratified_split
 from transferkit.errors import TransferkitError
 
 TEXT_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".tsv")
@@ -62,9 +64,72 @@ _CHUNK = 1024
 _NAMES_SHOWN = 10
 
 
+@dataclasses.dataclass(eq=False, repr=False)
+class TextFile:
+    """Labelled texts: what `read_text_file` read.
+
+    Attributes:
+        path: the file that was read.
+        texts: the texts, a list of `str`, in the file's order.
+        labels: `np.int64` array, the class index of each text.
+        class_names: label `i` is `class_names[i]`.
+        skipped: `(line, reason)` for each malformed row skipped
+            (`skip_bad_rows=True`).
+        lines: the line of the file each text starts on (1 is the first).
+
+    Example:
+
+    >>> data = read_text_file("imdb/imdb_train.jsonl.gz")  # doctest: +SKIP
+    >>> train, val = data.split(0.2, seed=0)  # doctest: +SKIP
+    >>> len(train), len(val), data.class_names  # doctest: +SKIP
+    (20000, 5000, ['0', '1'])
+    """
+
+    path: Path
+    texts: list
+    labels: np.ndarray
+    class_names: list
+    skipped: list = dataclasses.field(default_factory=list)
+    lines: list = dataclasses.field(default_factory=list)
+
+    def __len__(self):
+        return len(self.texts)
+
+    def __repr__(self):
+        return (f"TextFile(path='{self.path}', {len(self)} texts, "
+                f"class_names={self.class_names}, {len(self.skipped)} skipped)")
+
+    def class_counts(self):
+        """The number of texts of each class, as `{class_name: count}`."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, counts)}
+
+    def subset(self, indices):
+        """The texts at `indices` (integers, or a boolean mask), same classes."""
+        from transferkit.data.images import index_array
+
+        indices = index_array(indices, len(self), "Subset indices must be")
+        bad = indices[(indices < 0) | (indices >= len(self))]
+        if bad.size:
+            raise TransferkitError(
+                f"Subset index {bad[0]} is out of range for {len(self)} texts; use "
+                f"indices 0 to {len(self) - 1}.")
+        return TextFile(self.path, [self.texts[i] for i in indices], self.labels[indices],
+                        list(self.class_names), list(self.skipped),
+                        [self.lines[i] for i in indices] if self.lines else [])
+
+    def split(self, val_fraction, seed=0):
+        """Splits into `(train, val)`, stratified, as `ImageFolder.split` does."""
+        train, val = stratified_split(self.labels, self.class_names, val_fraction, seed,
+                                      noun="text")
+        return self.subset(train), self.subset(val)
+
+
 def read_texts(path, *, text="text", label="label", header=None, quotes=None,
                skip_bad_rows=False, limit=None):
     """Reads a labelled text file: `(texts, labels, class_names)`.
+
+    `read_text_file` with the same arguments, as a tuple.
 
     Args:
         path: a `.jsonl`, `.ndjson`, `.csv` or `.tsv` file, optionally
@@ -72,7 +137,9 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
         text: the name of the text column (JSON field), or, in a CSV or TSV
             file, its position (0 is the first column). Defaults to `"text"`.
         label: the name or position of the label column (JSON field).
-            Defaults to `"label"`.
+            Defaults to `"label"`. `None` reads unlabelled texts (`labels`
+            is then `None`, `class_names` empty), from these files or from
+            a `.txt` file, one text a line (what `predict` takes).
         header: whether a CSV or TSV file starts with a header row. Defaults
             to `None`: a header row when the columns are named, none when
             they are positions (a plain `label<TAB>text` file is
@@ -102,8 +169,25 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
     >>> read_texts("messages.tsv", label=0, text=1)[2]  # doctest: +SKIP
     ['ham', 'spam']
     """
+    data = read_text_file(path, text=text, label=label, header=header, quotes=quotes,
+                          skip_bad_rows=skip_bad_rows, limit=limit)
+    return data.texts, data.labels, data.class_names
+
+
+def read_text_file(path, *, text="text", label="label", header=None, quotes=None,
+                   skip_bad_rows=False, limit=None):
+    """Reads a labelled text file: a `TextFile`; arguments as for `read_texts`.
+
+    Example:
+
+    >>> data = read_text_file("messages.tsv", label=0, text=1)  # doctest: +SKIP
+    >>> data.class_counts()  # doctest: +SKIP
+    {'ham': 4825, 'spam': 747}
+    """
     path = Path(path).expanduser()
     for name, value in (("text", text), ("label", label)):
+        if name == "label" and value is None:
+            continue  # unlabelled texts
         if isinstance(value, bool) or not (
                 isinstance(value, str) and value or isinstance(value, int) and value >= 0):
             raise TransferkitError(
@@ -111,7 +195,7 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
                 "'review', or its position, 0 for the first."
             )
     positions = isinstance(text, int)
-    if positions != isinstance(label, int) or text == label:
+    if label is not None and (positions != isinstance(label, int) or text == label):
         raise TransferkitError(
             f"text={text!r} and label={label!r}: name both columns or give both positions, "
             "two different ones.")
@@ -131,7 +215,7 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
             f"Invalid limit {limit!r}: use a positive integer, or None to read "
             "every example."
         )
-    kind = _file_kind(path)
+    kind = _file_kind(path, labelled=label is not None)
     if not path.exists():
         raise TransferkitError(f"Text file '{path}' does not exist.")
     if path.is_dir():
@@ -144,7 +228,9 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
             "not positions.")
     skipped = [] if skip_bad_rows else None  # (line, reason)
     header = not positions if header is None else header
-    if kind in _JSON_LINES:
+    if kind == ".txt":
+        rows = _lines
+    elif kind in _JSON_LINES:
         rows = functools.partial(_json_rows, text=text, label=label, skipped=skipped)
     else:
         rows = functools.partial(_csv_rows, text=text, label=label, header=header,
@@ -170,10 +256,12 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
         ) from None
     except OSError as error:
         raise TransferkitError(f"Cannot read '{path}': {error.strerror or error}.") from None
-    if texts:
+    if label is None:
+        labels, class_names = None, []
+    elif texts:
         labels, class_names, kept = _encode_labels(
             raw_labels, lines, path, f"column {label}" if positions else label, kind, skipped)
-        texts = [texts[i] for i in kept]
+        texts, lines = [texts[i] for i in kept], [lines[i] for i in kept]
     if skipped:
         skipped.sort()
         shown = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:3])
@@ -182,7 +270,7 @@ def read_texts(path, *, text="text", label="label", header=None, quotes=None,
     if not texts:
         where = " below its header" if kind not in _JSON_LINES and header else ""
         raise TransferkitError(f"Text file '{path}' has no examples{where}: add some rows.")
-    return texts, labels, class_names
+    return TextFile(path, texts, labels, class_names, skipped or [], lines)
 
 
 class MultiHot:
@@ -381,17 +469,54 @@ def _check_texts(texts):
     return texts
 
 
-def _file_kind(path):
+def check_text_file(path, labelled=True):
+    """`path` as a `Path` if it can be a labelled text file, else a one-line error.
+
+    Reads nothing: a cheap check to make before the long work (the name's
+    extension, that it exists and is a file).
+
+    Example:
+
+    >>> check_text_file("reviews.txt")  # doctest: +SKIP
+    Traceback (most recent call last):
+    TransferkitError: Unknown text file type 'reviews.txt': use one of .csv, ...
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise TransferkitError(
+            f"'{path}' is a folder; a text backbone reads a labelled text file "
+            f"({', '.join(TEXT_EXTENSIONS)}, optionally .gz). For image folders pick an "
+            "image backbone (`transferkit backbones`).")
+    _file_kind(path, labelled)
+    if not path.exists():
+        raise TransferkitError(f"Text file '{path}' does not exist.")
+    return path
+
+
+def _file_kind(path, labelled=True):
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] == [".gz"]:
         suffixes = suffixes[:-1]
     kind = suffixes[-1] if suffixes else ""
-    if kind not in TEXT_EXTENSIONS:
+    if kind == ".txt" and labelled:
+        raise TransferkitError(
+            f"'{path.name}' is plain text, one text a line, without labels; labelled texts "
+            f"go in a {', '.join(TEXT_EXTENSIONS)} file.")
+    if kind not in TEXT_EXTENSIONS + (() if labelled else (".txt",)):
         raise TransferkitError(
             f"Unknown text file type '{path.name}': use one of "
-            f"{', '.join(TEXT_EXTENSIONS)}, optionally with .gz."
+            f"{', '.join(TEXT_EXTENSIONS + (() if labelled else ('.txt',)))}, optionally "
+            "with .gz."
         )
     return kind
+
+
+def _lines(stream, path, kind):
+    """Yields `(line number, (text, None))` for each non-blank line of a `.txt` file."""
+    for number, line in enumerate(stream, 1):
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield number, (line, None)
 
 
 def _open_text(path):
@@ -456,15 +581,16 @@ def _csv_rows(stream, path, kind, *, text, label, header, quotes, skipped=None):
         width = len(names)
     if isinstance(text, str):
         for name in (text, label):
-            if name not in names:
+            if name is not None and name not in names:
                 argument = "text" if name == text else "label"
                 raise TransferkitError(
                     f"'{path}' has no '{name}' column (columns found: "
                     f"{_list(names)}); pass {argument}= with the column's name."
                 )
-        columns = (names.index(text), names.index(label))
+        columns = (names.index(text), None if label is None else names.index(label))
     else:
         columns = (text, label)
+    needed = max(c for c in columns if c is not None) + 1
     spanning = []  # rows whose quoted fields hold line breaks: (first line, last line)
     last = reader.line_num
     for row in reader:
@@ -475,10 +601,10 @@ def _csv_rows(stream, path, kind, *, text, label, header, quotes, skipped=None):
             continue
         if width is None:  # no header: the first row sets the width
             width = len(row)
-            if max(columns) >= width:
+            if needed > width:
                 raise TransferkitError(
                     f"Line {reader.line_num} of '{path}' has {width} columns; text={text} "
-                    f"and label={label} need {max(columns) + 1} (positions count from 0).")
+                    f"and label={label} need {needed} (positions count from 0).")
         if len(row) != width:
             error = TransferkitError(
                 f"Line {reader.line_num} of '{path}' has {len(row)} fields but "
@@ -491,7 +617,8 @@ def _csv_rows(stream, path, kind, *, text, label, header, quotes, skipped=None):
                 raise error
             skipped.append((reader.line_num, _reason(error)))
             continue
-        yield reader.line_num, (row[columns[0]], row[columns[1]])
+        yield reader.line_num, (row[columns[0]],
+                                None if columns[1] is None else row[columns[1]])
     if spanning:
         # Legal CSV, and also what one unmatched quote does: say so, never silently.
         shown = ", ".join(f"{a}-{b}" for a, b in spanning[:_NAMES_SHOWN])
@@ -509,6 +636,8 @@ def _reason(error):
 
 def _fields(row, number, path, text, label):
     for name, argument in ((text, "text"), (label, "label")):
+        if name is None:
+            continue
         if name not in row:
             raise TransferkitError(
                 f"Line {number} of '{path}' has no '{name}' field (fields "
@@ -519,7 +648,7 @@ def _fields(row, number, path, text, label):
             f"Line {number} of '{path}': the '{text}' field is "
             f"{json.dumps(row[text]):.40}, not a string."
         )
-    return row[text], row[label]
+    return row[text], None if label is None else row[label]
 
 
 def _encode_labels(raw, lines, path, name, kind, skipped=None):

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from transferkit._compat import is_functional
+from transferkit.backbones.text import TokenizedTexts
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config
@@ -24,14 +25,33 @@ from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config
 
 @dataclasses.dataclass
 class Run:
-    """A trained run folder: its model and what it was trained on."""
+    """A trained run folder: its model and what it was trained on.
+
+    An image run has `image_size` (and `crop`); a text run has `backbone`
+    (whose tokenizer makes the model's input), `max_length` and the
+    `columns` of its training file (`TextColumns` arguments, as a dict).
+    """
 
     path: str
     model: object
     class_names: list
-    image_size: tuple
+    image_size: tuple | None
     crop: object = None
     outputs: str = "probabilities"
+    backbone: str | None = None
+    max_length: int | None = None
+    columns: dict | None = None
+
+    @property
+    def text(self):
+        """Whether the model reads texts (token ids)."""
+        return self.max_length is not None
+
+    def encode(self, texts):
+        """Texts as this run's model input: token ids, `(len(texts), max_length)`."""
+        from transferkit.backbones.text import tokenize
+
+        return tokenize(list(texts), self.backbone, self.max_length)
 
 
 def load_model(path, **kwargs):
@@ -68,7 +88,9 @@ def load_run(path):
     path = os.fspath(path)
     config = read_run_config(path)
     class_names = list(config["class_names"])
-    image_size = tuple(int(v) for v in config["image_size"])
+    max_length = config.get("max_length")
+    image_size = None if max_length is not None else tuple(
+        int(v) for v in config["image_size"])
     model_file = os.path.join(path, MODEL_FILE)
     model = load_model(model_file, compile=False)
     recorded = config.get("model_sha256")
@@ -87,15 +109,24 @@ def load_run(path):
             f"{os.path.join(path, CONFIG_FILE)}: outputs must be 'probabilities' or 'scores', "
             f"got {outputs!r}."
         )
-    return Run(path, model, class_names, image_size, config.get("crop"), outputs)
+    return Run(path, model, class_names, image_size, config.get("crop"), outputs,
+               backbone=config.get("backbone"), max_length=max_length,
+               columns=config.get("arguments", {}).get("columns"))
 
 
-def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
-    """Class probabilities for image files, optionally with their uncertainty.
+def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, seed=None,
+            columns=None):
+    """Class probabilities for image files or texts, optionally with their uncertainty.
 
     Args:
         run: a `Run` or a run folder path.
-        images: paths of image files and/or folders (searched recursively).
+        images: paths of image files and/or folders (searched recursively);
+            for a text run, paths of text files: `.txt` (one text a line)
+            or CSV, TSV, JSONL (their text column; no label needed).
+        texts: for a text run, texts to classify (a list of `str`), in
+            place of `images`.
+        columns: for text files, a `TextColumns` saying where the texts
+            are. Defaults to `None`: the run's training columns.
         batch_size: Defaults to 32.
         mc_samples: `None` (default) for the model's deterministic
             prediction, or an int T >= 2 for Monte Carlo dropout: the mean
@@ -104,7 +135,8 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
             Defaults to `None`.
 
     Returns:
-        A list of dicts, one per image: `path`, `class`, `probability` (of
+        A list of dicts, one per image: `path` (for texts: `text`, and
+            `path` and `line` when read from a file), `class`, `probability` (of
         that class) and `probabilities` (all classes, in `class_names`
         order). A run whose model gives decision scores, not probabilities
         (`train(head="linear-svm")`), has `score` and `scores` instead. With
@@ -132,23 +164,39 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
             f"{run.path}: this run's model gives decision scores (a linear SVM head), not "
             "probabilities, and has no dropout; predict without mc_samples."
         )
-    files = list_images(images)
+    if (images is None) == (texts is None):
+        raise TransferkitError("predict takes files (images=...) or texts (texts=...), one "
+                               "of the two.")
+    if texts is not None and not run.text:
+        raise TransferkitError(f"{run.path} classifies images; pass image files, not texts.")
+    scored = None  # the texts' scores, when computed all at once
+    if run.text:
+        sources = _texts_to_predict(run, images, texts, columns)
+        if mc_samples is None:  # in batches of similar lengths (`text_scores`)
+            x = scored = text_scores(run, [t for t, _ in sources], batch_size=batch_size)
+        else:
+            x = TokenizedTexts([t for t, _ in sources], run.backbone, run.max_length)
+    else:
+        files = list_images(images)
+        sources = [({"path": os.fspath(f)}, f) for f in files]
+        x = ImageFiles(files, run.image_size, crop=run.crop)  # decoded batch by batch
     one, every = ("score", "scores") if run.outputs == "scores" else (
         "probability", "probabilities")
     rows = []
     sampler = None if mc_samples is None else _MCDropout(run.model, seed)
-    x = ImageFiles(files, run.image_size, crop=run.crop)  # decoded batch by batch
     with sampler or contextlib.nullcontext():
         for begin, batch in read_ahead(x, batch_size):
-            names = files[begin:begin + batch_size]
-            if sampler is None:
+            names = sources[begin:begin + batch_size]
+            if scored is not None:
+                spread, probabilities = None, batch
+            elif sampler is None:
                 spread, probabilities = None, class_scores(run, batch)
             else:
                 spread = sampler.predict(batch, mc_samples, batch_size)
                 probabilities = spread.mean
-            for i, (path, p) in enumerate(zip(names, probabilities)):
+            for i, (source, p) in enumerate(zip(names, probabilities)):
                 best = int(np.argmax(p))
-                row = {"path": os.fspath(path), "class": run.class_names[best],
+                row = {**(source[1] if run.text else source[0]), "class": run.class_names[best],
                        one: float(p[best]), every: [float(v) for v in p]}
                 if spread is not None:
                     row.update(std=float(spread.std[i, best]),
@@ -158,22 +206,27 @@ def predict(run, images, *, batch_size=32, mc_samples=None, seed=None):
     return rows
 
 
-def evaluate(run, data_dir, *, batch_size=32, strict=False):
-    """Accuracy, per-class precision and recall, and the confusion matrix.
+def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
+    """Accuracy, per-class precision, recall and F1, and the confusion matrix.
 
     Args:
         run: a `Run` or a run folder path.
-        data_dir: a labelled folder with the run's class subfolders.
+        data_dir: a labelled folder with the run's class subfolders; for a
+            text run, a labelled text file.
+        columns: for a text file, a `TextColumns`. Defaults to `None`: the
+            run's training columns.
 
     Returns:
-        A dict: `accuracy`, `images`, `classes` (per class: `precision`,
-        `recall`, `support`), `confusion_matrix` (rows: true class, columns:
-        predicted), `class_names`.
+        A dict: `accuracy`, `images` (or `texts`), `classes` (per class:
+        `precision`, `recall`, `f1`, `support`), `confusion_matrix` (rows:
+        true class, columns: predicted), `class_names`.
     """
     from transferkit.data.images import scan_image_folder
     from transferkit.data.stream import ImageFiles, read_ahead
 
     run = run if isinstance(run, Run) else load_run(run)
+    if run.text:
+        return _evaluate_texts(run, data_dir, batch_size, columns)
     folder = scan_image_folder(data_dir, strict=strict)
     unknown = sorted(set(folder.class_names) - set(run.class_names))
     if unknown:
@@ -189,29 +242,79 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False):
     return classification_figures(labels, predicted, run.class_names, folder.skipped)
 
 
-def classification_figures(labels, predicted, class_names, skipped=()):
-    """Accuracy, per-class precision/recall/support and the confusion matrix.
+def classification_figures(labels, predicted, class_names, skipped=(), noun="images"):
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
 
     Args:
         labels, predicted: class indices into `class_names`.
         class_names: the run's classes.
-        skipped: `(path, reason)` pairs of unreadable files, reported back.
+        skipped: `(path, reason)` pairs of unreadable files (or `(line,
+            reason)` of malformed rows), reported back.
+        noun: what was classified, the count's key: `"images"` or `"texts"`.
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     indices = list(range(len(class_names)))
-    precision, recall, _, support = precision_recall_fscore_support(
+    precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=indices, zero_division=0)
     return {
         "accuracy": float(np.mean(np.asarray(predicted) == np.asarray(labels))),
-        "images": int(len(labels)),
+        noun: int(len(labels)),
         "class_names": list(class_names),
         "classes": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                           "support": int(support[i])}
+                           "f1": float(f1[i]), "support": int(support[i])}
                     for i, name in enumerate(class_names)},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
-        "skipped_files": [str(p) for p, _ in skipped],
+        **({"skipped_rows": [int(line) for line, _ in skipped]} if noun == "texts"
+           else {"skipped_files": [str(p) for p, _ in skipped]}),
     }
+
+
+def _reading(run, columns):
+    """`read_text_file` keywords: `columns`', or the run's training columns."""
+    from transferkit.training.config import TextColumns
+
+    if columns is None:
+        columns = TextColumns(**(run.columns or {}))
+    return columns.read_arguments()
+
+
+def _texts_to_predict(run, files, texts, columns):
+    """`[(text, row identity)]` from texts, or from text files' text columns."""
+    from transferkit.data.text import read_text_file
+
+    if texts is not None:
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TransferkitError("texts must be a list of strings.")
+        return [(t, {"text": t}) for t in texts]
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    reading = {**_reading(run, columns), "label": None}
+    found = []
+    for path in files:
+        kind = os.fspath(path).lower().removesuffix(".gz")
+        arguments = {"label": None} if kind.endswith(".txt") else reading
+        data = read_text_file(path, **arguments)
+        found += [(t, {"path": os.fspath(path), "line": line, "text": t})
+                  for t, line in zip(data.texts, data.lines)]
+    return found
+
+
+def _evaluate_texts(run, path, batch_size, columns):
+    from transferkit.data.stream import read_ahead
+    from transferkit.data.text import read_text_file
+
+    data = read_text_file(path, **_reading(run, columns))
+    unknown = sorted(set(data.class_names) - set(run.class_names))
+    if unknown:
+        raise TransferkitError(
+            f"{path} has classes the model was not trained on: {unknown}; it knows "
+            f"{run.class_names}.")
+    labels = np.array([run.class_names.index(data.class_names[i]) for i in data.labels])
+    predicted = text_scores(run, data.texts, batch_size=batch_size).argmax(axis=1)
+    return classification_figures(labels, predicted, run.class_names, data.skipped,
+                                  noun="texts")
+
 
 
 # The layers that Monte Carlo dropout turns on. Dropout covers SpatialDropout1D,
@@ -601,13 +704,34 @@ def _entropy(p):
     return -np.sum(np.where(p > 0, p * np.log(safe), 0.0), axis=-1)
 
 
+def text_scores(run, texts, *, batch_size=32):
+    """`class_scores` of a text run's model on `texts`, tokenized and run by length.
+
+    The texts are tokenized to the run's `max_length`, then run in batches
+    of similar lengths, each cut to its longest text
+    (`transferkit.data.buckets`): short texts cost little.
+
+    Example:
+
+    >>> text_scores(load_run("runs/reviews"), ["a fine film"])  # doctest: +SKIP
+    array([[0.08, 0.92]], dtype=float32)
+    """
+    from transferkit.training.features import extract_features
+
+    p = extract_features(run.model, run.encode(texts), batch_size=batch_size)
+    return _as_class_scores(p)
+
+
 def class_scores(run, x):
     """One row of class scores per image of `x`: the run model's outputs, one column a class.
 
     Probabilities (a one-unit sigmoid output becomes the two columns
     `1 - p, p`), or decision scores for a `linear-svm` run.
     """
-    p = np.asarray(run.model.predict(x, verbose=0))
+    return _as_class_scores(np.asarray(run.model.predict(x, verbose=0)))
+
+
+def _as_class_scores(p):
     if p.shape[-1] == 1:  # a binary (sigmoid) head: P(class 1)
         p = np.concatenate([1 - p, p], axis=-1)
     return p

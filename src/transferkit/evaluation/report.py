@@ -58,9 +58,15 @@ _METRIC_LABELS = {
     "C": "C (inverse regularization)",
     "train_images": "training images",
     "val_images": "validation images",
+    "train_texts": "training texts",
+    "val_texts": "validation texts",
     "images": "images",
     "seconds": "seconds",
 }
+
+
+# Characters of a worst-classified text shown in the page (report.json has them all).
+_TEXT_SHOWN = 1000
 
 
 def write_report(run_dir, *, data_dir=None, worst=12, location=None, evaluated=None):
@@ -119,17 +125,25 @@ def write_report(run_dir, *, data_dir=None, worst=12, location=None, evaluated=N
         raise TransferkitError(f"No run folder {path}; pass the --out folder of "
                                "`transferkit train` or `transferkit cv`.")
     from transferkit.data.images import ImageFolder
+    from transferkit.data.text import TextFile
 
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike, ImageFolder)):
+    if data_dir is not None and not isinstance(data_dir,
+                                               (str, os.PathLike, ImageFolder, TextFile)):
         raise TransferkitError(f"data_dir must be a folder path; got {type(data_dir).__name__}.")
-    if isinstance(data_dir, (str, os.PathLike)) and not os.path.isdir(data_dir):
-        raise TransferkitError(f"No such image folder: {os.fspath(data_dir)}; check --data.")
+    if isinstance(data_dir, (str, os.PathLike)):
+        if _is_text_run(path):
+            from transferkit.data.text import check_text_file
+
+            check_text_file(data_dir)
+        elif not os.path.isdir(data_dir):
+            raise TransferkitError(f"No such image folder: {os.fspath(data_dir)}; check --data.")
     if evaluated is not None:
         if not isinstance(evaluated, (tuple, list)) or len(evaluated) != 2:
             raise TransferkitError("evaluated must be a pair (scores, images); got "
                                    f"{type(evaluated).__name__}.")
         if data_dir is None:
-            raise TransferkitError("evaluated needs data_dir: the folder whose images it scores.")
+            raise TransferkitError("evaluated needs data_dir: the folder whose images (or the "
+                                   "texts) it scores.")
 
     from transferkit.outputs import atomic_output, friendly_write_errors
 
@@ -199,7 +213,8 @@ def _collect(path, data_dir, worst, evaluated=None):
 
     if data_dir is None and command == "train":
         val = arguments.get("val")
-        if isinstance(val, str) and os.path.isdir(val):
+        if isinstance(val, str) and (os.path.isfile(val) if config.get("max_length")
+                                     else os.path.isdir(val)):
             data_dir = val
     if data_dir is not None:
         if command != "train":
@@ -237,6 +252,8 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
     from transferkit.data.stream import ImageFiles, read_ahead
     from transferkit.evaluation.inference import class_scores, classification_figures, load_run
 
+    if config.get("max_length") is not None:
+        return _evaluate_texts(path, data_dir, worst, config, evaluated)
     # The folder is checked against the run's classes before the (slow) model load.
     known = list(config.get("class_names") or [])
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
@@ -270,6 +287,57 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
         every: [float(v) for v in scores[i]],
     } for i in order]
     return evaluation, examples, [x[i] for i in order]
+
+
+def _is_text_run(path):
+    config = read_json(os.path.join(path, CONFIG_FILE))
+    return isinstance(config, dict) and config.get("max_length") is not None
+
+
+def _evaluate_texts(path, data, worst, config, evaluated=None):
+    """`_evaluate` for a text run: the worst examples are texts, without pixels."""
+    from transferkit.data.text import TextFile, read_text_file
+    from transferkit.evaluation.inference import classification_figures, load_run, text_scores
+    from transferkit.training.config import TextColumns
+
+    known = list(config.get("class_names") or [])
+    if not isinstance(data, TextFile):
+        columns = (config.get("arguments") or {}).get("columns") or {}
+        data = read_text_file(data, **TextColumns(**columns).read_arguments())
+    unknown = sorted(set(data.class_names) - set(known))
+    if unknown:
+        raise TransferkitError(f"{os.fspath(data.path)} has classes the model was not trained "
+                               f"on: {unknown}; it knows {known}.")
+    if evaluated is None:
+        run = load_run(path)
+        outputs = run.outputs
+        scores = text_scores(run, data.texts)
+    else:
+        outputs = config.get("outputs", "probabilities")
+        scores = np.asarray(evaluated[0])
+        expected = (len(data.texts), len(known))
+        if scores.shape != expected or not np.issubdtype(scores.dtype, np.number) \
+                or len(evaluated[1]) != len(data.texts):
+            raise TransferkitError(
+                f"evaluated must be the scores {expected} and the {len(data.texts)} texts of "
+                f"{os.fspath(data.path)}; got scores {scores.dtype} {scores.shape}.")
+    labels = np.array([known.index(data.class_names[i]) for i in data.labels])
+    predicted = scores.argmax(axis=1)
+    evaluation = {"data_dir": os.path.abspath(data.path),
+                  **classification_figures(labels, predicted, known, data.skipped, noun="texts"),
+                  "outputs": outputs}
+    true_scores = scores[np.arange(len(labels)), labels]
+    order = np.argsort(true_scores, kind="stable")[:worst]
+    one, every = _output_names(outputs)
+    examples = [{
+        "path": os.fspath(data.path), "line": data.lines[i] if data.lines else None,
+        "text": data.texts[i],
+        "true_class": known[labels[i]],
+        "predicted_class": known[predicted[i]],
+        f"true_class_{one}": float(true_scores[i]),
+        every: [float(v) for v in scores[i]],
+    } for i in order]
+    return evaluation, examples, []
 
 
 def _checked_evaluated(evaluated, folder, classes):
@@ -322,6 +390,8 @@ figure { margin: 0; padding: 8px; border: 1px solid #d0d7de; border-radius: 6px;
 figure img { display: block; width: 128px; height: auto; margin: 0 auto 6px; }
 figure .wrong { color: #82071e; font-weight: 600; }
 .muted { color: #59636e; }
+td.wrong { color: #82071e; font-weight: 600; }
+td.text { max-width: 520px; white-space: pre-wrap; overflow-wrap: anywhere; }
 footer { margin-top: 40px; color: #59636e; font-size: 0.85rem; }
 """
 
@@ -460,13 +530,15 @@ def _curves_section(run_dir, name=CURVES_FILE):
 def _evaluation_section(evaluation):
     names = evaluation["class_names"]
     e = _escape
+    noun = "texts" if "texts" in evaluation else "images"
     parts = ["<h2>Evaluation</h2>",
              f'<p>Accuracy <strong>{_number(evaluation["accuracy"])}</strong> on '
-             f'{evaluation["images"]} images in <span class="mono">'
+             f'{evaluation[noun]} {noun} in <span class="mono">'
              f'{e(evaluation["data_dir"])}</span>.</p>',
-             _table(("class", "precision", "recall", "support"),
-                    [(n, _number(c["precision"]), _number(c["recall"]), c["support"])
-                     for n, c in evaluation["classes"].items()], numeric=(1, 2, 3)),
+             _table(("class", "precision", "recall", "F1", "support"),
+                    [(n, _number(c["precision"]), _number(c["recall"]),
+                      _number(c.get("f1")), c["support"])
+                     for n, c in evaluation["classes"].items()], numeric=(1, 2, 3, 4)),
              "<h3>Confusion matrix</h3>",
              '<p class="muted">Rows: true class; columns: predicted class. The shade is the '
              "share of the row.</p>",
@@ -489,6 +561,8 @@ def _worst_section(examples, images, class_names):
     if not examples:
         return []
     what, every = _output_names("scores" if "scores" in examples[0] else "probabilities")
+    if "text" in examples[0]:
+        return _worst_texts(examples, class_names, what, every)
     parts = ["<h2>Worst-classified examples</h2>",
              f'<p class="muted">The {len(examples)} image(s) with the lowest {what} for their '
              "true class, lowest first, as the model saw them.</p>",
@@ -509,6 +583,32 @@ def _worst_section(examples, images, class_names):
             "</figure>")
     parts.append("</div>")
     return parts
+
+
+def _worst_texts(examples, class_names, what, every):
+    """The worst-classified texts: a table, each text escaped and cut at `_TEXT_SHOWN`."""
+    rows = []
+    for example in examples:
+        text = example["text"]
+        shown = _escape(text[:_TEXT_SHOWN]) + ("&hellip;" if len(text) > _TEXT_SHOWN else "")
+        wrong = example["predicted_class"] != example["true_class"]
+        values = ", ".join(f"{_escape(n)} {_number(v)}"
+                           for n, v in zip(class_names, example[every]))
+        where = "" if example.get("line") is None else f"line {example['line']}"
+        marked = ' class="wrong"' if wrong else ""
+        value = _number(example[f"true_class_{what}"])
+        rows.append(
+            f'<tr><td class="mono">{where}</td><td>{_escape(example["true_class"])}</td>'
+            f'<td{marked}>{_escape(example["predicted_class"])}</td>'
+            f'<td class="num">{value}</td><td class="muted">{values}</td>'
+            f'<td class="text">{shown}</td></tr>')
+    return ["<h2>Worst-classified examples</h2>",
+            f'<p class="muted">The {len(examples)} text(s) with the lowest {what} for their '
+            f"true class, lowest first (texts longer than {_TEXT_SHOWN:,} characters are "
+            "cut here).</p>",
+            "<table><tr><th>where</th><th>true</th><th>predicted</th>"
+            f"<th>{what} of true</th><th>{every}</th><th>text</th></tr>",
+            *rows, "</table>"]
 
 
 def _config_section(config, class_names):

@@ -1,2 +1,2 @@
 """Models from backbones: the builder, reuse of a source model, dropout insertion,
-freeze plans and layer presets."""
+freeze plans, LoRA adapters and layer presets."""

@@ -29,6 +29,7 @@ import keras
 
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
+from transferkit.models.lora import freeze_all_but_adapters, lora_layers
 
 # Read and checked without Keras; public here too, where they were first.
 from transferkit.models.plans import FreezePlan, parse_plan  # noqa: F401
@@ -104,7 +105,9 @@ def get_backbone(model, name=BACKBONE):
 def freeze(model, unfreeze="none", *, batchnorm="frozen", blocks=None, backbone=BACKBONE):
     """Sets which of the backbone's layers train; the rest of `model` trains.
 
-    Call it before `compile` (Keras reads `trainable` when it compiles).
+    Call it before `compile` (Keras reads `trainable` when it compiles). A
+    backbone with LoRA adapters (`transferkit.models.lora.enable_lora`) trains
+    only its adapters in the part the plan unfreezes.
 
     Args:
         model: a model whose pretrained part is a nested model named
@@ -150,6 +153,9 @@ def freeze(model, unfreeze="none", *, batchnorm="frozen", blocks=None, backbone=
             if _is_batchnorm(layer) and layer.trainable:
                 layer.trainable = False
                 frozen_bn += 1
+
+    if lora_layers(trunk):  # LoRA: in the trainable part, only the adapters learn
+        freeze_all_but_adapters(trunk)
 
     train = [layer for layer in layers[start:] if layer.trainable]
     return FreezeSummary(

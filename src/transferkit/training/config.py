@@ -21,6 +21,7 @@ import math
 import numbers
 import os
 
+from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.errors import TransferkitError
 from transferkit.runs import jsonable
 
@@ -35,7 +36,28 @@ SMALL_DATA = 1000
 _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "optimizer",
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
                     "dropout_after", "dropout_after_rate", "dropout_kind", "kernel_constraint",
-                    "augment", "augmented_copies", "patience", "from_scratch")
+                    "augment", "augmented_copies", "patience", "from_scratch", "lora")
+
+# The recipe's defaults that differ by what the backbone reads (`None` in a
+# configuration means these). Images: bench/README.md, "The defaults". Text:
+# a pretrained transformer is wrecked by the image rate (1e-4 after a 1e-3
+# head phase), so it fine-tunes at 3e-5 after a warm-up (bench/README.md,
+# "Text").
+RECIPE_DEFAULTS = {
+    "image": {"epochs": (5, 10), "fine_tune_factor": 0.1, "schedule": None},
+    "text": {"epochs": (5, 3), "fine_tune_factor": 0.03, "schedule": "cosine:warmup=0.1"},
+}
+
+
+def _by_modality(name):
+    """How a per-modality default reads in the help."""
+    def shown(value):
+        if value is None:
+            return "constant"
+        return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" \
+            if isinstance(value, float) else str(value)
+    return "; ".join(f"{shown(d[name])} for {'images' if m == 'image' else m}"
+                     for m, d in RECIPE_DEFAULTS.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +144,8 @@ def _one_of(*allowed):
 
 
 def _epochs(name, value):
+    if value is None:
+        return None
     try:
         value = tuple(value)
     except TypeError:
@@ -134,6 +158,8 @@ def _epochs(name, value):
 
 
 def _fine_tune_factor(name, value):
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
         raise TransferkitError(f"fine_tune_factor must be in (0, 1], got {value!r}: the "
                                "fine-tuning rate should not exceed the head's.")
@@ -357,15 +383,15 @@ class TrainingConfig:
         "classifier on the frozen features, C chosen by cross-validation; auto: logreg under "
         f"{SMALL_DATA:,} training images unless a fine-tuning option is given (seed 001; "
         "measured in bench/README.md), else softmax", choices=HEADS), _one_of(*HEADS))
-    epochs: tuple = option((5, 10), Flag(
+    epochs: tuple | None = option(None, Flag(
         "--epochs", "epochs of the head phase and the fine-tuning phase", metavar="HEAD,FINE",
-        parse=_counts, show="5,10"), _epochs)
+        parse=_counts, show=_by_modality("epochs")), _epochs)
     learning_rate: float = option(1e-3, Flag(
         "--lr", "learning rate of the head phase, optionally the fine-tuning one (which "
         "sets --fine-tune-factor)", metavar="LR[,LR2]", parse=_rates))
-    fine_tune_factor: float = option(0.1, Flag(
-        "--fine-tune-factor", "fine-tuning rate = head rate x this", metavar="F", parse=float),
-        _fine_tune_factor)
+    fine_tune_factor: float | None = option(None, Flag(
+        "--fine-tune-factor", "fine-tuning rate = head rate x this", metavar="F", parse=float,
+        show=_by_modality("fine_tune_factor")), _fine_tune_factor)
     unfreeze: str = option("all", Flag(
         "--unfreeze", "what trains in phase 2: all, none, last:N, fraction:F, from:LAYER, "
         "blocks:N", metavar="PLAN"), _plan)
@@ -375,7 +401,8 @@ class TrainingConfig:
     schedule: str | None = option(None, Flag(
         "--schedule", "learning-rate schedule per phase: power:s=1000,c=1, exponential:s=2000, "
         "piecewise:boundaries=100/200,values=1e-3/1e-4/1e-5, plateau:factor=0.5,patience=2, "
-        "cosine:warmup=0.05, 1cycle:max_lr=1e-2", metavar="SPEC", show="constant"))
+        "cosine:warmup=0.05, 1cycle:max_lr=1e-2, constant", metavar="SPEC",
+        show=_by_modality("schedule")))
     lr_decay: float | None = option(None, Flag(
         "--lr-decay", "discriminative fine-tuning: each backbone block trains at RATIO times "
         "the rate of the block after it, the head at the full rate", metavar="RATIO",
@@ -439,6 +466,14 @@ class TrainingConfig:
     from_scratch: bool = option(False, Flag(
         "--from-scratch", "baseline: same architecture, random weights, one phase with "
         "everything trainable for the sum of --epochs"), _one_of(False, True))
+    max_length: int | None = option(None, Flag(
+        "--max-length", "text backbones: tokens per text, longer texts are cut",
+        metavar="TOKENS", parse=int, show="the smallest multiple of 8 covering 99 in 100 of the "
+        "training texts, at most the model's 512"), _int_at_least(2, none_ok=True))
+    lora: int | None = option(None, Flag(
+        "--lora", "fine-tune rank-R low-rank adapters of the attention projections instead "
+        "of every weight (text backbones)", metavar="RANK", parse=_positive_int_or_none,
+        show="off"), _int_at_least(1, none_ok=True))
 
     def __post_init__(self):
         from transferkit.backbones.registry import get_backbone_config
@@ -447,11 +482,6 @@ class TrainingConfig:
             raise TransferkitError("A backbone is needed, like 'efficientnet_lite0' "
                                    "(`transferkit backbones` lists them).")
         backbone = get_backbone_config(self.backbone)
-        if backbone.modality != "image":
-            raise TransferkitError(
-                f"{backbone.name} is a {backbone.modality} backbone; train takes image "
-                "folders. Pick an image backbone (`transferkit backbones`)."
-            )
         for field in dataclasses.fields(self):
             check = field.metadata.get("check")
             if check is not None:
@@ -466,8 +496,50 @@ class TrainingConfig:
                 f"{backbone.name} needs images of at least {backbone.min_size} pixels; got "
                 f"image_size={self.image_size}."
             )
+        if backbone.modality == "text":
+            self._check_text(backbone)
+        elif self.max_length is not None or self.lora is not None:
+            raise TransferkitError(
+                f"{'max_length' if self.max_length is not None else 'lora'} is for text "
+                f"backbones; {backbone.name} reads images (image_size sets their size).")
         self._check_against(backbone)
         self.phases()  # the learning rates, optimizer and schedule, checked
+
+    def _check_text(self, backbone):
+        """The options that mean nothing for a text backbone are refused, not ignored."""
+        given = [name for name, unset in (("image_size", None), ("crop", None),
+                                          ("augmented_copies", 0), ("dropout_after", None))
+                 if getattr(self, name) != unset]
+        if self.augment not in (True, False, None, "none", "default"):
+            given.append("augment")
+        if given:
+            raise TransferkitError(
+                f"{', '.join(given)}: image options; {backbone.name} reads text (max_length "
+                "sets the tokens per text).")
+        if self.max_length is not None and self.max_length > MAX_SEQUENCE_LENGTH:
+            raise TransferkitError(
+                f"max_length={self.max_length}: {backbone.name} takes at most "
+                f"{MAX_SEQUENCE_LENGTH} tokens per text.")
+
+    @property
+    def modality(self):
+        """What the backbone reads: `"image"` or `"text"`."""
+        from transferkit.backbones.registry import get_backbone_config
+
+        return get_backbone_config(self.backbone).modality
+
+    def recipe_value(self, name):
+        """The field `name`, or, when it is `None`, the backbone's default for it.
+
+        Example:
+
+        >>> TrainingConfig("efficientnet_lite0").recipe_value("epochs")
+        (5, 10)
+        """
+        value = getattr(self, name)
+        if value is None and name in RECIPE_DEFAULTS[self.modality]:
+            return RECIPE_DEFAULTS[self.modality][name]
+        return value
 
     def _check_against(self, backbone):
         """What can be known from the catalogue entry, before any model is built."""
@@ -534,12 +606,13 @@ class TrainingConfig:
         """The recipe this configuration trains: a list of `Phase`s."""
         from transferkit.training.phases import Phase, default_recipe
 
-        recipe = default_recipe(self.epochs, self.learning_rate, self.fine_tune_factor,
-                                self.unfreeze, self.optimizer, schedule=self.schedule,
-                                lr_decay=self.lr_decay)
+        epochs, schedule = self.recipe_value("epochs"), self.recipe_value("schedule")
+        recipe = default_recipe(epochs, self.learning_rate,
+                                self.recipe_value("fine_tune_factor"), self.unfreeze,
+                                self.optimizer, schedule=schedule, lr_decay=self.lr_decay)
         if self.from_scratch:
-            recipe = [Phase(sum(self.epochs), self.learning_rate, "all", self.optimizer,
-                            name="scratch", schedule=self.schedule)]
+            recipe = [Phase(sum(epochs), self.learning_rate, "all", self.optimizer,
+                            name="scratch", schedule=schedule)]
         return recipe
 
     def to_dict(self):
@@ -559,6 +632,58 @@ class TrainingConfig:
     def names(cls):
         """The option names, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _column(text):
+    """A column by name, or by position when the text is a number (0 is the first)."""
+    return int(text) if text.strip().isdigit() else text
+
+
+def _header(text):
+    return {"yes": True, "no": False, "auto": None}[text]
+
+
+@dataclasses.dataclass(frozen=True)
+class TextColumns:
+    """Where the texts and labels are in a labelled text file (text backbones).
+
+    The arguments of `transferkit.data.read_text_file` that a workflow
+    passes on; each command that reads text files takes them as flags.
+
+    Args:
+        text_column: the text column's name (JSON field), or its position in
+            a CSV/TSV file (0 is the first). Defaults to `"text"`.
+        label_column: the label column's name or position. Defaults to
+            `"label"`.
+        header: whether a CSV/TSV file starts with a header row; `None`
+            (default) decides: a header for names, none for positions.
+        skip_bad_rows: skip malformed rows (named and counted in a warning)
+            instead of stopping at the first. Defaults to `False`.
+
+    Example:
+
+    >>> TextColumns(text_column=1, label_column=0).read_arguments()["text"]
+    1
+    """
+
+    text_column: object = option("text", Flag(
+        "--text-column", "text files: the text column, by name or position (0 is the "
+        "first)", metavar="NAME|N", parse=_column))
+    label_column: object = option("label", Flag(
+        "--label-column", "text files: the label column, by name or position",
+        metavar="NAME|N", parse=_column))
+    header: bool | None = option(None, Flag(
+        "--header", "text files: whether a CSV/TSV file starts with a header row",
+        choices=("yes", "no", "auto"), parse=_header,
+        show="auto: yes for column names, no for positions"))
+    skip_bad_rows: bool = option(False, Flag(
+        "--skip-bad-rows", "text files: skip malformed rows (counted and named in a warning) "
+        "instead of stopping at the first"), _one_of(False, True))
+
+    def read_arguments(self):
+        """The keywords of `read_text_file`."""
+        return {"text": self.text_column, "label": self.label_column, "header": self.header,
+                "skip_bad_rows": self.skip_bad_rows}
 
 
 def training_config(backbone, options, where):
@@ -595,7 +720,7 @@ def check_names(options, allowed, where):
 # The command line, generated from the fields.
 
 
-def add_arguments(parser, *, defaults=True, exclude=()):
+def add_arguments(parser, *, defaults=True, exclude=(), fields_of=None):
     """Adds a flag per field (and its shorthands) to an argparse parser.
 
     Args:
@@ -604,8 +729,10 @@ def add_arguments(parser, *, defaults=True, exclude=()):
             default is `None`, so that only the flags given count (compare's
             base options, which override a TOML file).
         exclude: field names to leave out (a command's own arguments).
+        fields_of: the dataclass whose fields become flags. Defaults to
+            `TrainingConfig`.
     """
-    for field in dataclasses.fields(TrainingConfig):
+    for field in dataclasses.fields(fields_of or TrainingConfig):
         if field.name in exclude:
             continue
         flag = field.metadata["flag"]
@@ -631,7 +758,7 @@ def add_arguments(parser, *, defaults=True, exclude=()):
                                     default=None, metavar=alias.metavar, help=alias.help)
 
 
-def from_arguments(args, *, exclude=()):
+def from_arguments(args, *, exclude=(), fields_of=None):
     """The fields given on the command line: `{name: value}`, syntax checked.
 
     Only flags that were given appear (the rest keep the field's default
@@ -645,7 +772,7 @@ def from_arguments(args, *, exclude=()):
             raise TransferkitError(f"Give {given_by[name]} or {flag_name}, not both.")
         values[name], given_by[name] = value, flag_name
 
-    for field in dataclasses.fields(TrainingConfig):
+    for field in dataclasses.fields(fields_of or TrainingConfig):
         if field.name in exclude:
             continue
         flag = field.metadata["flag"]

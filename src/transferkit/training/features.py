@@ -33,6 +33,7 @@ import numpy as np
 from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
 from transferkit.data.stream import ImageFiles, read_ahead
+from transferkit.data.buckets import is_token_ids, sorted_batches
 from transferkit.errors import TransferkitError
 from transferkit.outputs import atomic_output
 from transferkit.saving import file_sha256
@@ -40,8 +41,12 @@ from transferkit.saving import file_sha256
 BACKBONE = "backbone"
 AUGMENT = "augment"
 _POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-# Layers that are random in training even inside a frozen backbone: cached
-# (inference-mode) features would differ from the plain path's.
+# Layers that are random in training. A frozen pretrained network's own ones
+# (BERT's dropout) run in inference mode in the cached head phase, like its
+# BatchNorm: its features are computed once, without noise, as the head will
+# see them at prediction time. Those inserted on purpose (`insert_dropout`,
+# named "dropout_after_*") are the regularization asked for: no cache then.
+_INSERTED = "dropout_after_"
 _STOCHASTIC = (keras.layers.Dropout, keras.layers.SpatialDropout1D,
                keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
                keras.layers.GaussianNoise, keras.layers.GaussianDropout,
@@ -132,8 +137,8 @@ def cache_refusal(model, *, allow_augmentation=False):
     if before and not allow_augmentation:
         return "augmentation on"
     for name, layer, _ in iter_layers(backbone):
-        if isinstance(layer, _STOCHASTIC) and getattr(layer, "rate", getattr(
-                layer, "stddev", 0)):
+        if isinstance(layer, _STOCHASTIC) and layer.name.startswith(_INSERTED) \
+                and getattr(layer, "rate", getattr(layer, "stddev", 0)):
             return f"the backbone's {name} is random in training"
         if getattr(layer, "activity_regularizer", None) is not None:
             return f"the backbone's {name} has an activity penalty"
@@ -159,7 +164,9 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
         extractor: a model, e.g. `feature_extractor(model)`.
         x: the inputs, an array, an `ImageFiles` (decoded batch by batch,
             the next one while this one computes), or anything sliceable
-            with `len`.
+            with `len`. Token ids for a model that takes any length are run
+            in batches of similar lengths, each cut to its longest text
+            (`transferkit.data.buckets`).
         batch_size: samples per forward pass. Defaults to 32.
         path: optional `.npy` file to stream the features into, so that the
             features of a data set larger than memory never sit in memory at
@@ -202,7 +209,16 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
         if tmp is not None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
-        for start, batch in read_ahead(x, batch_size):
+        if augment is None and is_token_ids(x, extractor):
+            # Texts by length, each batch cut to its longest: padding costs little.
+            for take, width in sorted_batches(x, batch_size):
+                out[take] = keras.ops.convert_to_numpy(
+                    extractor.predict_on_batch(x[take, :width]))
+                bar.add(len(take))
+            batches = ()
+        else:
+            batches = read_ahead(x, batch_size)
+        for start, batch in batches:
             if augment is not None:
                 batch = keras.ops.convert_to_numpy(augment(
                     keras.ops.convert_to_tensor(batch, dtype=source), training=True))

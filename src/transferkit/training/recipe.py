@@ -15,6 +15,7 @@ import tempfile
 import keras
 import numpy as np
 
+from transferkit.data.buckets import LengthBuckets, is_token_ids
 from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
 from transferkit.models.heads import default_loss, default_metrics
@@ -224,7 +225,8 @@ class FineTuner:
                 callbacks = [rates, *scheduled, *(self.callbacks or []),
                              *([stopper] if stopper else []), best]
                 logs = {}
-                data = _streamed(data, None if self.seed is None else [int(self.seed), index])
+                data = _streamed(data, None if self.seed is None else [int(self.seed), index],
+                                 trained)
                 if self.partial is not None and phase.epochs:
                     checkpoint = self.partial.callback(
                         model, index, phase, best=best, rates=rates, stopper=stopper,
@@ -506,14 +508,26 @@ def _is_pair(validation_data):
             and _is_array(validation_data[0]))
 
 
-def _streamed(data, seed):
-    """`fit`'s data arguments with `ImageFiles` served by `PyDataset`s.
+def _streamed(data, seed, model):
+    """`fit`'s data arguments with `ImageFiles` and token ids served by `PyDataset`s.
 
     Training images come shuffled per epoch from `seed` (`AugmentedFeatures`
     with the images as its one copy), validation images in order
     (`Batches`); both decode the next batches while the model computes.
+    Token ids for a `model` that takes any length come in batches of similar
+    lengths, each cut to its longest text (`LengthBuckets`).
     """
     x, val = data["x"], data.get("validation_data")
+    if data["y"] is not None and is_token_ids(x, model):
+        served = LengthBuckets(x, data["y"], sample_weight=data.get("sample_weight"),
+                               batch_size=data["batch_size"], seed=seed)
+        data = {**data, "x": served, "y": None, "sample_weight": None, "batch_size": None,
+                "steps_per_epoch": served.steps_per_epoch, "shuffle": False}
+    if isinstance(val, (tuple, list)) and len(val) == 2 and is_token_ids(val[0], model):
+        size = data.get("validation_batch_size") or data.get("batch_size") or 32
+        data = {**data, "validation_data": LengthBuckets(val[0], val[1], batch_size=size,
+                                                         shuffle=False),
+                "validation_batch_size": None}
     if isinstance(x, ImageFiles):
         served = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
                                    batch_size=data["batch_size"], seed=seed, workers=2)

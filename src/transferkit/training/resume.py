@@ -47,13 +47,16 @@ import uuid
 import keras
 import numpy as np
 
+from transferkit.data.buckets import LengthBuckets
 from transferkit.errors import TransferkitError
+from transferkit.models.lora import lora_layers
 from transferkit.runs import json_ready
 from transferkit.saving import save_weights
 from transferkit.training.features import AugmentedFeatures
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
+LORA_FILE = "lora.npz"  # a LoRA model's weights as they are (not merged)
 _CHECKPOINT = re.compile(r"epoch-(\d+)\Z")
 # Counters of EarlyStopping and ReduceLROnPlateau that a resumed phase carries on.
 _COUNTERS = ("wait", "best", "best_epoch", "cooldown_counter")
@@ -127,6 +130,10 @@ class PartialRun:
             return {}
         state, path = self._loaded
         model.load_weights(os.path.join(path, WEIGHTS_FILE))
+        if os.path.exists(os.path.join(path, LORA_FILE)):
+            with np.load(os.path.join(path, LORA_FILE)) as f:
+                for i, variable in enumerate(model.weights):
+                    variable.assign(f[f"arr_{i}"])
         if os.path.exists(os.path.join(path, "best.npz")):
             with np.load(os.path.join(path, "best.npz")) as f:
                 values = [f[f"arr_{i}"] for i in range(len(f.files))]
@@ -144,7 +151,7 @@ class PartialRun:
         if isinstance(x, np.ndarray) and data.get("y") is not None:
             x = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
                                   batch_size=data["batch_size"], seed=[self.seed, index])
-        if not isinstance(x, AugmentedFeatures):
+        if not isinstance(x, (AugmentedFeatures, LengthBuckets)):
             return data
         return {**data, "x": _FromEpoch(x, start), "y": None, "sample_weight": None,
                 "batch_size": None, "steps_per_epoch": x.steps_per_epoch, "shuffle": False,
@@ -178,6 +185,11 @@ class PartialRun:
         os.mkdir(tmp)
         try:
             save_weights(model, os.path.join(tmp, WEIGHTS_FILE))
+            if lora_layers(model):
+                # Keras saves LoRA layers merged and zeroes both adapters on load,
+                # which would leave them untrainable: the raw values as well.
+                np.savez(os.path.join(tmp, LORA_FILE),
+                         *[keras.ops.convert_to_numpy(v) for v in model.weights])
             if values is not None:
                 np.savez(os.path.join(tmp, "best.npz"), *values)
             if moments is not None:
@@ -274,7 +286,7 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 class _FromEpoch(keras.utils.PyDataset):
-    """An endless `AugmentedFeatures` stream that starts at epoch `epoch`."""
+    """An endless `AugmentedFeatures` (or `LengthBuckets`) stream from epoch `epoch` on."""
 
     def __init__(self, data, epoch):
         super().__init__()

@@ -6,12 +6,15 @@ recipe through `FineTuner`, or a linear classifier on frozen features) and
 reports what came out. Data loading and run folders are the workflows' part.
 """
 
+import dataclasses
 import os
 import time
 
 import keras
 import numpy as np
 
+from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
+from transferkit.optim.optimizers import get_optimizer
 from transferkit.training.config import SMALL_DATA
 from transferkit.training.recipe import FineTuner
 
@@ -37,11 +40,18 @@ class Trainer:
 
         self.config = config
         self.backbone = get_backbone_config(config.backbone)
-        self.size = config.image_size or self.backbone.input_size(linear=config.linear)
+        self.text = self.backbone.modality == "text"
+        if self.text:  # tokens per text: None until `for_texts` chose it
+            self.size = config.max_length
+            self.augmentation, self.augmentation_description = None, "none (text)"
+        else:
+            self.size = config.image_size or self.backbone.input_size(linear=config.linear)
+            self.augmentation = augment.parse(config.augment)
+            self.augmentation_description = augment.describe(config.augment)
         self.recipe = config.phases()
+        for phase in self.recipe:  # what only Keras checks (SGD's momentum, ...), now
+            get_optimizer(phase.optimizer, phase.learning_rate)
         self.weights = None if config.from_scratch else config.weights
-        self.augmentation = augment.parse(config.augment)
-        self.augmentation_description = augment.describe(config.augment)
         self.kernel, self.bias = get_penalty(config.kernel), get_penalty(config.bias)
         self.verbose = verbose
 
@@ -78,15 +88,57 @@ class Trainer:
         decided = Trainer(config, verbose=self.verbose)
         if config.linear:
             decided.say(f"Head auto -> {config.head}: a linear classifier on the frozen "
-                        f"features, for {train_images} training images (under "
+                        f"features, for {train_images} training {self.noun} (under "
                         f"{SMALL_DATA:,}, as accurate as fine-tuning in a fraction of the "
                         "time; bench/README.md). --head softmax fine-tunes instead.")
         else:
-            why = (f"at least {SMALL_DATA:,} training images" if train_images >= SMALL_DATA
+            why = (f"at least {SMALL_DATA:,} training {self.noun}" if train_images >= SMALL_DATA
                    else "no pretrained weights" if config.weights is None
                    else "fine-tuning options given")
             decided.say(f"Head auto -> softmax: fine-tuning ({why}).")
         return decided
+
+    def for_texts(self, texts):
+        """This trainer, or one whose `max_length` is chosen from `texts` when unset.
+
+        The smallest multiple of 8 covering 99 % of the texts' token counts,
+        at most the model's 512 (`transferkit.backbones.text.
+        choose_sequence_length`); said, with the longest text.
+        """
+        if not self.text or self.config.max_length is not None:
+            return self
+        from transferkit.backbones.text import choose_sequence_length, token_lengths
+
+        # Counted up to twice the model's limit, to say how many texts are cut.
+        lengths = token_lengths(texts, self.backbone.name, limit=2 * MAX_SEQUENCE_LENGTH)
+        length = choose_sequence_length(lengths)
+        cut = int(np.count_nonzero(lengths > length))
+        decided = Trainer(dataclasses.replace(self.config, max_length=length),
+                          verbose=self.verbose)
+
+        def count(n):
+            return f"{n:,}" if n < 2 * MAX_SEQUENCE_LENGTH else f"over {n - 1:,}"
+
+        decided.say(f"Texts of {length} tokens (--max-length): 99% of the training texts "
+                    f"have at most {count(int(np.quantile(lengths, 0.99, method='higher')))}, "
+                    f"the longest {count(int(lengths.max()))}; {cut:,} of {len(lengths):,} "
+                    "are cut.")
+        return decided
+
+    def encode(self, texts):
+        """Texts as the model's input: token ids, `(len(texts), max_length)` int32."""
+        from transferkit.backbones.text import tokenize
+
+        return tokenize(list(texts), self.backbone.name, self.size)
+
+    @property
+    def input_shape(self):
+        """The model's input shape: `(size, size, 3)` images, or token ids of any length.
+
+        Texts are tokenized to `max_length`; batches of similar lengths are
+        cut to their longest text (`transferkit.data.buckets`).
+        """
+        return (None,) if self.text else (self.size, self.size, 3)
 
     def disk_space(self):
         """About the most bytes a run writes at once, from the parameter count.
@@ -105,7 +157,7 @@ class Trainer:
 
         model = build(
             self.backbone.name, num_classes, weights=self.weights,
-            input_shape=(self.size, self.size, 3), dropout=self.config.dropout, kernel=self.kernel,
+            input_shape=self.input_shape, dropout=self.config.dropout, kernel=self.kernel,
             bias=self.bias,
             augmentation=None if self.augmentation is None else self.augmentation.build(
                 seed=self.config.seed),
@@ -121,6 +173,12 @@ class Trainer:
             from transferkit.regularizers.constraints import constrain
 
             constrain(model, kernel=self.config.kernel_constraint)
+        if self.config.lora is not None:
+            from transferkit.models.lora import enable_lora
+
+            adapted = enable_lora(model, self.config.lora)
+            self.say(f"LoRA rank {self.config.lora} on {len(adapted)} layers "
+                     f"({adapted[0]}, ...): when the backbone trains, only its adapters do.")
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
@@ -169,7 +227,7 @@ class Trainer:
 
         extractor = feature_extractor(build(
             self.backbone.name, num_classes, weights=self.weights,
-            input_shape=(self.size, self.size, 3), dropout=0.0,
+            input_shape=self.input_shape, dropout=0.0,
         ))
         if features is None:
             f_train, f_val = (extract_features(extractor, x, batch_size=self.config.batch_size,
@@ -220,15 +278,22 @@ class Trainer:
     @property
     def preprocessing(self):
         """What turns a file into the model's input: part of the cache key."""
+        if self.text:
+            return f"tokens={self.size}"
         return f"size={self.size},crop={self.config.crop}"
 
     def hint(self, train_images):
         if not self.config.linear and train_images < SMALL_DATA:
             self.say(
-                f"Hint: {train_images} training images is under ~{SMALL_DATA:,}; a linear "
+                f"Hint: {train_images} training {self.noun} is under ~{SMALL_DATA:,}; a linear "
                 "classifier on the frozen features (--head logreg or --head linear-svm) is "
                 "often as accurate, in seconds (seed 001)."
             )
+
+    @property
+    def noun(self):
+        """What an example is: `"texts"` or `"images"`."""
+        return "texts" if self.text else "images"
 
     def say(self, text):
         if self.verbose:

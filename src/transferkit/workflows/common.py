@@ -30,10 +30,72 @@ def scan_split(data_dir, val, val_split, seed, strict=False):
                 f"training folder's {folder.class_names}; use the same subfolder names."
             )
         return folder, folder, val_set
+    _check_val_split(val_split)
+    return (folder, *folder.split(val_split, seed=seed))
+
+
+def modality_of(backbone):
+    """What `backbone` (a catalogue name or a `TrainingConfig`) reads; no Keras imported."""
+    from transferkit.backbones.registry import get_backbone_config
+
+    name = getattr(backbone, "backbone", backbone)
+    return get_backbone_config(name).modality
+
+
+def check_data(paths, modality):
+    """Cheap checks of the data paths (`None`s skipped) before the long work starts."""
+    if modality == "text":
+        from transferkit.data.text import check_text_file as check
+    else:
+        from transferkit.data.images import check_image_folder as check
+    for path in paths:
+        if path is not None:
+            check(path)
+
+
+def read_split(data, val, val_split, seed, columns=None):
+    """`(file, training texts, validation texts)`: `val`'s rows, or a split of `data`.
+
+    The text counterpart of `scan_split`: `columns`, a
+    `transferkit.training.config.TextColumns`, says where the texts and labels
+    are; with a `val` file its classes must be `data`'s.
+
+    Example:
+
+    >>> data, train_set, val_set = read_split("reviews.csv", None, 0.2, seed=0)  # doctest: +SKIP
+    """
+    from transferkit.data.text import read_text_file
+    from transferkit.training.config import TextColumns
+
+    reading = (columns or TextColumns()).read_arguments()
+    data_file = read_text_file(data, **reading)
+    if val is not None:
+        val_file = read_text_file(val, **reading)
+        if val_file.class_names != data_file.class_names:
+            raise TransferkitError(
+                f"The validation file's classes {val_file.class_names} differ from the "
+                f"training file's {data_file.class_names}; label both with the same classes."
+            )
+        return data_file, data_file, val_file
+    _check_val_split(val_split)
+    return (data_file, *data_file.split(val_split, seed=seed))
+
+
+def texts_digest(texts, labels):
+    """A SHA-256 of texts and their labels: which data a resumed run had."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        digest.update(json.dumps([text, int(label)]).encode())
+    return digest.hexdigest()
+
+
+def _check_val_split(val_split):
     if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) \
             or not 0 < val_split < 1:
         raise TransferkitError(f"val_split must be in (0, 1), like 0.2; got {val_split!r}.")
-    return (folder, *folder.split(val_split, seed=seed))
 
 
 def plot_fit(trainer, fitted, path, title):

@@ -1,6 +1,7 @@
 """`train`: an image folder and a backbone in, a complete run folder out."""
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -16,23 +17,32 @@ from transferkit.runs import (
     jsonable,
     write_json,
 )
-from transferkit.training.config import training_config
+from transferkit.training.config import TextColumns, training_config
 from transferkit.workflows.common import (
     FEATURES_DIR,
+    check_data,
     checked_cache_dir,
+    modality_of,
     plot_fit,
+    read_split,
     scan_split,
+    texts_digest,
     versions,
 )
 
 
 def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, report=True,
-          strict=False, overwrite=False, resume=False, verbose="auto", **options):
-    """Fine-tunes a catalogue backbone on an image folder; writes a run folder.
+          strict=False, overwrite=False, resume=False, columns=None, verbose="auto",
+          **options):
+    """Fine-tunes a catalogue backbone on an image folder or a text file; writes a run folder.
 
-    The data: `data_dir` has one subfolder per class. Validation images come
-    from `val` (the same class subfolders) or, without it, a stratified
-    `val_split` of `data_dir` drawn with `seed`. The model: `build(backbone,
+    The data: for an image backbone, `data_dir` has one subfolder per class,
+    and validation images come from `val` (the same class subfolders) or,
+    without it, a stratified `val_split` of `data_dir` drawn with `seed`. For
+    a text backbone (`minilm_l6`), `data_dir` and `val` are labelled text
+    files (CSV, TSV, JSONL, gzipped too; `transferkit.data.read_text_file`),
+    their columns as `columns` says, the texts cut at `max_length` tokens
+    (by default chosen from the training texts: `Trainer.for_texts`). The model: `build(backbone,
     num_classes)` with augmentation (training only), dropout and penalties.
     The training: the two-phase recipe (`default_recipe`) run by
     `FineTuner`, best weights kept. While the backbone is frozen and the
@@ -54,11 +64,13 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     `curves.png` and `features/` (unless `cache_dir` is given).
 
     Args:
-        data_dir: the training images, one subfolder per class.
+        data_dir: the training images, one subfolder per class; or, for a
+            text backbone, a labelled text file.
         backbone: a catalogue name (`transferkit backbones`), or a whole
             `TrainingConfig` (then `**options` change it).
         out: the run folder to create.
-        val: optional folder of validation images (same classes).
+        val: optional folder of validation images (same classes), or text
+            file for a text backbone.
         val_split: the share of `data_dir` held out when `val` is `None`.
             Defaults to `0.2`.
         cache_dir: a folder for the feature cache, shared between runs.
@@ -79,6 +91,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             or data it is refused. Without a checkpoint, `resume=True` trains
             from the start. Without `resume`, an existing `<out>.partial/`
             is refused (pass `resume=True` or remove it). Defaults to `False`.
+        columns: for text files, a `TextColumns` (the text and label
+            columns, header, skipping malformed rows). Defaults to `None`:
+            `TextColumns()`, the columns named "text" and "label".
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
         **options: how the model is built and trained: the fields of
             `TrainingConfig` (`head`, `epochs`, `learning_rate`, `unfreeze`,
@@ -101,11 +116,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # Everything that can be wrong is checked before the first image is read;
     # the output folder is locked for the whole run. The paths first: that
     # needs no Keras, whose import takes seconds.
-    from transferkit.data.images import check_image_folder
-
-    for folder in (data_dir, val):
-        if folder is not None:
-            check_image_folder(folder)
+    text = modality_of(backbone) == "text"
+    check_data((data_dir, val), "text" if text else "image")
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
     # An unknown backbone fails here before Keras is imported (the catalogue
     # needs none); the other options' checks import it.
@@ -130,36 +142,47 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
                        overwrite=overwrite, space=trainer.disk_space()) as tmp, \
             _kept_when_interrupted(partial_dir):
-        folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict)
-        trainer = trainer.for_data(len(train_set))  # head "auto" decided
+        if text:
+            folder, train_set, val_set = read_split(data_dir, val, val_split, config.seed,
+                                                    columns)
+            trainer = trainer.for_data(len(train_set)).for_texts(train_set.texts)
+            shape = f"texts of {trainer.size} tokens"
+        else:
+            folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed,
+                                                    strict)
+            trainer = trainer.for_data(len(train_set))  # head "auto" decided
+            shape = f"images at {trainer.size}x{trainer.size}"
         config = trainer.config
-        trainer.say(f"{len(train_set)} training images, {len(val_set)} validation images, "
-                    f"classes {train_set.class_names}; images at "
-                    f"{trainer.size}x{trainer.size}.")
+        noun = trainer.noun
+        trainer.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
+                    f"classes {train_set.class_names}; {shape}.")
         trainer.hint(len(train_set))
-        # Streamed: decoded batch by batch, never all in memory.
-        x_train, y_train = ImageFiles(train_set.files, trainer.size, crop=config.crop), \
-            train_set.labels
+        if text:  # token ids: 4 bytes a token
+            x_train, x_val = trainer.encode(train_set.texts), trainer.encode(val_set.texts)
+            train_files = val_files = None
+            identity = {"train_texts": texts_digest(train_set.texts, train_set.labels),
+                        "val_texts": texts_digest(val_set.texts, val_set.labels)}
+        else:  # streamed: decoded batch by batch, never all in memory
+            x_train = ImageFiles(train_set.files, trainer.size, crop=config.crop)
+            x_val = ImageFiles(val_set.files, trainer.size, crop=config.crop)
+            train_files, val_files = train_set.files, val_set.files
+            identity = {"train_files": files_digest(train_files),
+                        "val_files": files_digest(val_files)}
+        y_train, y_val = train_set.labels, val_set.labels
         if not config.linear:
             partial = PartialRun(partial_dir, {
                 "training": config.to_dict(), "class_names": list(train_set.class_names),
-                "train_files": files_digest(train_set.files),
-                "val_files": files_digest(val_set.files),
-            }, seed=config.seed)
+                **identity}, seed=config.seed)
             if resume and partial.load():
                 trainer.say(f"Resuming from {partial_dir}: {partial.completed} epochs done.")
             elif resume:
                 trainer.say(f"No checkpoint in {partial_dir}: training from the start.")
-        x_val, y_val = ImageFiles(val_set.files, trainer.size, crop=config.crop), val_set.labels
-
         cache = FeatureCache(features_dir)
         where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)
 
         def features(extractor):
-            return (trainer.features(cache, extractor, x_train, train_set.files, "training",
-                                     where),
-                    trainer.features(cache, extractor, x_val, val_set.files, "validation",
-                                     where))
+            return (trainer.features(cache, extractor, x_train, train_files, "training", where),
+                    trainer.features(cache, extractor, x_val, val_files, "validation", where))
 
         try:
             fitted = trainer.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
@@ -177,15 +200,21 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         if cache_dir is None and os.path.isdir(features_dir):
             os.replace(features_dir, os.path.join(tmp, FEATURES_DIR))  # into the run
         model = fitted["model"]
+        # A split's validation part repeats its file's skipped list.
+        skipped = [(data_dir, s) for s in folder.skipped] + (
+            [(val, s) for s in val_set.skipped] if val is not None else [])
         metrics = {
             **fitted["metrics"],
-            "train_images": len(train_set), "val_images": len(val_set),
-            "skipped_files": [str(p) for p, _ in folder.skipped + (
-                val_set.skipped if val is not None else [])],
+            f"train_{noun}": len(train_set), f"val_{noun}": len(val_set),
+            # Rows of text files by (file, line); image files by path.
+            **({"skipped_rows": [[os.fspath(f), line] for f, (line, _) in skipped]} if text
+               else {"skipped_files": [str(p) for _, (p, _) in skipped]}),
             "seconds": round(time.perf_counter() - start, 1),
         }
         arguments = {"data_dir": data_dir, "out": out, "val": val, "val_split": val_split,
-                     "cache_dir": cache_dir, "report": report, "strict": strict}
+                     "cache_dir": cache_dir, "report": report, "strict": strict,
+                     **({"columns": dataclasses.asdict(columns or TextColumns())}
+                        if text else {})}
         run_config = {
             "command": "train",
             # `train(**arguments)` reruns it: the run's own arguments, then the config.
@@ -194,8 +223,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             # The configuration alone: TrainingConfig.from_dict(config["training"]).
             "training": config.to_dict(),
             "class_names": list(train_set.class_names),
-            "image_size": [trainer.size, trainer.size],
-            "crop": config.crop,
+            **({"max_length": trainer.size} if text else
+               {"image_size": [trainer.size, trainer.size], "crop": config.crop}),
             "backbone": trainer.backbone.name,
             "head": config.head,
             "outputs": "scores" if config.head == "linear-svm" else "probabilities",
