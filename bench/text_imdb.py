@@ -16,6 +16,7 @@ its test accuracy on the 5,000:
                (frozen MiniLM embeddings, C by cross-validation)
     default    `transferkit train train.jsonl --backbone minilm_l6`: the defaults
     lora       the same with `--lora 8`
+    lora-3e-4  `--lora 8 --lr 1e-3,3e-4`: adapters at ten times the rate
 
 then `transferkit evaluate RUN test.jsonl --json` for the three CLI runs
 (timed apart). Prints a Markdown table; `--json FILE` keeps the figures.
@@ -37,13 +38,14 @@ import numpy as np
 
 IMDB = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 REPO = pathlib.Path(__file__).resolve().parents[1]
-METHODS = ("multihot", "tfidf", "logreg", "default", "lora")
-CLI_OPTIONS = {"logreg": ["--head", "logreg"], "default": [], "lora": ["--lora", "8"]}
+METHODS = ("multihot", "tfidf", "logreg", "default", "lora", "lora-3e-4")
+CLI_OPTIONS = {"logreg": ["--head", "logreg"], "default": [], "lora": ["--lora", "8"],
+               "lora-3e-4": ["--lora", "8", "--lr", "1e-3,3e-4"]}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS[:5]))
     parser.add_argument("--train", type=int, default=2000, help="training reviews")
     parser.add_argument("--test", type=int, default=5000, help="test reviews")
     parser.add_argument("--seed", type=int, default=0)

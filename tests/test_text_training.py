@@ -304,3 +304,45 @@ def test_a_folder_for_a_text_backbone_and_bad_rows_are_one_line_errors(minilm, r
     assert run("train", bad, "--out", tmp_path / "run", *TINY) == 2
     assert "Line 25 of" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_cv_compare_and_lr_find_take_a_text_file(minilm, reviews, tmp_path, capsys):
+    data = reviews / "train.jsonl"
+    assert run("cv", data, "--out", tmp_path / "cv", "--folds", "2", "--head", "logreg",
+               *TINY, "--no-report") == 0
+    metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
+    assert metrics["texts"] == 24 and len(metrics["folds"]) == 2
+    assert metrics["folds"][0]["train_texts"] == 12
+    config = json.loads((tmp_path / "cv" / "config.json").read_text())
+    assert config["max_length"] == 16 and "image_size" not in config
+    assert run("compare", data, "--out", tmp_path / "cmp", "--variants", "original,dropout",
+               *TINY, "--epochs", "1,0", "--no-report") == 0
+    compared = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert set(compared["variants"]) == {"original", "dropout"}
+    assert compared["train_texts"] + compared["val_texts"] == 24
+    capsys.readouterr()
+    assert run("lr-find", data, *TINY, "--plot", tmp_path / "lr.png", "--steps", "12") == 0
+    assert "Suggested learning rate" in capsys.readouterr().out
+    assert (tmp_path / "lr.png").is_file()
+
+
+def test_regularize_and_its_audit_see_a_lora_models_kernels(tmp_path):
+    model = encoder_model()
+    enable_lora(model, 2)
+    transferkit.freeze(model, "all")
+    transferkit.regularize(model, kernel="l2:1e-3")
+    entries = {e.layer: e for e in transferkit.audit(model).entries if e.weight == "kernel"}
+    query = entries["backbone/self_attention_layer/query"]
+    # LoRA freezes W (the adapters learn), so W's penalty is not in the loss.
+    assert query.active is False and entries["head"].active is True
+    head = keras.ops.convert_to_numpy(model.get_layer("head").kernel)
+    assert entries["head"].value == pytest.approx(1e-3 * np.sum(head ** 2), rel=1e-5)
+    in_loss = float(sum(keras.ops.convert_to_numpy(p) for p in model.losses))
+    assert in_loss == pytest.approx(sum(e.value for e in entries.values() if e.active),
+                                    rel=1e-5)
+    path = tmp_path / "regularized_lora.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = np.ones((2, 6), "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)

@@ -180,12 +180,13 @@ def _parser():
 
     cv = commands.add_parser(
         "cv",
-        help="k-fold cross-validation of the train recipe on an image folder",
+        help="k-fold cross-validation of the train recipe on an image folder or a text file",
         description="Run the train recipe on each of --folds stratified, seeded folds of "
-        "DATA_DIR (each image validated once) and print every fold's validation figures with "
+        "DATA (each example validated once) and print every fold's validation figures with "
         "their mean and standard deviation. Frozen features are computed once for all folds.",
     )
-    cv.add_argument("data_dir", help="images, one subfolder per class")
+    cv.add_argument("data_dir", metavar="DATA", help="images, one subfolder per class; or, "
+                    "for a text backbone, a labelled text file")
     cv.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     cv.add_argument("--out", help="optional folder for metrics.json, history.json, config.json, "
                     "curves.png (complete or not at all)")
@@ -204,7 +205,8 @@ def _parser():
         "--start to --end, plot the loss against the rate and print a suggested rate. The "
         "model's weights are restored afterwards; nothing else is written.",
     )
-    lf.add_argument("data_dir", help="images, one subfolder per class")
+    lf.add_argument("data_dir", metavar="DATA", help="images, one subfolder per class; or, for "
+                    "a text backbone, a labelled text file")
     lf.add_argument("--plot", default="lr_find.png", help="the plot to write (default lr_find.png)")
     lf.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     lf.add_argument("--start", type=float, default=1e-7, help="first rate (default 1e-7)")
@@ -242,7 +244,9 @@ def _parser():
         "options; smaller = --unfreeze blocks:1; bigger = --unfreeze all with BatchNorm "
         "training; l2 = --kernel l2:1e-4; dropout = --dropout 0.5.",
     )
-    cmp.add_argument("data_dir", help="training images, one subfolder per class")
+    cmp.add_argument("data_dir", metavar="DATA",
+                     help="training images, one subfolder per class; or, for a text backbone, "
+                     "a labelled text file")
     cmp.add_argument("--variants", metavar="NAME,...",
                      help="presets to compare (default all: original,smaller,bigger,l2,dropout); "
                      "with --config, which of the file's variants to run")
@@ -262,6 +266,7 @@ def _parser():
     cmp.add_argument("--cache-dir", metavar="DIR", help="feature cache shared between runs")
     cmp.add_argument("--strict", action="store_true",
                      help="stop at an unreadable image instead of skipping it")
+    _add_column_arguments(cmp)
     cmp.add_argument("--no-report", dest="report", action="store_false",
                      help="do not write report.html / report.json into --out")
     cmp.add_argument("--save-models", action="store_true",
@@ -454,12 +459,13 @@ def _train(args):
 
 
 def _lr_find(args):
-    _check_paths(folders=[args.data_dir])
+    _check_paths(folders=[args.data_dir], backbone=args.backbone)
     from transferkit.workflows.lr_find import lr_find
 
     backbone, given = _recipe_options(args)
     finder = lr_find(args.data_dir, backbone, args.plot, start=args.start, end=args.end,
-                     steps=args.steps, strict=args.strict, overwrite=args.overwrite, **given)
+                     steps=args.steps, strict=args.strict, overwrite=args.overwrite,
+                     columns=_columns(args), **given)
     print(f"Suggested learning rate: {finder.suggestion_:.2g} (the lowest smoothed loss at "
           f"{finder.minimum_rate_:.2g}, divided by 10), over {len(finder.losses_)} batches"
           + ("; stopped when the loss diverged" if finder.stopped_early_ else "")
@@ -473,7 +479,7 @@ def _cv(args):
     backbone, given = _recipe_options(args)
     cross_validate(args.data_dir, backbone, args.out, folds=args.folds,
                    cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-                   overwrite=args.overwrite, **given)
+                   overwrite=args.overwrite, columns=_columns(args), **given)
 
 
 def _diagnose(args):
@@ -499,7 +505,7 @@ def _diagnose(args):
 
 
 def _compare(args):
-    _check_paths(folders=[args.data_dir, args.val])
+    _check_paths(folders=[args.data_dir, args.val], backbone=args.backbone)
     from transferkit.workflows.compare import compare
 
     # Only the options given here: the others come from the TOML [base] or train's defaults.
@@ -510,7 +516,7 @@ def _compare(args):
     compare(args.data_dir, backbone, args.out, variants=args.variants, config=args.config,
             val=args.val, val_split=args.val_split, seed=seed, cache_dir=args.cache_dir,
             strict=args.strict, overwrite=args.overwrite, save_models=args.save_models,
-            report=args.report, **given)
+            report=args.report, columns=_columns(args), **given)
 
 
 def _report(args):
@@ -591,15 +597,23 @@ def _check_positive(flag, value, minimum=1):
         _fail(f"{flag} must be at least {minimum}; got {value}.")
 
 
-def _check_paths(run=None, folders=(), files=()):
+def _check_paths(run=None, folders=(), files=(), backbone=None):
     """The library's own path checks, made before a command imports Keras (seconds)."""
     from transferkit.data.images import check_image_folder
     from transferkit.data.text import check_text_file
+    from transferkit.errors import TransferkitError
     from transferkit.runs import read_run_config
 
     text = False
     if run is not None:
         text = read_run_config(run).get("max_length") is not None
+    elif backbone is not None:  # a catalogue name: an unknown one fails later, with its hint
+        from transferkit.backbones.registry import get_backbone_config
+
+        try:
+            text = get_backbone_config(backbone).modality == "text"
+        except TransferkitError:
+            pass
     for folder in folders:
         if folder is not None:
             (check_text_file if text else check_image_folder)(folder)

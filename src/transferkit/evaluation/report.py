@@ -250,17 +250,14 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
     """
     from transferkit.data.images import scan_image_folder
     from transferkit.data.stream import ImageFiles, read_ahead
-    from transferkit.evaluation.inference import class_scores, classification_figures, load_run
+    from transferkit.evaluation.inference import class_scores, load_run
 
     if config.get("max_length") is not None:
         return _evaluate_texts(path, data_dir, worst, config, evaluated)
     # The folder is checked against the run's classes before the (slow) model load.
     known = list(config.get("class_names") or [])
     folder = data_dir if hasattr(data_dir, "files") else scan_image_folder(data_dir)
-    unknown = sorted(set(folder.class_names) - set(known))
-    if unknown:
-        raise TransferkitError(f"{os.fspath(folder.root)} has classes the model was not trained "
-                               f"on: {unknown}; it knows {known}.")
+    _check_classes(folder.root, folder.class_names, known)
     if evaluated is None:
         run = load_run(path)
         class_names, outputs = run.class_names, run.outputs
@@ -270,23 +267,18 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
         class_names, outputs = known, config.get("outputs", "probabilities")
         scores, x = _checked_evaluated(evaluated, folder, len(class_names))
     labels = np.array([class_names.index(folder.class_names[i]) for i in folder.labels])
-    predicted = scores.argmax(axis=1)
-    evaluation = {
-        "data_dir": os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir),
-        **classification_figures(labels, predicted, class_names, folder.skipped),
-        "outputs": outputs,
-    }
-    true_scores = scores[np.arange(len(labels)), labels]
-    order = np.argsort(true_scores, kind="stable")[:worst]
-    one, every = _output_names(outputs)
-    examples = [{
-        "path": os.fspath(folder.files[i]),
-        "true_class": class_names[labels[i]],
-        "predicted_class": class_names[predicted[i]],
-        f"true_class_{one}": float(true_scores[i]),
-        every: [float(v) for v in scores[i]],
-    } for i in order]
+    where = os.path.abspath(folder.root if hasattr(data_dir, "files") else data_dir)
+    evaluation, examples, order = _figures(
+        scores, labels, class_names, outputs, worst, where, folder.skipped, "images",
+        lambda i: {"path": os.fspath(folder.files[i])})
     return evaluation, examples, [x[i] for i in order]
+
+
+def _check_classes(where, found, known):
+    unknown = sorted(set(found) - set(known))
+    if unknown:
+        raise TransferkitError(f"{os.fspath(where)} has classes the model was not trained "
+                               f"on: {unknown}; it knows {known}.")
 
 
 def _is_text_run(path):
@@ -297,17 +289,14 @@ def _is_text_run(path):
 def _evaluate_texts(path, data, worst, config, evaluated=None):
     """`_evaluate` for a text run: the worst examples are texts, without pixels."""
     from transferkit.data.text import TextFile, read_text_file
-    from transferkit.evaluation.inference import classification_figures, load_run, text_scores
+    from transferkit.evaluation.inference import load_run, text_scores
     from transferkit.training.config import TextColumns
 
     known = list(config.get("class_names") or [])
     if not isinstance(data, TextFile):
         columns = (config.get("arguments") or {}).get("columns") or {}
         data = read_text_file(data, **TextColumns(**columns).read_arguments())
-    unknown = sorted(set(data.class_names) - set(known))
-    if unknown:
-        raise TransferkitError(f"{os.fspath(data.path)} has classes the model was not trained "
-                               f"on: {unknown}; it knows {known}.")
+    _check_classes(data.path, data.class_names, known)
     if evaluated is None:
         run = load_run(path)
         outputs = run.outputs
@@ -322,22 +311,36 @@ def _evaluate_texts(path, data, worst, config, evaluated=None):
                 f"evaluated must be the scores {expected} and the {len(data.texts)} texts of "
                 f"{os.fspath(data.path)}; got scores {scores.dtype} {scores.shape}.")
     labels = np.array([known.index(data.class_names[i]) for i in data.labels])
+    evaluation, examples, _ = _figures(
+        scores, labels, known, outputs, worst, os.path.abspath(data.path), data.skipped, "texts",
+        lambda i: {"path": os.fspath(data.path), "line": data.lines[i] if data.lines else None,
+                   "text": data.texts[i]})
+    return evaluation, examples, []
+
+
+def _figures(scores, labels, class_names, outputs, worst, where, skipped, noun, example):
+    """`(evaluation, worst examples, their indices)` from a run's scores on labelled data.
+
+    `example(i)` gives what identifies example `i` (its path; a text's line
+    and text).
+    """
+    from transferkit.evaluation.inference import classification_figures
+
     predicted = scores.argmax(axis=1)
-    evaluation = {"data_dir": os.path.abspath(data.path),
-                  **classification_figures(labels, predicted, known, data.skipped, noun="texts"),
+    evaluation = {"data_dir": where,
+                  **classification_figures(labels, predicted, class_names, skipped, noun=noun),
                   "outputs": outputs}
     true_scores = scores[np.arange(len(labels)), labels]
     order = np.argsort(true_scores, kind="stable")[:worst]
     one, every = _output_names(outputs)
     examples = [{
-        "path": os.fspath(data.path), "line": data.lines[i] if data.lines else None,
-        "text": data.texts[i],
-        "true_class": known[labels[i]],
-        "predicted_class": known[predicted[i]],
+        **example(i),
+        "true_class": class_names[labels[i]],
+        "predicted_class": class_names[predicted[i]],
         f"true_class_{one}": float(true_scores[i]),
         every: [float(v) for v in scores[i]],
     } for i in order]
-    return evaluation, examples, []
+    return evaluation, examples, order
 
 
 def _checked_evaluated(evaluated, folder, classes):

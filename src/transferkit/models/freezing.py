@@ -63,21 +63,8 @@ class FreezeSummary:
 def get(identifier):
     """Returns the checked `FreezePlan` of a freeze-plan identifier.
 
-    Args:
-        identifier: one of
-
-            - `None` or `False`: `FreezePlan("none")`, the backbone frozen;
-            - `True`: `FreezePlan("all")`;
-            - a `FreezePlan`, returned as it is;
-            - an int `N` (`"last:N"`) or a float `F` in (0, 1]
-              (`"fraction:F"`);
-            - a spec string: `"none"`, `"all"`, `"last:N"`, `"fraction:F"`,
-              `"from:LAYER"` or `"blocks:N"` (see the module docstring);
-            - a dict, what `FreezePlan.describe()` returns:
-              `{"kind": "last", "value": 20}` (`"name"` may stand for `"kind"`).
-
-    Returns:
-        A `FreezePlan`.
+    The `get` of the spec families (`transferkit.specs`): `parse_plan`,
+    which lists the identifiers it takes.
 
     Example:
 

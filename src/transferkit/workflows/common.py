@@ -9,29 +9,33 @@ from transferkit.errors import TransferkitError
 FEATURES_DIR = "features"
 
 
-def scan_split(data_dir, val, val_split, seed, strict=False):
-    """`(folder, training set, validation set)`: `val`'s images, or a split of `data_dir`.
+def scan_split(data, val, val_split, seed, strict=False, *, text=False, columns=None):
+    """`(all of data, training set, validation set)`: `val`'s examples, or a split of `data`.
 
-    With a `val` folder its classes must be `data_dir`'s; without one, a
-    stratified `val_split` of `data_dir` is drawn with `seed`.
+    Image folders, or, with `text`, labelled text files whose columns
+    `columns` (a `transferkit.training.config.TextColumns`) names. With a
+    `val` folder (file) its classes must be `data`'s; without one, a
+    stratified `val_split` of `data` is drawn with `seed`.
 
     Example:
 
     >>> folder, train_set, val_set = scan_split("photos", None, 0.2, seed=0)  # doctest: +SKIP
+    >>> data, train_set, val_set = scan_split("reviews.csv", None, 0.2, seed=0,
+    ...                                       text=True)  # doctest: +SKIP
     """
-    from transferkit.data.images import scan_image_folder
-
-    folder = scan_image_folder(data_dir, strict=strict)
+    found = read_labelled(data, text, strict, columns)
     if val is not None:
-        val_set = scan_image_folder(val, strict=strict)
-        if val_set.class_names != folder.class_names:
+        val_set = read_labelled(val, text, strict, columns)
+        if val_set.class_names != found.class_names:
+            kind, fix = ("file", "label both with the same classes") if text else (
+                "folder", "use the same subfolder names")
             raise TransferkitError(
-                f"The validation folder's classes {val_set.class_names} differ from the "
-                f"training folder's {folder.class_names}; use the same subfolder names."
+                f"The validation {kind}'s classes {val_set.class_names} differ from the "
+                f"training {kind}'s {found.class_names}; {fix}."
             )
-        return folder, folder, val_set
+        return found, found, val_set
     _check_val_split(val_split)
-    return (folder, *folder.split(val_split, seed=seed))
+    return (found, *found.split(val_split, seed=seed))
 
 
 def modality_of(backbone):
@@ -53,32 +57,49 @@ def check_data(paths, modality):
             check(path)
 
 
-def read_split(data, val, val_split, seed, columns=None):
-    """`(file, training texts, validation texts)`: `val`'s rows, or a split of `data`.
+def read_labelled(data, text, strict=False, columns=None):
+    """The labelled examples of one folder or file: an `ImageFolder` or a `TextFile`."""
+    if text:
+        from transferkit.data.text import read_text_file
+        from transferkit.training.config import TextColumns
 
-    The text counterpart of `scan_split`: `columns`, a
-    `transferkit.training.config.TextColumns`, says where the texts and labels
-    are; with a `val` file its classes must be `data`'s.
+        return read_text_file(data, **(columns or TextColumns()).read_arguments())
+    from transferkit.data.images import scan_image_folder
 
-    Example:
+    return scan_image_folder(data, strict=strict)
 
-    >>> data, train_set, val_set = read_split("reviews.csv", None, 0.2, seed=0)  # doctest: +SKIP
+
+def model_inputs(trainer, examples):
+    """`(x, files)`: what `trainer`'s model reads for `examples`, and the files (images).
+
+    Images are streamed (`ImageFiles`: decoded batch by batch); texts become
+    token ids (`Trainer.encode`), with no files.
     """
-    from transferkit.data.text import read_text_file
-    from transferkit.training.config import TextColumns
+    if trainer.text:
+        return trainer.encode(examples.texts), None
+    from transferkit.data.stream import ImageFiles
 
-    reading = (columns or TextColumns()).read_arguments()
-    data_file = read_text_file(data, **reading)
-    if val is not None:
-        val_file = read_text_file(val, **reading)
-        if val_file.class_names != data_file.class_names:
-            raise TransferkitError(
-                f"The validation file's classes {val_file.class_names} differ from the "
-                f"training file's {data_file.class_names}; label both with the same classes."
-            )
-        return data_file, data_file, val_file
-    _check_val_split(val_split)
-    return (data_file, *data_file.split(val_split, seed=seed))
+    return ImageFiles(examples.files, trainer.size, crop=trainer.config.crop), examples.files
+
+
+def take(x, indices):
+    """The examples of `x` at `indices`: a lazy `subset` of images, rows of token ids."""
+    return x.subset(indices) if hasattr(x, "subset") else x[indices]
+
+
+def input_description(trainer):
+    """The model's input, for the log and config.json."""
+    if trainer.text:
+        return f"texts of {trainer.size} tokens", {"max_length": trainer.size}
+    return (f"images at {trainer.size}x{trainer.size}",
+            {"image_size": [trainer.size, trainer.size], "crop": trainer.config.crop})
+
+
+def skipped_record(examples, text):
+    """What metrics.json says was skipped: rows of a text file, or image files."""
+    if text:
+        return {"skipped_rows": [line for line, _ in examples.skipped]}
+    return {"skipped_files": [str(p) for p, _ in examples.skipped]}
 
 
 def texts_digest(texts, labels):

@@ -32,6 +32,7 @@ Example:
 >>> result["variants"]["l2"]["best_val_loss"]  # doctest: +SKIP
 """
 
+import dataclasses
 import difflib
 import os
 import re
@@ -50,7 +51,11 @@ from transferkit.runs import (
 from transferkit.training.config import TrainingConfig, check_names, training_config
 from transferkit.workflows.common import (
     FEATURES_DIR,
+    check_data,
     checked_cache_dir,
+    input_description,
+    modality_of,
+    model_inputs,
     scan_split,
     versions,
 )
@@ -79,7 +84,7 @@ PRESETS = VARIANT_PRESETS  # the former name
 
 # Options that every variant must share: they decide which arrays are loaded
 # (image size, crop), which model is compared (backbone) or the seed.
-SHARED = ("backbone", "seed", "image_size", "crop")
+SHARED = ("backbone", "seed", "image_size", "crop", "max_length")
 # What a TOML file may set: train's options, less the arguments of `compare`.
 BASE_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in ("backbone", "seed"))
 VARIANT_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in SHARED)
@@ -88,7 +93,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=None,
             val_split=0.2, seed=0, cache_dir=None, strict=False, overwrite=False,
-            save_models=False, report=True, verbose="auto", **base_options):
+            save_models=False, report=True, columns=None, verbose="auto", **base_options):
     """Trains variants of one model on the same data, split and seed; compares them.
 
     Each variant is `train`'s recipe with the base options updated by the
@@ -132,7 +137,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     - `"dropout"`: `dropout=0.5` before the classifier.
 
     Args:
-        data_dir: the training images, one subfolder per class.
+        data_dir: the training images, one subfolder per class; for a text
+            backbone, a labelled text file (`columns`, a `TextColumns`, says
+            where its texts and labels are; see `train`).
         backbone: a catalogue image backbone, the same for every variant.
         out: optional folder to write (see above). Defaults to `None`
             (nothing written; shared features live in a temporary folder).
@@ -178,6 +185,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_names(base_options, BASE_OPTIONS, "compare")
+    check_data((data_dir, val), modality_of(backbone))
     inputs = (data_dir, val, config, cache_dir)
     if out is not None:
         check_output_folder(out, "compare", inputs=inputs, overwrite=overwrite)
@@ -198,11 +206,11 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                for name, (options, where) in chosen.items()}
     _trainer(base_config, base_where, verbose)
     # The training modules (Keras) once the options are known to be right.
-    from transferkit.data.stream import ImageFiles
     from transferkit.evaluation.diagnosis import diagnose
     from transferkit.runs import write_json
     from transferkit.training import resume
     from transferkit.training.features import FeatureCache
+    from transferkit.training.trainer import Trainer
 
     trainers = {name: _trainer(configs[name], chosen[name][1], verbose) for name in configs}
     first = next(iter(trainers.values()))
@@ -210,16 +218,23 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     cache_dir = checked_cache_dir(cache_dir)
 
     with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp:
-        folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict)
+        folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict,
+                                                text=first.text, columns=columns)
+        if first.text:
+            # The tokens per text, chosen once from the training texts, for every variant.
+            first = first.for_texts(train_set.texts)
+            trainers = {name: t if t.config.max_length else
+                        Trainer(dataclasses.replace(t.config, max_length=first.size),
+                                verbose=verbose) for name, t in trainers.items()}
         num_classes = len(train_set.class_names)
-        first.say(f"{len(train_set)} training images, {len(val_set)} validation images, classes "
-                  f"{train_set.class_names}; images at {first.size}x{first.size}; "
+        noun = first.noun
+        shape, input_config = input_description(first)
+        first.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, classes "
+                  f"{train_set.class_names}; {shape}; "
                   f"{len(trainers)} variants: {', '.join(trainers)}.")
         # Streamed: decoded batch by batch, never all in memory.
-        x_train, y_train = ImageFiles(train_set.files, first.size, crop=first.config.crop), \
-            train_set.labels
-        x_val, y_val = ImageFiles(val_set.files, first.size, crop=first.config.crop), \
-            val_set.labels
+        (x_train, train_files), y_train = model_inputs(first, train_set), train_set.labels
+        (x_val, val_files), y_val = model_inputs(first, val_set), val_set.labels
 
         def run_variants(cache, where, models_dir):
             rows, histories = {}, {}
@@ -228,9 +243,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                             f"({_describe(chosen[name][0])}).")
 
                 def features(extractor, trainer=trainer):
-                    return (trainer.features(cache, extractor, x_train, train_set.files, "training",
+                    return (trainer.features(cache, extractor, x_train, train_files, "training",
                                              where),
-                            trainer.features(cache, extractor, x_val, val_set.files, "validation",
+                            trainer.features(cache, extractor, x_val, val_files, "validation",
                                              where))
 
                 # Epochs seeded as train seeds them: a variant equal to the base
@@ -267,7 +282,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                      "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
                      "strict": strict, "save_models": save_models, "report": report, **base}
         summary = {"base": {k: jsonable(v) for k, v in base.items()},
-                   "train_images": len(train_set), "val_images": len(val_set)}
+                   f"train_{noun}": len(train_set), f"val_{noun}": len(val_set)}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="transferkit-compare-") as scratch:
                 rows, histories = run_variants(FeatureCache(cache_dir or scratch),
@@ -280,7 +295,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
             skipped = folder.skipped + (val_set.skipped if val is not None else [])
             write_json(os.path.join(tmp, METRICS_FILE), {
                 "variants": rows, **summary,
-                "skipped_files": [str(p) for p, _ in skipped],
+                **({"skipped_rows": [line for line, _ in skipped]} if first.text
+                   else {"skipped_files": [str(p) for p, _ in skipped]}),
                 "seconds": round(time.perf_counter() - start, 1)})
             write_json(os.path.join(tmp, HISTORY_FILE), {"variants": histories})
             write_json(os.path.join(tmp, CONFIG_FILE), {
@@ -289,7 +305,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 "config_file": None if config is None else os.fspath(config),
                 "training": {name: c.to_dict() for name, c in configs.items()},
                 "class_names": list(train_set.class_names),
-                "image_size": [first.size, first.size], "crop": first.config.crop,
+                **input_config,
                 "backbone": first.backbone.name,
                 "versions": versions()})
             plot_comparison({name: h["history"] for name, h in histories.items()},

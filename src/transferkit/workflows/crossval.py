@@ -7,6 +7,7 @@ backbone's features of all the images are computed once and shared by every
 fold, so k folds cost little more than one.
 """
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -15,15 +16,27 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
-from transferkit.training.config import training_config
-from transferkit.workflows.common import FEATURES_DIR, checked_cache_dir, versions
+from transferkit.training.config import TextColumns, training_config
+from transferkit.workflows.common import (
+    FEATURES_DIR,
+    check_data,
+    checked_cache_dir,
+    input_description,
+    modality_of,
+    model_inputs,
+    read_labelled,
+    skipped_record,
+    take,
+    versions,
+)
 
 # The per-fold figures the table shows and the summary averages.
 SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")
 
 
 def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=None,
-                   report=True, strict=False, overwrite=False, verbose="auto", **options):
+                   report=True, strict=False, overwrite=False, columns=None, verbose="auto",
+                   **options):
     """Runs `train`'s recipe on each of `folds` stratified folds of `data_dir`.
 
     The folds are scikit-learn's `StratifiedKFold(folds, shuffle=True,
@@ -32,7 +45,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     fold `k`, with `seed` for the initialization as in `train`.
 
     Args:
-        data_dir: the images, one subfolder per class.
+        data_dir: the images, one subfolder per class; for a text backbone,
+            a labelled text file (see `train`).
         backbone: a catalogue name.
         out: optional folder to write: `metrics.json` (per fold, mean,
             standard deviation), `history.json` (each fold's history or C
@@ -49,6 +63,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         strict: a file that does not decode is an error instead of skipped.
         overwrite: replace `out` if it is a previous `cv` run or an empty
             folder. Defaults to `False`.
+        columns: for a text file, a `TextColumns`. Defaults to `None`: the
+            columns named "text" and "label".
         verbose: Keras' verbosity. Defaults to `"auto"`.
         **options: `train`'s model and training options (`head`, `epochs`,
             `learning_rate`, `unfreeze`, `augment`, `image_size`, `crop`, ...).
@@ -63,22 +79,20 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     ...                         folds=5, head="logreg")  # doctest: +SKIP
     >>> result["mean"]["best_val_accuracy"], result["std"]["best_val_accuracy"]  # doctest: +SKIP
     """
-    from transferkit.data.images import check_image_folder
     from transferkit.outputs import check_output_folder, output_folder
 
     start = time.perf_counter()
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     # The paths first: that needs no Keras, whose import takes seconds.
-    check_image_folder(data_dir)
+    text = modality_of(backbone) == "text"
+    check_data((data_dir,), "text" if text else "image")
     inputs = (data_dir, cache_dir)
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
     config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
     from sklearn.model_selection import StratifiedKFold
 
-    from transferkit.data.images import scan_image_folder
-    from transferkit.data.stream import ImageFiles
     from transferkit.training.features import FeatureCache
     from transferkit.training.trainer import Trainer
 
@@ -86,49 +100,54 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     cache_dir = checked_cache_dir(cache_dir)
 
     with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp:
-        folder = scan_image_folder(data_dir, strict=strict)
+        folder = read_labelled(data_dir, text, strict, columns)
+        noun = "text" if text else "image"
         smallest = min(folder.class_counts().items(), key=lambda item: item[1])
         if smallest[1] < folds:
             raise TransferkitError(
-                f"Class '{smallest[0]}' has {smallest[1]} image(s), fewer than --folds {folds}; "
-                "use fewer folds or add images."
+                f"Class '{smallest[0]}' has {smallest[1]} {noun}(s), fewer than --folds {folds}; "
+                f"use fewer folds or add {noun}s."
             )
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
             np.zeros(len(folder)), folder.labels))
         # Head "auto" decided as train decides it, for a fold's training images.
         trainer = trainer.for_data(len(folder) - max(len(v) for _, v in splits))
+        if text:
+            trainer = trainer.for_texts(folder.texts)
         config = trainer.config
-        trainer.say(f"{len(folder)} images in {len(folder.class_names)} classes "
-                    f"{folder.class_names}; {folds} stratified folds (seed {seed}), images at "
-                    f"{trainer.size}x{trainer.size}.")
+        shape, input_config = input_description(trainer)
+        trainer.say(f"{len(folder)} {trainer.noun} in {len(folder.class_names)} classes "
+                    f"{folder.class_names}; {folds} stratified folds (seed {seed}), {shape}.")
         trainer.hint(len(folder) - len(splits[0][1]))
-        # Streamed: decoded batch by batch, never all in memory.
-        x, y = ImageFiles(folder.files, trainer.size, crop=trainer.config.crop), folder.labels
+        x, files = model_inputs(trainer, folder)  # images streamed, texts as token ids
+        y = folder.labels
 
         def run_folds(cache, where):
             def features_for(train_index, val_index):
                 def features(extractor):
                     # The cache key hashes the backbone's weights: every fold whose
                     # backbone starts from the same weights reads one extraction.
-                    every = trainer.features(cache, extractor, x, folder.files, "all images'",
-                                             where)
+                    every = trainer.features(cache, extractor, x, files,
+                                             f"all {trainer.noun}'", where)
                     return every[train_index], every[val_index]
                 return features
 
             rows, histories = [], []
             for k, (train_index, val_index) in enumerate(splits):
                 trainer.say(f"Fold {k + 1}/{folds}: {len(train_index)} training, {len(val_index)} "
-                            "validation images.")
-                fitted = trainer.fit(x.subset(train_index), y[train_index], x.subset(val_index),
+                            f"validation {trainer.noun}.")
+                fitted = trainer.fit(take(x, train_index), y[train_index], take(x, val_index),
                                      y[val_index], len(folder.class_names),
                                      features=features_for(train_index, val_index))
-                rows.append({"fold": k + 1, "train_images": int(len(train_index)),
-                             "val_images": int(len(val_index)), **fitted["metrics"]})
+                rows.append({"fold": k + 1, f"train_{trainer.noun}": int(len(train_index)),
+                             f"val_{trainer.noun}": int(len(val_index)), **fitted["metrics"]})
                 histories.append(fitted["history"])
             return rows, histories
 
         arguments = {"data_dir": data_dir, "out": out, "folds": folds, "cache_dir": cache_dir,
-                     "report": report, "strict": strict, **config.to_dict()}
+                     "report": report, "strict": strict,
+                     **({"columns": dataclasses.asdict(columns or TextColumns())} if text
+                        else {}), **config.to_dict()}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
                 rows, histories = run_folds(FeatureCache(cache_dir or scratch),
@@ -142,8 +161,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             from transferkit.runs import write_json
 
             write_json(os.path.join(tmp, METRICS_FILE), {
-                **result, "images": len(folder),
-                "skipped_files": [str(p) for p, _ in folder.skipped],
+                **result, trainer.noun: len(folder), **skipped_record(folder, text),
                 "seconds": round(time.perf_counter() - start, 1)})
             write_json(os.path.join(tmp, HISTORY_FILE), {"folds": histories})
             write_json(os.path.join(tmp, CONFIG_FILE), {
@@ -151,7 +169,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 "arguments": {k: jsonable(v) for k, v in arguments.items()},
                 "training": config.to_dict(),
                 "class_names": list(folder.class_names),
-                "image_size": [trainer.size, trainer.size], "crop": trainer.config.crop,
+                **input_config,
                 "backbone": trainer.backbone.name, "head": trainer.config.head,
                 "folds": [[int(i) for i in val] for _, val in splits],
                 "versions": versions()})
@@ -175,7 +193,8 @@ def format_table(result):
     lines = [header]
     for row in result["folds"]:
         last = row.get("C") if header[-1] == "C" else row.get("best_epoch")
-        lines.append([str(row["fold"]), str(row["train_images"]), str(row["val_images"]),
+        noun = "texts" if "train_texts" in row else "images"
+        lines.append([str(row["fold"]), str(row[f"train_{noun}"]), str(row[f"val_{noun}"]),
                       _number(row["best_val_accuracy"]), _number(row["best_val_loss"]),
                       "-" if last is None else f"{last:g}"])
     mean, std = result["mean"], result["std"]

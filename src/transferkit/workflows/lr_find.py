@@ -1,15 +1,17 @@
-"""`lr_find`: the learning-rate finder on an image folder, with `train`'s model."""
+"""`lr_find`: the learning-rate finder on an image folder or a text file, with `train`'s model."""
 
 import os
 
 from transferkit.errors import TransferkitError
 from transferkit.outputs import check_output_file
 from transferkit.training.config import training_config
+from transferkit.workflows.common import input_description, model_inputs, read_labelled
 
 
 def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
-            steps=200, strict=False, overwrite=False, verbose="auto", **options):
-    """The LR finder on an image folder, with the model `train` would build.
+            steps=200, strict=False, overwrite=False, columns=None, verbose="auto",
+            **options):
+    """The LR finder on an image folder (or text file), with the model `train` would build.
 
     The model is `train`'s (same backbone, head, dropout, augmentation,
     inserted dropout, constraints), frozen per `unfreeze`: `"none"` (the
@@ -21,7 +23,9 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     for them.
 
     Args:
-        data_dir: images, one subfolder per class.
+        data_dir: images, one subfolder per class; for a text backbone, a
+            labelled text file (`columns`, a `TextColumns`, says where its
+            texts and labels are).
         backbone: a catalogue name.
         plot: optional `.png` path for the loss-versus-rate plot.
         unfreeze: the freeze plan while searching. Defaults to `"none"`.
@@ -47,8 +51,6 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     config = training_config(backbone, options, "lr_find").for_data(None)
     import keras
 
-    from transferkit.data.images import scan_image_folder
-    from transferkit.data.stream import ImageFiles
     from transferkit.models.freezing import freeze, parse_plan
     from transferkit.optim.lr_finder import LRFinder
     from transferkit.training.features import (
@@ -71,10 +73,13 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     if plot is not None:
         check_output_file(plot, inputs=[data_dir], overwrite=overwrite, suffix=".png",
                           flag="plot")
-    folder = scan_image_folder(data_dir, strict=strict)
-    trainer.say(f"{len(folder)} images, classes {folder.class_names}; images at "
-                f"{trainer.size}x{trainer.size}.")
-    x, y = ImageFiles(folder.files, trainer.size, crop=trainer.config.crop), folder.labels
+    folder = read_labelled(data_dir, trainer.text, strict, columns)
+    if trainer.text:
+        trainer = trainer.for_texts(folder.texts)
+    trainer.say(f"{len(folder)} {trainer.noun}, classes {folder.class_names}; "
+                f"{input_description(trainer)[0]}.")
+    x, _ = model_inputs(trainer, folder)  # images streamed, texts as token ids
+    y = folder.labels
     if trainer.config.seed is not None:
         keras.utils.set_random_seed(trainer.config.seed)
     model = trainer.build_model(len(folder.class_names))

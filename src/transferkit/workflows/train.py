@@ -22,9 +22,10 @@ from transferkit.workflows.common import (
     FEATURES_DIR,
     check_data,
     checked_cache_dir,
+    input_description,
     modality_of,
+    model_inputs,
     plot_fit,
-    read_split,
     scan_split,
     texts_digest,
     versions,
@@ -122,7 +123,6 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # An unknown backbone fails here before Keras is imported (the catalogue
     # needs none); the other options' checks import it.
     config = training_config(backbone, options, "train")
-    from transferkit.data.stream import ImageFiles
     from transferkit.saving import file_sha256
     from transferkit.training.features import FeatureCache, files_digest
     from transferkit.training.resume import PartialRun
@@ -142,32 +142,23 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
                        overwrite=overwrite, space=trainer.disk_space()) as tmp, \
             _kept_when_interrupted(partial_dir):
+        folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict,
+                                                text=text, columns=columns)
+        trainer = trainer.for_data(len(train_set))  # head "auto" decided
         if text:
-            folder, train_set, val_set = read_split(data_dir, val, val_split, config.seed,
-                                                    columns)
-            trainer = trainer.for_data(len(train_set)).for_texts(train_set.texts)
-            shape = f"texts of {trainer.size} tokens"
-        else:
-            folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed,
-                                                    strict)
-            trainer = trainer.for_data(len(train_set))  # head "auto" decided
-            shape = f"images at {trainer.size}x{trainer.size}"
+            trainer = trainer.for_texts(train_set.texts)  # max_length decided
         config = trainer.config
         noun = trainer.noun
+        shape, input_config = input_description(trainer)
         trainer.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
                     f"classes {train_set.class_names}; {shape}.")
         trainer.hint(len(train_set))
-        if text:  # token ids: 4 bytes a token
-            x_train, x_val = trainer.encode(train_set.texts), trainer.encode(val_set.texts)
-            train_files = val_files = None
-            identity = {"train_texts": texts_digest(train_set.texts, train_set.labels),
-                        "val_texts": texts_digest(val_set.texts, val_set.labels)}
-        else:  # streamed: decoded batch by batch, never all in memory
-            x_train = ImageFiles(train_set.files, trainer.size, crop=config.crop)
-            x_val = ImageFiles(val_set.files, trainer.size, crop=config.crop)
-            train_files, val_files = train_set.files, val_set.files
-            identity = {"train_files": files_digest(train_files),
-                        "val_files": files_digest(val_files)}
+        # Images streamed (decoded batch by batch); texts as token ids, 4 bytes a token.
+        x_train, train_files = model_inputs(trainer, train_set)
+        x_val, val_files = model_inputs(trainer, val_set)
+        identity = {"train_texts": texts_digest(train_set.texts, train_set.labels),
+                    "val_texts": texts_digest(val_set.texts, val_set.labels)} if text else {
+            "train_files": files_digest(train_files), "val_files": files_digest(val_files)}
         y_train, y_val = train_set.labels, val_set.labels
         if not config.linear:
             partial = PartialRun(partial_dir, {
@@ -223,8 +214,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             # The configuration alone: TrainingConfig.from_dict(config["training"]).
             "training": config.to_dict(),
             "class_names": list(train_set.class_names),
-            **({"max_length": trainer.size} if text else
-               {"image_size": [trainer.size, trainer.size], "crop": config.crop}),
+            **input_config,
             "backbone": trainer.backbone.name,
             "head": config.head,
             "outputs": "scores" if config.head == "linear-svm" else "probabilities",
