@@ -15,8 +15,8 @@ its test accuracy on the 5,000:
     logreg     `transferkit train train.jsonl --backbone minilm_l6 --head logreg`
                (frozen MiniLM embeddings, C by cross-validation)
     default    `transferkit train train.jsonl --backbone minilm_l6`: the defaults
-    lora       the same with `--lora 8`
-    lora-3e-4  `--lora 8 --lr 1e-3,3e-4`: adapters at ten times the rate
+    lora       the same with `--lora 8` (its default rates: the adapters at 3e-4)
+    lora-3e-4  `--lora 8 --lr 1e-3,3e-4`, the rates explicit
 
 then `transferkit evaluate RUN test.jsonl --json` for the three CLI runs
 (timed apart). Prints a Markdown table; `--json FILE` keeps the figures.

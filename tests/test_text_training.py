@@ -39,6 +39,21 @@ def test_the_sequence_length_covers_99_in_100_texts_in_multiples_of_8():
         choose_sequence_length([])
 
 
+def test_text_recipes_default_to_a_transformers_rates():
+    from transferkit.training.config import TrainingConfig
+
+    image = TrainingConfig("efficientnet_lite0").phases()
+    text = TrainingConfig("minilm_l6").phases()
+    lora = TrainingConfig("minilm_l6", lora=8).phases()
+    assert [(p.epochs, p.learning_rate, p.schedule) for p in image] == [
+        (5, 1e-3, None), (10, pytest.approx(1e-4), None)]
+    assert [(p.epochs, p.learning_rate, p.schedule) for p in text] == [
+        (5, 1e-3, "cosine:warmup=0.1"), (3, pytest.approx(3e-5), "cosine:warmup=0.1")]
+    assert lora[1].learning_rate == pytest.approx(3e-4)
+    given = TrainingConfig("minilm_l6", lora=8, fine_tune_factor=0.03).phases()
+    assert given[1].learning_rate == pytest.approx(3e-5)  # a given factor wins
+
+
 # --- length buckets -----------------------------------------------------------------
 
 
@@ -190,6 +205,26 @@ def test_a_lora_model_saves_merged_and_reloads_in_safe_mode(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
                                keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+def test_merge_lora_folds_the_update_into_the_kernels():
+    from transferkit.models.lora import merge_lora
+
+    model = encoder_model()
+    enable_lora(model, 2)
+    transferkit.freeze(model, "all")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(2).normal(size=(16, 6)).astype("float32")
+    model.fit(x, np.arange(16) % 2, epochs=3, verbose=0)
+    before = keras.ops.convert_to_numpy(model(x))
+    query = model.get_layer("backbone").get_layer("self_attention_layer").get_layer("query")
+    trained = keras.ops.convert_to_numpy(query.kernel)  # W + A B
+    assert merge_lora(model) == ["backbone/self_attention_layer/query",
+                                 "backbone/self_attention_layer/value"]
+    assert not np.any(keras.ops.convert_to_numpy(query.lora_kernel_b))
+    stored = next(v for v in query.weights if v.path.endswith("/kernel"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stored), trained, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), before, atol=1e-5)
 
 
 def test_lora_mistakes_are_one_line_errors():

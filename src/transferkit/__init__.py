@@ -51,6 +51,7 @@ _EXPORTS = {
     "default_recipe": "transferkit.training.phases",
     "freeze": "transferkit.models.freezing",
     "enable_lora": "transferkit.models.lora",
+    "merge_lora": "transferkit.models.lora",
     "read_text_file": "transferkit.data",
     "TextColumns": "transferkit.training.config",
     "reuse": "transferkit.models.transfer",

@@ -14,7 +14,7 @@ layers), by the pattern of their qualified names.
 Keras writes the merged kernel `W + (alpha / r) A B` when a model is saved
 (`model.save`, `save_weights`): a saved `.keras` file is the merged model,
 the export needs no step of its own, and predictions are those of the
-trained model. `transferkit.freeze` keeps every weight of the backbone but
+trained model. `merge_lora` does the same in memory. `transferkit.freeze` keeps every weight of the backbone but
 the adapters frozen, whatever the plan.
 """
 
@@ -87,6 +87,32 @@ def enable_lora(model, rank, *, targets=None, alpha=None):
         if layer.bias is not None:  # the adapters alone learn
             layer.bias.trainable = False
     return [name for name, _ in chosen]
+
+
+def merge_lora(model):
+    """Folds each LoRA update into its kernel, in place; the adapters start again.
+
+    Each adapted layer's kernel becomes `W + (alpha / r) A B` and its `B`
+    zero: the model computes what it computed, its kernels hold the
+    fine-tuning, and the adapters are ready for another round (from `B = 0`,
+    the LoRA start). What a saved `.keras` file holds anyway: Keras merges on
+    save.
+
+    Returns:
+        The qualified names of the merged layers.
+
+    Example:
+
+    >>> merged = merge_lora(model)  # doctest: +SKIP
+    """
+    merged = []
+    for name, layer in lora_layers(model):
+        update = layer.kernel  # Keras' merged value while LoRA is on
+        kernel = next(v for v in layer.weights if v.path.endswith("/kernel"))
+        kernel.assign(keras.ops.convert_to_numpy(update))
+        layer.lora_kernel_b.assign(keras.ops.zeros(layer.lora_kernel_b.shape))
+        merged.append(name)
+    return merged
 
 
 def lora_layers(model):
