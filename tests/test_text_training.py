@@ -291,6 +291,10 @@ def test_predict_and_evaluate_read_text_files(text_run, reviews, capsys):
     assert rows[1].startswith(f"{reviews / 'new.txt'}:1,") and rows[1].endswith("a great film")
     assert rows[2].startswith(f"{reviews / 'new.txt'}:3,")  # its line; the blank one skipped
     assert len(rows) == 3
+    assert run("predict", text_run, reviews / "new.txt", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["line"], r["text"]) for r in listed] == [(1, "a great film"), (3, "awful, boring")]
+    assert all(sum(r["probabilities"]) == pytest.approx(1.0, abs=1e-5) for r in listed)
     assert run("evaluate", text_run, reviews / "val.jsonl", "--json") == 0
     result = json.loads(capsys.readouterr().out)
     assert result["texts"] == 12 and set(result["classes"]["pos"]) == {
@@ -381,3 +385,45 @@ def test_regularize_and_its_audit_see_a_lora_models_kernels(tmp_path):
     x = np.ones((2, 6), "float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
                                keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+class _CtrlC(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt when epoch `at` (over all phases, 0-based) begins."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.seen == self.at:
+            raise KeyboardInterrupt
+        self.seen += 1
+
+
+def _lora_tune(folder, cut=None):
+    from transferkit.training import resume
+
+    model = encoder_model()
+    enable_lora(model, 2)
+    x = np.random.default_rng(4).normal(size=(40, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    partial = resume.PartialRun(folder, {"data": "lora"}, seed=3)
+    partial.load()
+    tuner = transferkit.FineTuner(
+        [transferkit.Phase(1, 1e-2, "none"), transferkit.Phase(3, 1e-2, "all")], batch_size=8,
+        seed=3, verbose=0, partial=partial, callbacks=[] if cut is None else [_CtrlC(cut)])
+    tuner.fit(model, x[:32], y[:32], validation_data=(x[32:], y[32:]))
+    return tuner, model
+
+
+def test_an_interrupted_lora_fine_tune_resumes_to_the_uninterrupted_one(tmp_path):
+    whole, reference = _lora_tune(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        _lora_tune(tmp_path / "cut", cut=2)  # inside the adapters' phase
+    tuner, model = _lora_tune(tmp_path / "cut")
+    for key, values in whole.history_.items():
+        np.testing.assert_allclose(tuner.history_[key], values, rtol=1e-5, atol=1e-6)
+    for (_, a), (_, b) in zip(lora_layers(model), lora_layers(reference)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a.lora_kernel_b),
+                                   keras.ops.convert_to_numpy(b.lora_kernel_b), atol=1e-6)
+        assert np.abs(keras.ops.convert_to_numpy(a.lora_kernel_b)).max() > 0  # learned

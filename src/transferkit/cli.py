@@ -305,7 +305,11 @@ def _parser():
     pr.add_argument("images", nargs="+", metavar="INPUT",
                     help="image files or folders; for a text run, text files: .txt (one text a "
                     "line), or CSV, TSV, JSONL (their text column)")
-    pr.add_argument("--csv", action="store_true", help="CSV output with every class's probability")
+    output = pr.add_mutually_exclusive_group()
+    output.add_argument("--csv", action="store_true",
+                        help="CSV output with every class's probability")
+    output.add_argument("--json", action="store_true",
+                        help="JSON output: a list of rows with every class's probability")
     pr.add_argument("--mc-samples", type=int, metavar="T",
                     help="Monte Carlo dropout with T passes (e.g. 30): print each probability "
                     "± its standard deviation and the entropy in nats")
@@ -540,6 +544,11 @@ def _predict(args):
                    columns=_columns(args, run))
     one, every = ("score", "scores") if run.outputs == "scores" else (
         "probability", "probabilities")
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
     if run.text:  # a text's place: its file and line
         for row in rows:
             row["path"] = f"{row['path']}:{row['line']}"
