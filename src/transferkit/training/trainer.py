@@ -13,18 +13,10 @@ import time
 import keras
 import numpy as np
 
-from transferkit._lazy import import_ahead
 from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.optim.optimizers import get_optimizer
 from transferkit.training.config import SMALL_DATA
 from transferkit.training.recipe import FineTuner
-
-
-# What the end of a run imports (the linear classifier, the metrics, the
-# plot): ~1 s that a background thread takes while the network computes.
-_NEEDED_LATER = ("sklearn.linear_model", "sklearn.svm", "sklearn.model_selection",
-                 "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics",
-                 "matplotlib.figure", "matplotlib.backends.backend_agg")
 
 
 class Trainer:
@@ -80,7 +72,6 @@ class Trainer:
         """
         if self.config.seed is not None:
             keras.utils.set_random_seed(self.config.seed)
-        import_ahead(*_NEEDED_LATER)  # while the backbone computes
         if self.config.linear:
             return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
