@@ -18,7 +18,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from helpers import FAST, images, make_folder, run, tiny_model
+from helpers import FAST, CtrlC, images, make_folder, run, tiny_model
 
 from transferkit.errors import TransferkitError
 from transferkit.training import resume
@@ -150,19 +150,6 @@ def test_a_sigkilled_run_resumes(data, reference, tmp_path):
 # FineTuner with a PartialRun: dropout, early stopping, plain and cached paths.
 
 
-class _CtrlC(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt when epoch `at` (over all phases, 0-based) begins."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.seen == self.at:
-            raise KeyboardInterrupt
-        self.seen += 1
-
-
 def _tune(folder, *, cut=None, cache=True):
     x, y = images(40)
     model = tiny_model(seed=0)
@@ -170,7 +157,7 @@ def _tune(folder, *, cut=None, cache=True):
     partial.load()
     tuner = FineTuner([Phase(3, 1e-2, "none"), Phase(4, 1e-2, "all")], batch_size=8,
                       patience=1, seed=3, cache=cache, verbose=0, partial=partial,
-                      callbacks=[] if cut is None else [_CtrlC(cut)])
+                      callbacks=[] if cut is None else [CtrlC(cut)])
     tuner.fit(model, x[:30], y[:30], validation_data=(x[30:], y[30:]))
     return tuner, model
 

@@ -11,7 +11,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import run
+from helpers import CtrlC, run
 
 import transferkit
 from transferkit.backbones.text import choose_sequence_length
@@ -191,13 +191,19 @@ def test_freeze_trains_only_the_adapters_and_the_head():
     assert summary.trainable_params == 2 * (8 * 2 + 2 * 8)  # the adapters alone
 
 
-def test_a_lora_model_saves_merged_and_reloads_in_safe_mode(tmp_path):
+def lora_trained(seed):
+    """`encoder_model` with rank-2 adapters trained 3 epochs, and its inputs."""
     model = encoder_model()
     enable_lora(model, 2)
     transferkit.freeze(model, "all")
     model.compile("adam", "sparse_categorical_crossentropy")
-    x = np.random.default_rng(1).normal(size=(16, 6)).astype("float32")
+    x = np.random.default_rng(seed).normal(size=(16, 6)).astype("float32")
     model.fit(x, np.arange(16) % 2, epochs=3, verbose=0)
+    return model, x
+
+
+def test_a_lora_model_saves_merged_and_reloads_in_safe_mode(tmp_path):
+    model, x = lora_trained(seed=1)
     for _, layer in lora_layers(model):
         assert np.abs(keras.ops.convert_to_numpy(layer.lora_kernel_b)).max() > 0  # learned
     path = tmp_path / "lora.keras"
@@ -210,12 +216,7 @@ def test_a_lora_model_saves_merged_and_reloads_in_safe_mode(tmp_path):
 def test_merge_lora_folds_the_update_into_the_kernels():
     from transferkit.models.lora import merge_lora
 
-    model = encoder_model()
-    enable_lora(model, 2)
-    transferkit.freeze(model, "all")
-    model.compile("adam", "sparse_categorical_crossentropy")
-    x = np.random.default_rng(2).normal(size=(16, 6)).astype("float32")
-    model.fit(x, np.arange(16) % 2, epochs=3, verbose=0)
+    model, x = lora_trained(seed=2)
     before = keras.ops.convert_to_numpy(model(x))
     query = model.get_layer("backbone").get_layer("self_attention_layer").get_layer("query")
     trained = keras.ops.convert_to_numpy(query.kernel)  # W + A B
@@ -387,19 +388,6 @@ def test_regularize_and_its_audit_see_a_lora_models_kernels(tmp_path):
                                keras.ops.convert_to_numpy(model(x)), atol=1e-5)
 
 
-class _CtrlC(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt when epoch `at` (over all phases, 0-based) begins."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.seen == self.at:
-            raise KeyboardInterrupt
-        self.seen += 1
-
-
 def _lora_tune(folder, cut=None):
     from transferkit.training import resume
 
@@ -411,7 +399,7 @@ def _lora_tune(folder, cut=None):
     partial.load()
     tuner = transferkit.FineTuner(
         [transferkit.Phase(1, 1e-2, "none"), transferkit.Phase(3, 1e-2, "all")], batch_size=8,
-        seed=3, verbose=0, partial=partial, callbacks=[] if cut is None else [_CtrlC(cut)])
+        seed=3, verbose=0, partial=partial, callbacks=[] if cut is None else [CtrlC(cut)])
     tuner.fit(model, x[:32], y[:32], validation_data=(x[32:], y[32:]))
     return tuner, model
 
