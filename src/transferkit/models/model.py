@@ -8,6 +8,7 @@ import keras
 
 from transferkit.backbones.loading import load_backbone
 from transferkit.errors import TransferkitError
+from transferkit.models.precision import dtype_policy, is_mixed, policy_name
 from transferkit.regularizers.penalties import get_penalty
 
 # The nested backbone's name in every model `build` makes:
@@ -38,6 +39,7 @@ def build(
     augmentation=None,
     name=None,
     head=None,
+    precision=None,
 ):
     """Builds an image classifier: raw images -> backbone -> pooling -> head.
 
@@ -82,6 +84,11 @@ def build(
             or `"classifier"`.
         head: the former name of `output` (deprecated; `train`'s `head` is
             the classifier, a different thing).
+        precision: `"float32"`, `"mixed"` (the backbone computes in
+            bfloat16 on a CPU, float16 on a GPU; pooling, dropout and head
+            in float32; see `transferkit.models.precision`), or `None`
+            (default): Keras' global dtype policy, with the head in float32
+            if that policy is mixed.
 
     Returns:
         A functional `keras.Model`, not compiled.
@@ -103,7 +110,26 @@ def build(
     # Parsed before the (slow) backbone is built, so a typo fails at once.
     penalties = {"kernel": get_penalty(kernel), "bias": get_penalty(bias),
                  "activity": get_penalty(activity)}
+    policy = policy_name(precision)
+    with dtype_policy(policy):
+        model = _assemble(backbone, weights, input_shape, cut_at, augmentation, pooling,
+                          dropout, units, activation, name,
+                          float32="float32" if is_mixed(policy) else None)
+    if precision == "mixed" and not is_mixed(model.get_layer(BACKBONE).dtype_policy.name):
+        raise TransferkitError(
+            "precision='mixed' applies to catalogue backbones, which are built under the "
+            "policy; a given model or .keras file keeps its layers' own dtypes (build it "
+            "under keras.config.set_dtype_policy('mixed_bfloat16') instead).")
+    if any(p is not None for p in penalties.values()):
+        from transferkit.regularizers.regularization import regularize
 
+        regularize(model, **penalties)
+    return model
+
+
+def _assemble(backbone, weights, input_shape, cut_at, augmentation, pooling, dropout, units,
+              activation, name, float32):
+    """The functional model; `float32` the dtype of the layers after the backbone."""
     features = load_backbone(
         backbone, weights=weights, input_shape=input_shape, cut_at=cut_at, name=BACKBONE
     )
@@ -116,7 +142,7 @@ def build(
     x = inputs if augmentation is None else augmentation(inputs)
     x = features(x)
     if len(x.shape) == 4:
-        x = _POOLING[pooling](name=f"{pooling}_pool")(x)
+        x = _POOLING[pooling](name=f"{pooling}_pool", dtype=float32)(x)
     elif len(x.shape) != 2:
         raise TransferkitError(
             f"The backbone outputs shape {tuple(x.shape)}; the head needs a feature map "
@@ -124,20 +150,15 @@ def build(
             "another cut_at layer."
         )
     if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(units, activation=activation, name=HEAD)(x)
+        x = keras.layers.Dropout(dropout, name="dropout", dtype=float32)(x)
+    outputs = keras.layers.Dense(units, activation=activation, name=HEAD, dtype=float32)(x)
     if name is None:
         # Catalogue names name the model (freeze plans read block names from
         # it); paths and models do not.
         named = isinstance(backbone, str) and re.fullmatch(r"[A-Za-z0-9_\-]+", backbone)
         name = f"{backbone}_classifier" if named else "classifier"
-    model = keras.Model(inputs, outputs, name=name)
-
-    if any(p is not None for p in penalties.values()):
-        from transferkit.regularizers.regularization import regularize
-
-        regularize(model, **penalties)
-    return model
+    # Made under the policy: Keras scales the loss of a mixed_float16 model.
+    return keras.Model(inputs, outputs, name=name)
 
 
 def output_argument(output, head, caller):

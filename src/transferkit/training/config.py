@@ -23,6 +23,7 @@ import os
 
 from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.errors import TransferkitError
+from transferkit.models.precision import PRECISIONS
 from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
@@ -379,6 +380,9 @@ class TrainingConfig:
         weights: `"imagenet"` (default), `None`, or a weights file.
         from_scratch: the baseline: random weights, one phase with every
             layer trainable for `sum(epochs)` epochs. Defaults to `False`.
+        precision: `"float32"` (default) or `"mixed"`: the backbone computes
+            in bfloat16 on a CPU, float16 on a GPU, the head and the loss in
+            float32 (`transferkit.models.precision`).
         max_length: text backbones: tokens per text. Defaults to `None`:
             chosen from the training texts (`Trainer.for_texts`).
         lora: text backbones: the rank of LoRA adapters on the attention's
@@ -482,6 +486,9 @@ class TrainingConfig:
     from_scratch: bool = option(False, Flag(
         "--from-scratch", "baseline: same architecture, random weights, one phase with "
         "everything trainable for the sum of --epochs"), _one_of(False, True))
+    precision: str = option("float32", Flag(
+        "--precision", "mixed: the backbone computes in bfloat16 (CPU) or float16 (GPU), the "
+        "head and the loss in float32", choices=PRECISIONS), _one_of(*PRECISIONS))
     max_length: int | None = option(None, Flag(
         "--max-length", "text backbones: tokens per text, longer texts are cut",
         metavar="TOKENS", parse=int, show="the smallest multiple of 8 covering 99 in 100 of the "

@@ -35,6 +35,7 @@ from transferkit._walk import iter_layers
 from transferkit.data.stream import ImageFiles, read_ahead
 from transferkit.data.buckets import is_token_ids, sorted_batches
 from transferkit.errors import TransferkitError
+from transferkit.models.precision import compute_dtypes
 from transferkit.outputs import atomic_output
 from transferkit.saving import file_sha256
 
@@ -371,6 +372,9 @@ class FeatureCache:
             "output": list(extractor.outputs[0].shape[1:]),
             "preprocessing": None if preprocessing is None else str(preprocessing),
         }
+        computes = compute_dtypes(extractor)
+        if computes != ["float32"]:  # mixed precision: other features (float32 keys unchanged)
+            fields["compute"] = computes
         if files is not None:
             fields["data"] = _files_identity(files)
         elif isinstance(x, ImageFiles):  # its files and how they are decoded

@@ -157,21 +157,25 @@ class Trainer:
     def build_model(self, num_classes):
         """The model to train: `build` plus inserted dropout and constraints."""
         from transferkit.models.model import build
+        from transferkit.models.precision import dtype_policy, policy_name
 
-        model = build(
-            self.backbone.name, num_classes, weights=self.weights,
-            input_shape=self.input_shape, dropout=self.config.dropout, kernel=self.kernel,
-            bias=self.bias,
-            augmentation=None if self.augmentation is None else self.augmentation.build(
-                seed=self.config.seed),
-        )
-        if self.config.dropout_after is not None:
-            from transferkit.models.insertion import insert_dropout
+        # Augmentation computes in float32 (made outside the policy); the
+        # rebuilt graph of insert_dropout keeps the model's policy.
+        augmentation = None if self.augmentation is None else self.augmentation.build(
+            seed=self.config.seed)
+        with dtype_policy(policy_name(self.config.precision)):
+            model = build(
+                self.backbone.name, num_classes, weights=self.weights,
+                input_shape=self.input_shape, dropout=self.config.dropout, kernel=self.kernel,
+                bias=self.bias, augmentation=augmentation, precision=self.config.precision,
+            )
+            if self.config.dropout_after is not None:
+                from transferkit.models.insertion import insert_dropout
 
-            config = self.config
-            model = insert_dropout(model, config.dropout_after_rate, where=config.dropout_after,
-                                   kind=config.dropout_kind, seed=config.seed,
-                                   blocks=self.backbone)
+                config = self.config
+                model = insert_dropout(model, config.dropout_after_rate,
+                                       where=config.dropout_after, kind=config.dropout_kind,
+                                       seed=config.seed, blocks=self.backbone)
         if self.config.kernel_constraint is not None:
             from transferkit.regularizers.constraints import constrain
 
@@ -230,7 +234,7 @@ class Trainer:
 
         extractor = feature_extractor(build(
             self.backbone.name, num_classes, weights=self.weights,
-            input_shape=self.input_shape, dropout=0.0,
+            input_shape=self.input_shape, dropout=0.0, precision=self.config.precision,
         ))
         if features is None:
             f_train, f_val = (extract_features(extractor, x, batch_size=self.config.batch_size,
