@@ -14,7 +14,7 @@ from transferkit.models.precision import compute_dtypes, dtype_policy, policy_na
 from transferkit.training.config import TrainingConfig
 from transferkit.training.features import FeatureCache, feature_extractor
 
-SMALL = dict(weights=None, input_shape=(32, 32, 3))
+SMALL = {"weights": None, "input_shape": (32, 32, 3)}
 
 
 def small(precision, **kwargs):
@@ -98,9 +98,8 @@ def test_a_given_model_cannot_be_made_mixed_silently():
 
 
 def test_dtype_policy_is_restored_after_an_error():
-    with pytest.raises(RuntimeError):
-        with dtype_policy("mixed_bfloat16"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), dtype_policy("mixed_bfloat16"):
+        raise RuntimeError("boom")
     assert keras.config.dtype_policy().name == "float32"
 
 
