@@ -24,6 +24,7 @@ import os
 from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import PRECISIONS
+from transferkit.training.class_weights import check_class_weight
 from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
@@ -380,6 +381,10 @@ class TrainingConfig:
         weights: `"imagenet"` (default), `None`, or a weights file.
         from_scratch: the baseline: random weights, one phase with every
             layer trainable for `sum(epochs)` epochs. Defaults to `False`.
+        class_weight: `None` (default: every example weighs 1),
+            `"balanced"` (class `c` weighs `n / (k * n_c)`), a `.json` or
+            `.csv` file of per-class weights, or a `{class: weight}` dict
+            (`transferkit.training.class_weights`).
         precision: `"float32"` (default) or `"mixed"`: the backbone computes
             in bfloat16 on a CPU, float16 on a GPU, the head and the loss in
             float32 (`transferkit.models.precision`).
@@ -486,6 +491,10 @@ class TrainingConfig:
     from_scratch: bool = option(False, Flag(
         "--from-scratch", "baseline: same architecture, random weights, one phase with "
         "everything trainable for the sum of --epochs"), _one_of(False, True))
+    class_weight: object = option(None, Flag(
+        "--class-weight", "weigh each class in the loss: balanced (n / (k * n_class)), none, "
+        "or a .json/.csv file of class weights", metavar="balanced|none|FILE", show="none"),
+        check_class_weight)
     precision: str = option("float32", Flag(
         "--precision", "mixed: the backbone computes in bfloat16 (CPU) or float16 (GPU), the "
         "head and the loss in float32", choices=PRECISIONS), _one_of(*PRECISIONS))

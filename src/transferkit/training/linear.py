@@ -55,6 +55,8 @@ class LinearHead:
             Defaults to 5.
         seed: seeds the folds (and the solvers). Defaults to 0.
         max_iter: the solver's iteration limit. Defaults to 1000.
+        class_weight: optional `{class: weight}` or `"balanced"`, as in
+            scikit-learn: each class's examples weigh that much in the fit.
 
     Attributes (after `fit`):
         estimator_: the fitted scikit-learn pipeline (scaler, classifier).
@@ -71,8 +73,10 @@ class LinearHead:
     >>> model = head.attach(feature_extractor(model))  # doctest: +SKIP
     """
 
-    def __init__(self, kind="logreg", *, Cs=DEFAULT_CS, folds=5, seed=0, max_iter=1000):
+    def __init__(self, kind="logreg", *, Cs=DEFAULT_CS, folds=5, seed=0, max_iter=1000,
+                 class_weight=None):
         self.kind = kind
+        self.class_weight = class_weight
         self.Cs = Cs
         self.folds = folds
         self.seed = seed
@@ -96,12 +100,14 @@ class LinearHead:
         if self.kind == "logreg":
             from sklearn.linear_model import LogisticRegression
 
-            classifier = LogisticRegression(max_iter=self.max_iter, random_state=self.seed)
+            classifier = LogisticRegression(max_iter=self.max_iter, random_state=self.seed,
+                                            class_weight=self.class_weight)
             scoring, refit = {"accuracy": "accuracy", "log_loss": "neg_log_loss"}, "log_loss"
         else:
             from sklearn.svm import LinearSVC
 
-            classifier = LinearSVC(max_iter=self.max_iter, random_state=self.seed)
+            classifier = LinearSVC(max_iter=self.max_iter, random_state=self.seed,
+                                   class_weight=self.class_weight)
             scoring, refit = {"accuracy": "accuracy"}, "accuracy"
         search = GridSearchCV(
             Pipeline([("scale", StandardScaler()), ("classify", classifier)]),

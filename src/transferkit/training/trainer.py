@@ -15,6 +15,7 @@ import numpy as np
 
 from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.optim.optimizers import get_optimizer
+from transferkit.training.class_weights import class_weights, imbalance_metrics, sample_weights
 from transferkit.training.config import SMALL_DATA
 from transferkit.training.recipe import FineTuner
 
@@ -56,7 +57,7 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
-            checkpoint=None, partial=None):
+            checkpoint=None, partial=None, class_names=None):
         """Builds and trains one model; returns a dict of what came out.
 
         `features`, optional, is a callable `extractor -> (train features,
@@ -68,14 +69,29 @@ class Trainer:
         The dict: `model`, `tuner`, `linear`, `metrics`, `history`, `config`
         and `val_scores`, the final model's class scores on `x_val`
         (probabilities, or a linear SVM's decision scores): computed once
-        for the metrics, and kept for the caller's report.
+        for the metrics, and kept for the caller's report. `class_names`
+        (default `"0"`, `"1"`, ...) is what a class-weight file names.
         """
         if self.config.seed is not None:
             keras.utils.set_random_seed(self.config.seed)
+        weights = class_weights(self.config.class_weight, y_train,
+                                class_names or [str(c) for c in range(num_classes)])
         if self.config.linear:
-            return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
-        return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                 checkpoint, partial)
+            fitted = self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features,
+                                      weights)
+        else:
+            fitted = self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
+                                       checkpoint, partial, weights)
+        return self._with_imbalance_metrics(fitted, y_val, weights)
+
+    @staticmethod
+    def _with_imbalance_metrics(fitted, y_val, weights):
+        """Adds the skewed-class figures of the final model on the validation set."""
+        figures = imbalance_metrics(y_val, fitted["val_scores"]) if len(y_val) else {}
+        fitted["metrics"].update({f"val_{k}": v for k, v in figures.items()})
+        if weights is not None:
+            fitted["metrics"]["class_weights"] = [float(w) for w in weights]
+        return fitted
 
     def for_data(self, train_images):
         """This trainer, or one for `config.for_data(train_images)` when `head="auto"`.
@@ -189,7 +205,7 @@ class Trainer:
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
-                     partial=None):
+                     partial=None, weights=None):
         from transferkit.training.features import (
             cache_refusal,
             extract_features,
@@ -208,7 +224,8 @@ class Trainer:
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
             partial=partial,
         )
-        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
+        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
+                  sample_weight=sample_weights(weights, y_train))
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)  # the model holds the same weights
         # The whole model over the validation images, batch by batch.
@@ -227,7 +244,7 @@ class Trainer:
                 "history": {"history": history, "phases": tuner.phases_},
                 "config": {"phases": tuner.phases_}, "val_scores": probabilities}
 
-    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features):
+    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features, weights=None):
         from transferkit.training.features import extract_features, feature_extractor
         from transferkit.training.linear import LinearHead
         from transferkit.models.model import build
@@ -243,7 +260,8 @@ class Trainer:
             f_train, f_val = features(extractor)
         start = time.perf_counter()
         seed = 0 if self.config.seed is None else self.config.seed
-        linear = LinearHead(self.config.head, seed=seed)
+        linear = LinearHead(self.config.head, seed=seed, class_weight=None if weights is None
+                            else {c: float(w) for c, w in enumerate(weights)})
         linear.fit(f_train, y_train)
         seconds = time.perf_counter() - start
         self.say(f"{self.config.head}: C={linear.C_:g} chosen by {linear.folds_}-fold "

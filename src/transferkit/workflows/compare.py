@@ -251,7 +251,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 # Epochs seeded as train seeds them: a variant equal to the base
                 # repeats train's numbers.
                 fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes,
-                                     features=features,
+                                     features=features, class_names=train_set.class_names,
                                      partial=resume.PartialRun(None, None,
                                                                seed=trainer.config.seed))
                 history = fitted["history"]["history"]

@@ -138,7 +138,8 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                             f"validation {trainer.noun}.")
                 fitted = trainer.fit(take(x, train_index), y[train_index], take(x, val_index),
                                      y[val_index], len(folder.class_names),
-                                     features=features_for(train_index, val_index))
+                                     features=features_for(train_index, val_index),
+                                     class_names=folder.class_names)
                 rows.append({"fold": k + 1, f"train_{trainer.noun}": int(len(train_index)),
                              f"val_{trainer.noun}": int(len(val_index)), **fitted["metrics"]})
                 histories.append(fitted["history"])

@@ -179,7 +179,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             fitted = trainer.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
                                  features=features,
                                  checkpoint=os.path.join(tmp, "best.weights.h5"),
-                                 partial=partial)
+                                 partial=partial, class_names=train_set.class_names)
         except KeyboardInterrupt as e:
             # For the command line's message: what is kept, and where.
             if partial is not None and partial.latest() is not None:
