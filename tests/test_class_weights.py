@@ -71,7 +71,7 @@ def test_malformed_weight_files_are_one_line_errors(tmp_path, name, content, wor
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("value", ["heavy", 3, str("/no/such/weights.json")])
+@pytest.mark.parametrize("value", ["heavy", 3, "/no/such/weights.json"])
 def test_other_values_are_refused(value):
     with pytest.raises(TransferkitError, match="class_weight"):
         check_class_weight("class_weight", value)
@@ -94,7 +94,8 @@ def test_weights_move_the_decision_as_computed(tmp_path, head):
     # and 0.75 when a weighs 9. Each run's validation images have its optimum's
     # ratio, so that keeping the best epoch keeps the last.
     data = _constant_folder(tmp_path / "data", {"a": 10, "b": 30})
-    options = dict(weights=None, image_size=32, augment=False, report=False, head=head)
+    options = {"weights": None, "image_size": 32, "augment": False, "report": False,
+               "head": head}
     if head == "softmax":
         options.update(epochs=(40, 0), learning_rate=0.1, batch_size=40, patience=None,
                        dropout=0.0)

@@ -587,7 +587,10 @@ def _evaluate(args):
         return
     names = result["class_names"]
     noun = "texts" if run.text else "images"
-    print(f"accuracy {result['accuracy']:.4f} on {result[noun]} {noun}")
+    print(f"accuracy {result['accuracy']:.4f} on {result[noun]} {noun}; balanced accuracy "
+          f"{result['balanced_accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}"
+          + (f", ROC-AUC {result['roc_auc']:.4f}, PR-AUC {result['pr_auc']:.4f}"
+             if "roc_auc" in result else ""))
     width = max(len(n) for n in names + ["class"])
     print(f"{'class'.ljust(width)}  precision  recall      f1  support")
     for name in names:

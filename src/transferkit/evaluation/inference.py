@@ -237,13 +237,19 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-    predicted = np.concatenate([class_scores(run, batch).argmax(axis=1)
-                                for _, batch in read_ahead(x, batch_size)])
-    return classification_figures(labels, predicted, run.class_names, folder.skipped)
+    scores = np.concatenate([class_scores(run, batch) for _, batch in read_ahead(x, batch_size)])
+    return classification_figures(labels, scores.argmax(axis=1), run.class_names,
+                                  folder.skipped, scores=scores)
 
 
-def classification_figures(labels, predicted, class_names, skipped=(), noun="images"):
+def classification_figures(labels, predicted, class_names, skipped=(), noun="images",
+                           scores=None):
     """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
+
+    With `scores`, also the figures for skewed classes
+    (`transferkit.training.class_weights.imbalance_metrics`): macro-F1,
+    balanced accuracy and, for two classes, ROC-AUC, PR-AUC and the
+    threshold with the best balanced accuracy.
 
     Args:
         labels, predicted: class indices into `class_names`.
@@ -251,8 +257,11 @@ def classification_figures(labels, predicted, class_names, skipped=(), noun="ima
         skipped: `(path, reason)` pairs of unreadable files (or `(line,
             reason)` of malformed rows), reported back.
         noun: what was classified, the count's key: `"images"` or `"texts"`.
+        scores: optional class scores `(n, classes)` that `predicted` came from.
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from transferkit.training.class_weights import imbalance_metrics
 
     indices = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -265,6 +274,7 @@ def classification_figures(labels, predicted, class_names, skipped=(), noun="ima
                            "f1": float(f1[i]), "support": int(support[i])}
                     for i, name in enumerate(class_names)},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
+        **(imbalance_metrics(labels, scores) if scores is not None and len(labels) else {}),
         **({"skipped_rows": [int(line) for line, _ in skipped]} if noun == "texts"
            else {"skipped_files": [str(p) for p, _ in skipped]}),
     }
@@ -311,9 +321,9 @@ def _evaluate_texts(run, path, batch_size, columns):
             f"{path} has classes the model was not trained on: {unknown}; it knows "
             f"{run.class_names}.")
     labels = np.array([run.class_names.index(data.class_names[i]) for i in data.labels])
-    predicted = text_scores(run, data.texts, batch_size=batch_size).argmax(axis=1)
-    return classification_figures(labels, predicted, run.class_names, data.skipped,
-                                  noun="texts")
+    scores = text_scores(run, data.texts, batch_size=batch_size)
+    return classification_figures(labels, scores.argmax(axis=1), run.class_names, data.skipped,
+                                  noun="texts", scores=scores)
 
 
 

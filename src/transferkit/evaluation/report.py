@@ -53,6 +53,10 @@ _METRIC_LABELS = {
     "best_val_loss": "best validation loss",
     "final_val_accuracy": "final validation accuracy",
     "last_epoch_val_accuracy": "last epoch's validation accuracy",
+    "val_balanced_accuracy": "validation balanced accuracy (mean recall)",
+    "val_macro_f1": "validation macro-F1",
+    "val_roc_auc": "validation ROC-AUC",
+    "val_pr_auc": "validation PR-AUC (average precision)",
     "best_epoch": "best epoch",
     "epochs_run": "epochs run",
     "C": "C (inverse regularization)",
@@ -328,7 +332,8 @@ def _figures(scores, labels, class_names, outputs, worst, where, skipped, noun, 
 
     predicted = scores.argmax(axis=1)
     evaluation = {"data_dir": where,
-                  **classification_figures(labels, predicted, class_names, skipped, noun=noun),
+                  **classification_figures(labels, predicted, class_names, skipped, noun=noun,
+                                           scores=scores),
                   "outputs": outputs}
     true_scores = scores[np.arange(len(labels)), labels]
     order = np.argsort(true_scores, kind="stable")[:worst]
@@ -538,6 +543,16 @@ def _evaluation_section(evaluation):
              f'<p>Accuracy <strong>{_number(evaluation["accuracy"])}</strong> on '
              f'{evaluation[noun]} {noun} in <span class="mono">'
              f'{e(evaluation["data_dir"])}</span>.</p>',
+             *([f'<p>Balanced accuracy (mean recall) <strong>'
+                f'{_number(evaluation["balanced_accuracy"])}</strong>, macro-F1 <strong>'
+                f'{_number(evaluation["macro_f1"])}</strong>'
+                + (f', ROC-AUC {_number(evaluation["roc_auc"])}, PR-AUC '
+                   f'{_number(evaluation["pr_auc"])} ({e(names[1])} positive); the threshold '
+                   f'on its score with the best balanced accuracy here: '
+                   f'{_number(evaluation["threshold"])} '
+                   f'({_number(evaluation["balanced_accuracy_at_threshold"])})'
+                   if "roc_auc" in evaluation else "") + ".</p>"]
+               if "macro_f1" in evaluation else []),
              _table(("class", "precision", "recall", "F1", "support"),
                     [(n, _number(c["precision"]), _number(c["recall"]),
                       _number(c.get("f1")), c["support"])
