@@ -11,7 +11,8 @@ from transferkit.data.augment import describe, parse
 # Keras layers only: also run on JAX and PyTorch (`-m backends`).
 pytestmark = pytest.mark.backends
 
-DEFAULT = {"flip": "horizontal", "shift": 0.1, "rotate": 0.05, "zoom": 0.1, "contrast": 0.1}
+DEFAULT = {"flip": "horizontal", "shift": 0.1, "rotate": 0.05, "zoom": 0.1, "contrast": 0.1,
+           "randaugment": 0.0, "erasing": 0.0}
 
 
 def images(n=4, size=32):
@@ -60,7 +61,8 @@ def test_off_specs_give_no_layers(spec):
 def test_a_string_or_dict_turns_on_only_what_it_names():
     spec = " Flip = vertical , rotate=0.1,shift=0.2 "
     assert describe(spec) == {"flip": "vertical", "shift": 0.2, "rotate": 0.1,
-                              "zoom": 0.0, "contrast": 0.0}
+                              "zoom": 0.0, "contrast": 0.0, "randaugment": 0.0,
+                              "erasing": 0.0}
     assert [layer.name for layer in get_augmentation(spec).layers] == ["flip", "shift", "rotate"]
     assert parse({"zoom": "0.2"}) == Augmentation(zoom=0.2)
 
@@ -88,6 +90,9 @@ def test_describe_is_json_and_round_trips():
         ("contrast=nan", "Invalid contrast='nan'"),
         ({"zoom": True}, "Invalid zoom=True"),
         ({"shift": float("inf")}, "Invalid shift=inf"),
+        ("randaugment=2", "Invalid randaugment='2': use a number in [0, 1]"),
+        ("erasing=-1", "Invalid erasing='-1'"),
+        ("augmix=0.3", "Unknown augmentation key(s) 'augmix'"),
         ("flip=sideways", "Invalid flip 'sideways': use one of horizontal, vertical"),
         (0.1, "Invalid augmentation 0.1"),
         (["flip"], "Invalid augmentation ['flip']"),
@@ -129,7 +134,7 @@ def test_training_changes_images_and_keeps_them_in_range():
 
 
 @pytest.mark.parametrize("spec", ["flip=horizontal", "shift=0.2", "rotate=0.1", "zoom=0.3",
-                                  "contrast=0.5"])
+                                  "contrast=0.5", "randaugment=0.5", "erasing=1"])
 def test_each_layer_alone_acts_in_training_only(spec):
     augment = get_augmentation(spec, seed=3)
     x = images(n=8)
@@ -152,11 +157,20 @@ def test_contrast_goes_both_ways():
     assert ratio.min() < 0.9 and ratio.max() > 1.1
 
 
-def test_the_same_seed_repeats_the_randomness():
+@pytest.mark.parametrize("spec", [True, "randaugment=0.5,erasing=0.5"])
+def test_the_same_seed_repeats_the_randomness(spec):
     x = images()
-    first = to_numpy(get_augmentation(True, seed=5)(x, training=True))
-    again = to_numpy(get_augmentation(True, seed=5)(x, training=True))
+    first = to_numpy(get_augmentation(spec, seed=5)(x, training=True))
+    again = to_numpy(get_augmentation(spec, seed=5)(x, training=True))
     assert np.allclose(first, again)
+    assert not np.allclose(to_numpy(get_augmentation(spec, seed=6)(x, training=True)), first)
+
+
+def test_keras_policies_keep_images_in_range_and_erasing_comes_last():
+    augment = get_augmentation("flip=horizontal,erasing=1,randaugment=0.5", seed=0)
+    assert [layer.name for layer in augment.layers] == ["flip", "randaugment", "erasing"]
+    out = to_numpy(augment(images(n=8), training=True))
+    assert out.min() >= 0 and out.max() <= 255
 
 
 def test_a_model_with_augmentation_trains_and_saves_and_loads_in_safe_mode(tmp_path):

@@ -1,4 +1,5 @@
-"""Data augmentation as Keras layers: random flips, shifts, rotations, zooms, contrast.
+"""Data augmentation as Keras layers: flips, shifts, rotations, zooms, contrast, and
+Keras' RandAugment and random erasing.
 
 The layers go inside the model, in front of the backbone, so they run on the
 accelerator, are saved with the model (built-in layers only: a `.keras` file
@@ -11,6 +12,7 @@ A spec names what to apply; what it does not name is off:
     True or "default"   flip=horizontal, shift=0.1, rotate=0.05, zoom=0.1, contrast=0.1
     False, None, "none" no augmentation
     "flip=horizontal,rotate=0.1,shift=0.1,zoom=0.2,contrast=0.2"   (command line)
+    "flip=horizontal,randaugment=0.5,erasing=0.25"                  (Keras' policies)
     {"flip": "horizontal", "rotate": 0.1}                          (Python, config.json)
 
 The strings are transferkit's one spec grammar (`transferkit.specs`), with
@@ -32,7 +34,14 @@ _AMOUNTS = {
     "rotate": (0.0, 0.5, True, "rotate up to this fraction of a full turn (0.05 = 18 degrees)"),
     "zoom": (0.0, 1.0, False, "zoom in or out by up to this fraction"),
     "contrast": (0.0, 1.0, True, "scale the contrast by a factor in [1 - c, 1 + c]"),
+    "randaugment": (0.0, 1.0, True, "RandAugment: two random operations an image, of this "
+                    "strength"),
+    "erasing": (0.0, 1.0, True, "erase a random rectangle (2-33 % of the image) with this "
+                "probability"),
 }
+# Not Keras' AugMix: in Keras 3.15 it draws its operations with Python's
+# `random`, not from its seed (a resumed run could not repeat it), and under
+# TensorFlow's graph tracing once for all batches.
 KEYS = ("flip",) + tuple(_AMOUNTS)
 _VALID_KEYS = (
     f"valid keys: flip ({', '.join(FLIPS)} or none), "
@@ -64,6 +73,12 @@ class Augmentation:
             aspect ratio. Defaults to 0.
         contrast: multiply each image's contrast by a random factor in
             `[1 - contrast, 1 + contrast]`, in [0, 1]. Defaults to 0.
+        randaugment: Keras' `RandAugment`: two operations drawn per image
+            from its list (colour, geometry, ...), at this strength in
+            [0, 1]. Defaults to 0 (off).
+        erasing: Keras' `RandomErasing`: the probability, in [0, 1], that a
+            random rectangle of 2-33 % of the image is replaced by noise.
+            Defaults to 0 (off).
 
     Shifted, rotated and zoomed-out images are filled by reflection.
 
@@ -79,6 +94,8 @@ class Augmentation:
     rotate: float = 0.0
     zoom: float = 0.0
     contrast: float = 0.0
+    randaugment: float = 0.0
+    erasing: float = 0.0
 
     def __post_init__(self):
         flip = self.flip
@@ -140,6 +157,14 @@ class Augmentation:
             layers.append(keras.layers.RandomContrast(
                 (self.contrast, self.contrast), value_range=(0, 255), seed=next_seed(),
                 name="contrast"))
+        if self.randaugment:
+            layers.append(keras.layers.RandAugment(
+                value_range=(0, 255), factor=self.randaugment, seed=next_seed(),
+                name="randaugment"))
+        if self.erasing:
+            # Last: what it erases is not transformed again.
+            layers.append(keras.layers.RandomErasing(
+                factor=self.erasing, value_range=(0, 255), seed=next_seed(), name="erasing"))
         return keras.Sequential(layers, name=NAME)
 
 
@@ -175,7 +200,8 @@ def describe(spec):
     Example:
 
     >>> describe("rotate=0.1")
-    {'flip': None, 'shift': 0.0, 'rotate': 0.1, 'zoom': 0.0, 'contrast': 0.0}
+    {'flip': None, 'shift': 0.0, 'rotate': 0.1, 'zoom': 0.0, 'contrast': 0.0, \
+'randaugment': 0.0, 'erasing': 0.0}
     """
     augmentation = parse(spec)
     return None if augmentation is None else augmentation.describe()

@@ -465,7 +465,8 @@ class TrainingConfig:
         _spec_or_none(_constraint))
     augment: object = option(True, Flag(
         "--augment", "augmentation: default, none, or e.g. flip=horizontal,rotate=0.1,"
-        "shift=0.1,zoom=0.2,contrast=0.2", metavar="SPEC", show="default",
+        "shift=0.1,zoom=0.2,contrast=0.2 (also Keras' randaugment=0.5, erasing=0.25)",
+        metavar="SPEC", show="default",
         aliases=(Alias("--no-augment", "no augmentation", "none"),)), _augment)
     augmented_copies: int = option(0, Flag(
         "--augmented-copies", "with augmentation on, train the frozen head phase on K "
