@@ -315,6 +315,7 @@ def _parser():
                     "± its standard deviation and the entropy in nats")
     pr.add_argument("--seed", type=int, default=0,
                     help="random seed of the --mc-samples dropout masks (default 0)")
+    _add_tta_argument(pr)
     _add_column_arguments(pr, defaults=False)
     pr.set_defaults(command="predict", run=_predict)
 
@@ -328,6 +329,7 @@ def _parser():
     ev.add_argument("data_dir", metavar="DATA",
                     help="labelled images, one subfolder per class; or a labelled text file")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_tta_argument(ev)
     _add_column_arguments(ev, defaults=False)
     ev.set_defaults(command="evaluate", run=_evaluate)
 
@@ -352,6 +354,12 @@ def _add_recipe_arguments(parser):
     parser.add_argument("--strict", action="store_true",
                         help="stop at an unreadable image instead of skipping it")
     _add_column_arguments(parser)
+
+
+def _add_tta_argument(parser):
+    parser.add_argument("--tta", type=int, metavar="N",
+                        help="test-time augmentation (images): the mean over N views, 1-8 "
+                        "(2: the image and its mirror image; then centre and corner crops)")
 
 
 def _add_column_arguments(parser, defaults=True):
@@ -536,12 +544,15 @@ def _predict(args):
     _check_paths(run=args.run_dir, files=args.images)
     from transferkit.evaluation.inference import load_run, predict
 
+    from transferkit.evaluation.tta import check_views
+
+    check_views(args.tta)  # before the model loads
     mc = args.mc_samples is not None
     if mc:
         _check_positive("--mc-samples", args.mc_samples, minimum=2)
     run = load_run(args.run_dir)
     rows = predict(run, args.images, mc_samples=args.mc_samples, seed=args.seed,
-                   columns=_columns(args, run))
+                   columns=_columns(args, run), tta=args.tta)
     one, every = ("score", "scores") if run.outputs == "scores" else (
         "probability", "probabilities")
     if args.json:
@@ -579,9 +590,11 @@ def _evaluate(args):
 
     _check_paths(run=args.run_dir, folders=[args.data_dir])
     from transferkit.evaluation.inference import evaluate, load_run
+    from transferkit.evaluation.tta import check_views
 
+    check_views(args.tta)  # before the model loads
     run = load_run(args.run_dir)
-    result = evaluate(run, args.data_dir, columns=_columns(args, run))
+    result = evaluate(run, args.data_dir, columns=_columns(args, run), tta=args.tta)
     if args.json:
         print(json.dumps(result, indent=2))
         return

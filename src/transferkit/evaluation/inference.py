@@ -20,6 +20,7 @@ from transferkit._compat import is_functional
 from transferkit.backbones.text import TokenizedTexts
 from transferkit._walk import iter_layers
 from transferkit.errors import TransferkitError
+from transferkit.evaluation.tta import check_views, tta_scores
 from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config
 
 
@@ -115,7 +116,7 @@ def load_run(path):
 
 
 def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, seed=None,
-            columns=None):
+            columns=None, tta=None):
     """Class probabilities for image files or texts, optionally with their uncertainty.
 
     Args:
@@ -133,6 +134,9 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
             of T passes with dropout on (see `mc_dropout_predict`).
         seed: with `mc_samples`, an int for repeatable dropout masks.
             Defaults to `None`.
+        tta: optional test-time augmentation for images: the mean of the
+            scores of the first `tta` views (1-8: the image, its mirror
+            image, centre and corner crops; `transferkit.evaluation.tta`).
 
     Returns:
         A list of dicts, one per image: `path` (for texts: `text`, and
@@ -158,7 +162,11 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
 
     if mc_samples is not None:
         _check_mc_arguments(mc_samples, batch_size, seed)
+    tta = check_views(tta)
+    if tta is not None and mc_samples is not None:
+        raise TransferkitError("Give tta or mc_samples, not both.")
     run = run if isinstance(run, Run) else load_run(run)
+    _check_tta(run, tta)
     if mc_samples is not None and run.outputs == "scores":
         raise TransferkitError(
             f"{run.path}: this run's model gives decision scores (a linear SVM head), not "
@@ -190,7 +198,7 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
             if scored is not None:
                 spread, probabilities = None, batch
             elif sampler is None:
-                spread, probabilities = None, class_scores(run, batch)
+                spread, probabilities = None, class_scores(run, batch, tta=tta)
             else:
                 spread = sampler.predict(batch, mc_samples, batch_size)
                 probabilities = spread.mean
@@ -206,7 +214,7 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
     return rows
 
 
-def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
+def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=None):
     """Accuracy, per-class precision, recall and F1, and the confusion matrix.
 
     Args:
@@ -215,6 +223,7 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
             text run, a labelled text file.
         columns: for a text file, a `TextColumns`. Defaults to `None`: the
             run's training columns.
+        tta: optional test-time augmentation for images, as in `predict`.
 
     Returns:
         A dict: `accuracy`, `images` (or `texts`), `classes` (per class:
@@ -224,7 +233,9 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
     from transferkit.data.images import scan_image_folder
     from transferkit.data.stream import ImageFiles, read_ahead
 
+    tta = check_views(tta)
     run = run if isinstance(run, Run) else load_run(run)
+    _check_tta(run, tta)
     if run.text:
         return _evaluate_texts(run, data_dir, batch_size, columns)
     folder = scan_image_folder(data_dir, strict=strict)
@@ -237,7 +248,8 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None):
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-    scores = np.concatenate([class_scores(run, batch) for _, batch in read_ahead(x, batch_size)])
+    scores = np.concatenate([class_scores(run, batch, tta=tta)
+                             for _, batch in read_ahead(x, batch_size)])
     return classification_figures(labels, scores.argmax(axis=1), run.class_names,
                                   folder.skipped, scores=scores)
 
@@ -732,13 +744,22 @@ def text_scores(run, texts, *, batch_size=32):
     return _as_class_scores(p)
 
 
-def class_scores(run, x):
+def class_scores(run, x, *, tta=None):
     """One row of class scores per image of `x`: the run model's outputs, one column a class.
 
     Probabilities (a one-unit sigmoid output becomes the two columns
-    `1 - p, p`), or decision scores for a `linear-svm` run.
+    `1 - p, p`), or decision scores for a `linear-svm` run; with `tta`,
+    their mean over the first `tta` views of each image (`tta_scores`).
     """
+    if tta is not None:
+        return tta_scores(lambda view: class_scores(run, view), x, tta)
     return _as_class_scores(np.asarray(run.model.predict(x, verbose=0)))
+
+
+def _check_tta(run, tta):
+    if tta is not None and run.text:
+        raise TransferkitError(f"{run.path} classifies texts; tta (flipped and cropped views) "
+                               "is for image runs.")
 
 
 def _as_class_scores(p):
