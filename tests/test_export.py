@@ -8,6 +8,7 @@ converts in seconds.
 import importlib.util
 import json
 import os
+import pathlib
 import shutil
 
 import keras
@@ -247,3 +248,21 @@ def test_a_missing_converter_names_the_extra(fresh_run, monkeypatch, capsys):
 
 def test_export_is_a_public_verb():
     assert transferkit.export is export and "export" in transferkit.__all__
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format, quantize", [("saved_model", None), ("litert", "float16"),
+                                              pytest.param("onnx", None, marks=NEEDS_ONNX)])
+def test_a_text_run_exports_token_ids_in(keras_hub, tmp_path, format, quantize):
+    # MiniLM with random weights (no download), its data gone: random token ids.
+    backbone = transferkit.load_backbone("minilm_l6", weights=None, input_shape=(16,))
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    transferkit.build(backbone, 2, dropout=0.1).save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps(
+        {"command": "train", "class_names": ["neg", "pos"], "max_length": 16,
+         "backbone": "minilm_l6", "arguments": {"data_dir": str(tmp_path / "gone.csv")}}))
+    result = export(folder, format=format, quantize=quantize)
+    assert result.source == "random inputs" and result.same_class == result.samples == 32
+    record = json.loads((pathlib.Path(result.path) / "config.json").read_text())
+    assert record["input"] == {"name": "token_ids", "shape": [None, 16], "dtype": "int32"}
