@@ -148,6 +148,18 @@ def test_a_val_split_run_is_checked_on_its_validation_part(tiny_run, tmp_path):
     assert result.source == "validation images" and result.samples == 7  # of 10
 
 
+def test_a_class_added_to_the_validation_folder_leaves_accuracy_out(tiny_run, tmp_path):
+    folder, _, _ = tiny_run
+    val = make_folder(tmp_path / "val", n=3, classes=("blue", "green", "red"))
+    moved = shutil.copytree(folder, tmp_path / "run")
+    config = json.loads((moved / "config.json").read_text())
+    config["arguments"]["val"] = str(val)
+    (moved / "config.json").write_text(json.dumps(config))
+    result = export(moved, format="litert", quantize="float16")
+    assert result.samples == 9 and result.accuracy is None
+    assert "accuracy" not in "\n".join(result.lines())
+
+
 def test_a_mismatching_export_is_an_error_and_is_not_written(fresh_run, monkeypatch, capsys):
     folder, _, _ = fresh_run
     real = export_module.run_exported

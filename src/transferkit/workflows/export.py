@@ -163,7 +163,7 @@ def export(run, out=None, *, format="saved_model", quantize=None, overwrite=Fals
     >>> result = export("runs/ants", format="litert", quantize="int8")  # doctest: +SKIP
     >>> print("\\n".join(result.lines()))  # doctest: +SKIP
     Wrote litert (int8): runs/ants/export/litert-int8/model.tflite (3.8 MiB)
-    Verified in the LiteRT interpreter on 153 validation images: 152/153 same class, largest difference 0.13
+    Verified in the LiteRT interpreter on 153 validation images: 152/153 same class, ...
     int8: accuracy 0.9608 vs float 0.9673 on 153 validation images
     """
     _check_format(format, quantize)
@@ -311,8 +311,9 @@ def _model_inputs(run, examples, indices):
 
     if run.text:
         return run.encode([examples.texts[i] for i in indices])
-    files = ImageFiles([examples.files[i] for i in indices], run.image_size, crop=run.crop)
-    return files.load().astype("float32")
+    # uint8 pixels, made float32 batch by batch (`_float`): a quarter of the memory.
+    return ImageFiles([examples.files[i] for i in indices], run.image_size,
+                      crop=run.crop).load()
 
 
 def _subset(count, limit, seed):
@@ -327,8 +328,10 @@ def _verification_inputs(run, data, samples, seed):
     noun = "texts" if run.text else "images"
     if examples is not None and len(examples):
         indices = _subset(len(examples), samples, seed)
-        labels = np.array([run.class_names.index(examples.class_names[examples.labels[i]])
-                           for i in indices])
+        known = {name: k for k, name in enumerate(run.class_names)}
+        names = [examples.class_names[examples.labels[i]] for i in indices]
+        # A class added to the folder since: the check compares classes, not labels.
+        labels = np.array([known[n] for n in names]) if set(names) <= set(known) else None
         return _model_inputs(run, examples, indices), labels, f"validation {noun}"
     rng = np.random.default_rng(seed)
     shape = tuple(run.model.inputs[0].shape[1:])
@@ -336,7 +339,7 @@ def _verification_inputs(run, data, samples, seed):
         # Ordinary word pieces (past the special tokens) filling every position.
         x = rng.integers(1000, 5000, (_RANDOM, *shape)).astype("int32")
     else:
-        x = rng.integers(0, 256, (_RANDOM, *shape)).astype("float32")
+        x = rng.integers(0, 256, (_RANDOM, *shape)).astype("uint8")
     return x, None, "random inputs"
 
 
@@ -352,8 +355,15 @@ def _calibration_inputs(run, data, seed):
 # Writing and running.
 
 
-def _keras_outputs(model, x):
-    return np.asarray(model.predict(x, batch_size=32, verbose=0), dtype=np.float32)
+def _keras_outputs(model, x, batch_size=32):
+    return np.concatenate([
+        np.asarray(model.predict(_float(x[i:i + batch_size]), verbose=0), dtype=np.float32)
+        for i in range(0, len(x), batch_size)])
+
+
+def _float(batch):
+    """Images as the models take them: float32 pixels 0-255 (token ids stay int32)."""
+    return batch.astype(np.float32) if batch.dtype == np.uint8 else batch
 
 
 def _write(model, format, quantize, artifact, representative):
@@ -377,7 +387,7 @@ def _write(model, format, quantize, artifact, representative):
     elif quantize == "int8":
         def calibration():
             for i in range(len(representative)):
-                yield [representative[i:i + 1]]
+                yield [_float(representative[i:i + 1])]
 
         options = {"optimizations": [tf.lite.Optimize.DEFAULT],
                    "representative_dataset": calibration}
@@ -403,7 +413,8 @@ def run_exported(format, artifact, x, batch_size=32):
     Args:
         format: `"saved_model"`, `"litert"` or `"onnx"`.
         artifact: the SavedModel folder, `.tflite` file or `.onnx` file.
-        x: a NumPy array of inputs, as the Keras model takes them.
+        x: a NumPy array of inputs, as the Keras model takes them (uint8
+            images are made float32).
         batch_size: rows per call. Defaults to 32.
 
     Example:
@@ -412,7 +423,7 @@ def run_exported(format, artifact, x, batch_size=32):
     """
     call = {"saved_model": _saved_model_runner, "litert": _litert_runner,
             "onnx": _onnx_runner}[format](os.fspath(artifact))
-    return np.concatenate([np.asarray(call(x[i:i + batch_size]), dtype=np.float32)
+    return np.concatenate([np.asarray(call(_float(x[i:i + batch_size])), dtype=np.float32)
                            for i in range(0, len(x), batch_size)])
 
 
