@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import keras
@@ -223,6 +224,19 @@ def test_bad_options_exit_2_and_write_nothing(fresh_run, capsys, argv, message):
     assert run("export", folder, *argv) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
+    assert not (folder / "export").exists()
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"samples": 2.5}, "samples must be an int >= 1, like 1000; got 2.5."),
+    ({"seed": "0"}, "seed must be an int, like 0; got '0'."),
+    ({"format": "litert", "quantize": "INT8"}, "Invalid value for quantize (--quantize): "
+                                              "'INT8'."),
+])
+def test_bad_arguments_to_the_library_say_what_is_accepted(fresh_run, keywords, message):
+    folder, _, _ = fresh_run
+    with pytest.raises(TransferkitError, match=re.escape(message)):
+        export(folder, **keywords)
     assert not (folder / "export").exists()
 
 

@@ -169,6 +169,8 @@ def export(run, out=None, *, format="saved_model", quantize=None, overwrite=Fals
     _check_format(format, quantize)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise TransferkitError(f"samples must be an int >= 1, like 1000; got {samples!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TransferkitError(f"seed must be an int, like 0; got {seed!r}.")
     path = os.fspath(getattr(run, "path", run))
     config = read_run_config(path)
     text = config.get("max_length") is not None
