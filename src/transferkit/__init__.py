@@ -63,6 +63,7 @@ _EXPORTS = {
     "load_run": "transferkit.evaluation.inference",
     "predict": "transferkit.evaluation.inference",
     "evaluate": "transferkit.evaluation.inference",
+    "export": "transferkit.workflows.export",
     "mc_dropout_predict": "transferkit.evaluation.inference",
     "MCDropoutPrediction": "transferkit.evaluation.inference",
     "LRFinder": "transferkit.optim.lr_finder",
