@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import FAST, run
+from helpers import FAST, make_folder, run
 from PIL import Image
 
 import transferkit
@@ -151,3 +151,48 @@ def test_a_weight_file_that_does_not_fit_the_folder_stops_before_training(tmp_pa
     assert not (tmp_path / "run").exists()
     assert run("train", data, "--out", tmp_path / "run", *FAST, "--class-weight", "heavy") == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_macro_f1_metric_equals_scikit_learns():
+    from sklearn.metrics import f1_score
+
+    from transferkit.training.metrics import MacroF1
+
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 4, 50), rng.random((50, 4))
+    metric = MacroF1()
+    metric.update_state(labels[:20], scores[:20])  # accumulated over batches
+    metric.update_state(labels[20:], scores[20:])
+    assert float(metric.result()) == pytest.approx(
+        f1_score(labels, scores.argmax(axis=1), average="macro"), abs=1e-6)
+    binary = MacroF1()
+    p = rng.random((30, 1))
+    y = rng.integers(0, 2, 30)
+    binary.update_state(y, p)
+    assert float(binary.result()) == pytest.approx(
+        f1_score(y, (p[:, 0] > 0.5).astype(int), average="macro"), abs=1e-6)
+
+
+def test_monitoring_macro_f1_keeps_its_best_epoch_and_diagnoses(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    assert run("train", data, "--out", out, *FAST, "--epochs", "3,1",
+               "--monitor", "val_macro_f1", "--no-report") == 0
+    history = json.loads((out / "history.json").read_text())["history"]
+    f1 = history["val_macro_f1"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == int(np.argmax(f1)) + 1  # the first best, a maximum
+    load_run(out)  # the compiled metric reloads in safe mode
+    capsys.readouterr()
+    assert run("diagnose", out, "--monitor", "val_macro_f1") == 0
+    assert "val_macro_f1" in capsys.readouterr().out
+
+
+def test_a_monitor_makes_auto_fine_tune():
+    from transferkit.training.config import TrainingConfig
+
+    assert TrainingConfig("efficientnet_lite0").for_data(100).head == "logreg"
+    assert TrainingConfig("efficientnet_lite0", monitor="val_macro_f1").for_data(100).head \
+        == "softmax"
+    with pytest.raises(TransferkitError, match="monitor"):
+        TrainingConfig("efficientnet_lite0", monitor="val_f1")

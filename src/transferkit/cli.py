@@ -229,6 +229,9 @@ def _parser():
                     help="epochs of rising validation loss that confirm over-fitting (default 3)")
     dg.add_argument("--min-delta", type=float, default=0.0,
                     help="a rise above the best smaller than this does not count (default 0)")
+    dg.add_argument("--monitor", default="val_loss", metavar="KEY",
+                    help="the validation figure to read, a key of history.json: val_loss "
+                    "(default), val_accuracy, val_macro_f1 (when the run monitored it), ...")
     dg.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     dg.set_defaults(command="diagnose", run=_diagnose)
 
@@ -528,7 +531,8 @@ def _diagnose(args):
     _check_positive("--patience", args.patience)
     if not 0 <= args.min_delta < float("inf"):
         _fail(f"--min-delta must be a number >= 0, like 0.01; got {args.min_delta}.")
-    result = diagnose_run(args.run_dir, patience=args.patience, min_delta=args.min_delta)
+    result = diagnose_run(args.run_dir, patience=args.patience, min_delta=args.min_delta,
+                          monitor=args.monitor)
     folds = result if isinstance(result, list) else None
     if args.json:
         print(json.dumps([d.to_dict() for d in folds] if folds is not None else result.to_dict(),

@@ -575,7 +575,8 @@ def _metric(key):
 
 def _mode(monitor):
     name = monitor.removeprefix("val_")
-    return "max" if any(k in name for k in ("acc", "auc", "precision", "recall")) else "min"
+    return "max" if any(k in name for k in ("acc", "auc", "precision", "recall", "f1")) \
+        else "min"
 
 
 def _finite(value):

@@ -70,7 +70,7 @@ class BestWeights(keras.callbacks.Callback):
             `"val_loss"`. A `fit` that never logs it raises an error at its
             end.
         mode: `"min"`, `"max"` or `"auto"` (default): `"max"` for names with
-            `acc`, `auc`, `precision` or `recall` (`val_` or not), `"min"`
+            `acc`, `auc`, `precision`, `recall` or `f1` (`val_` or not), `"min"`
             otherwise.
         filepath: optional path of a `.weights.h5` file (its folder is
             made if needed), rewritten with the best weights when a `fit`
@@ -392,4 +392,5 @@ def recompile(model, optimizer):
 
 def _mode(monitor):
     name = monitor.removeprefix("val_")
-    return "max" if any(k in name for k in ("acc", "auc", "precision", "recall")) else "min"
+    return "max" if any(k in name for k in ("acc", "auc", "precision", "recall", "f1")) \
+        else "min"

@@ -38,7 +38,10 @@ SMALL_DATA = 1000
 _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "optimizer",
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
                     "dropout_after", "dropout_after_rate", "dropout_kind", "kernel_constraint",
-                    "augment", "augmented_copies", "patience", "from_scratch", "lora")
+                    "augment", "augmented_copies", "patience", "from_scratch", "lora",
+                    "monitor")
+# What can pick a network's best epoch (`FineTuner`'s monitor).
+MONITORS = ("val_loss", "val_accuracy", "val_macro_f1")
 
 # The recipe's defaults that differ by what the backbone reads (`None` in a
 # configuration means these). Images: bench/README.md, "The defaults". Text:
@@ -381,6 +384,10 @@ class TrainingConfig:
         weights: `"imagenet"` (default), `None`, or a weights file.
         from_scratch: the baseline: random weights, one phase with every
             layer trainable for `sum(epochs)` epochs. Defaults to `False`.
+        monitor: the validation figure that chooses the best epoch and
+            stops a phase early: `"val_loss"` (default), `"val_accuracy"`
+            or `"val_macro_f1"` (the mean of the classes' F1, for skewed
+            classes). Networks only: a linear head has no epochs.
         class_weight: `None` (default: every example weighs 1),
             `"balanced"` (class `c` weighs `n / (k * n_c)`), a `.json` or
             `.csv` file of per-class weights, or a `{class: weight}` dict
@@ -492,6 +499,10 @@ class TrainingConfig:
     from_scratch: bool = option(False, Flag(
         "--from-scratch", "baseline: same architecture, random weights, one phase with "
         "everything trainable for the sum of --epochs"), _one_of(False, True))
+    monitor: str = option("val_loss", Flag(
+        "--monitor", "what picks the best epoch and stops a phase early: val_loss, "
+        "val_accuracy, or val_macro_f1 (for skewed classes)", choices=MONITORS),
+        _one_of(*MONITORS))
     class_weight: object = option(None, Flag(
         "--class-weight", "weigh each class in the loss: balanced (n / (k * n_class)), none, "
         "or a .json/.csv file of class weights", metavar="balanced|none|FILE", show="none"),

@@ -20,6 +20,7 @@ from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
 from transferkit.models.heads import default_loss, default_metrics
 from transferkit.training.callbacks import BestWeights
+from transferkit.training.metrics import metric_for
 from transferkit.training.features import (
     AugmentedFeatures,
     FeatureCache,
@@ -50,7 +51,9 @@ class FineTuner:
         batch_size: int. Defaults to 32.
         patience: epochs without improvement of `monitor` before a phase
             stops early; `None` turns early stopping off. Defaults to 5.
-        monitor: the metric early stopping and the checkpoint watch.
+        monitor: the metric early stopping and the checkpoint watch;
+            `"val_macro_f1"` adds `transferkit.training.metrics.MacroF1` to
+            the compiled metrics.
             Defaults to `"val_loss"` (`"loss"` without validation data).
         batchnorm: `"frozen"` (default) or `"train"`.
         blocks: block names for `"blocks:N"` plans (see `transferkit.freeze`).
@@ -175,7 +178,7 @@ class FineTuner:
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
         monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
-        loss, metrics = self._loss_and_metrics(model)
+        loss, metrics = self._loss_and_metrics(model, monitor)
         # Whichever model a phase fits (the head on cached features, or all
         # of it), the checkpoint file holds the whole model.
         best = BestWeights(monitor, filepath=self._checkpoint_path(), full_model=model)
@@ -459,9 +462,12 @@ class FineTuner:
         return phases
 
 
-    def _loss_and_metrics(self, model):
+    def _loss_and_metrics(self, model, monitor):
         loss = self.loss if self.loss is not None else default_loss(model)
         metrics = list(self.metrics) if self.metrics is not None else default_metrics(model)
+        extra = metric_for(monitor)  # a monitor that no default metric logs
+        if extra is not None and extra.name not in metrics:
+            metrics.append(extra)
         return loss, metrics
 
     def _checkpoint_path(self):

@@ -222,7 +222,7 @@ class Trainer:
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
-            partial=partial,
+            partial=partial, monitor=self.config.monitor,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
                   sample_weight=sample_weights(weights, y_train))

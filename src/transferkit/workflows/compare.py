@@ -255,7 +255,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                                      partial=resume.PartialRun(None, None,
                                                                seed=trainer.config.seed))
                 history = fitted["history"]["history"]
-                diagnosis = diagnose(history, num_classes=num_classes)
+                diagnosis = diagnose(history, num_classes=num_classes,
+                                     monitor=trainer.config.monitor)
                 best = fitted["metrics"]["best_epoch"] - 1
                 rows[name] = {
                     "options": dict(chosen[name][0]),
@@ -265,6 +266,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                     "last_val_loss": history["val_loss"][-1],
                     "last_val_accuracy": history["val_accuracy"][-1],
                     "epochs_run": len(history["val_loss"]),
+                    # The kept epoch's figures for skewed classes.
+                    **{key: fitted["metrics"][key] for key in (
+                        "val_macro_f1", "val_balanced_accuracy") if key in fitted["metrics"]},
                     "overfitting_onset": diagnosis.overfitting_onset,
                     "verdict": diagnosis.verdict,
                     "diagnosis": diagnosis.to_dict(),
