@@ -56,7 +56,7 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
-            checkpoint=None, partial=None):
+            checkpoint=None, partial=None, callbacks=None):
         """Builds and trains one model; returns a dict of what came out.
 
         `features`, optional, is a callable `extractor -> (train features,
@@ -64,6 +64,9 @@ class Trainer:
         `partial`, optional, a loaded `transferkit.training.resume.PartialRun`:
         a checkpoint after every epoch, and a resume from its last one
         (`FineTuner`'s `partial`; a linear head ignores it).
+        `callbacks`, optional: extra Keras callbacks for every phase
+        (`FineTuner`'s; the live logs of `transferkit.training.tracking`); a
+        linear head ignores them.
 
         The dict: `model`, `tuner`, `linear`, `metrics`, `history`, `config`
         and `val_scores`, the final model's class scores on `x_val`
@@ -75,7 +78,7 @@ class Trainer:
         if self.config.linear:
             return self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features)
         return self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                 checkpoint, partial)
+                                 checkpoint, partial, callbacks)
 
     def for_data(self, train_images):
         """This trainer, or one for `config.for_data(train_images)` when `head="auto"`.
@@ -185,7 +188,7 @@ class Trainer:
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
-                     partial=None):
+                     partial=None, callbacks=None):
         from transferkit.training.features import (
             cache_refusal,
             extract_features,
@@ -202,7 +205,7 @@ class Trainer:
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
-            partial=partial,
+            partial=partial, callbacks=callbacks,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given)
         if checkpoint is not None and os.path.exists(checkpoint):
