@@ -57,6 +57,8 @@ FAKE_TENSORFLOW = """
 import os, sys
 os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\\n")
 print("a Python message", file=sys.stderr)
+import logging
+handler = logging.StreamHandler()  # holds the sys.stderr of the import, as absl's does
 if os.environ.get("FAIL"):
     os.write(2, b"E0000 could not load libtensorflow_framework.so.2\\n")
     raise ImportError("libtensorflow_framework.so.2: cannot open shared object file")
@@ -74,6 +76,7 @@ IMPORT_IT = textwrap.dedent("""
     print(type(tensorflow.__loader__).__name__, type(tensorflow.__spec__.loader).__name__)
     assert not [f for f in sys.meta_path if type(f).__name__ == "_QuietFinder"]
     import os; os.write(2, b"after the import\\n")
+    tensorflow.handler.emit(__import__("logging").makeLogRecord({"msg": "a late record"}))
 """)
 
 
@@ -89,7 +92,7 @@ def test_the_import_hides_native_lines_only_and_leaves_the_real_loader(fake_tens
                           env=fake_tensorflow, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SourceFileLoader", "SourceFileLoader"]
-    assert done.stderr == "a Python message\nafter the import\n"
+    assert done.stderr == "a Python message\nafter the import\na late record\n"
 
 
 def test_a_failing_import_shows_what_the_native_libraries_said(fake_tensorflow):

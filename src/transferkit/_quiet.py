@@ -88,11 +88,16 @@ def native_stderr_captured():
             failed = True
             raise
         finally:
-            if sys.stderr is not python_stderr:
+            swapped = sys.stderr is not python_stderr
+            if swapped:
                 _flush(sys.stderr)
                 sys.stderr = python_stderr
             os.dup2(terminal, 2)
-            os.close(terminal)
+            if not swapped:
+                os.close(terminal)
+            # Else the copy stays open: a logging handler made during the block
+            # holds the stand-in stream, and must not write to a closed (or
+            # reused) descriptor. One descriptor, once per process.
             if failed:
                 capture.seek(0)
                 os.write(2, capture.read())
