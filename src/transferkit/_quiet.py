@@ -76,11 +76,9 @@ def native_stderr_captured():
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         python_stderr = sys.stderr
+        stand_in = None
         if _writes_to_fd2(python_stderr):  # Python's own messages still show
-            sys.stderr = io.TextIOWrapper(
-                io.FileIO(terminal, "w", closefd=False),
-                encoding=python_stderr.encoding, errors=python_stderr.errors,
-                line_buffering=True)
+            sys.stderr = stand_in = _StandIn(python_stderr, terminal)
         failed = False
         try:
             yield
@@ -88,19 +86,52 @@ def native_stderr_captured():
             failed = True
             raise
         finally:
-            swapped = sys.stderr is not python_stderr
-            if swapped:
-                _flush(sys.stderr)
-                sys.stderr = python_stderr
+            if stand_in is not None:
+                # A logging handler made meanwhile (absl's) keeps the stand-in:
+                # from now on it writes to the real sys.stderr.
+                stand_in.fd = None
+                if sys.stderr is stand_in:
+                    sys.stderr = python_stderr
             os.dup2(terminal, 2)
-            if not swapped:
-                os.close(terminal)
-            # Else the copy stays open: a logging handler made during the block
-            # holds the stand-in stream, and must not write to a closed (or
-            # reused) descriptor. One descriptor, once per process.
+            os.close(terminal)
             if failed:
                 capture.seek(0)
                 os.write(2, capture.read())
+
+
+class _StandIn(io.TextIOBase):
+    """`sys.stderr` during the capture: writes to `fd` (the terminal), then to `stream`."""
+
+    def __init__(self, stream, fd):
+        super().__init__()
+        self.stream, self.fd = stream, fd
+
+    @property
+    def encoding(self):
+        return self.stream.encoding
+
+    @property
+    def errors(self):
+        return self.stream.errors
+
+    def write(self, text):
+        if self.fd is None:
+            return self.stream.write(text)
+        os.write(self.fd, text.encode(self.encoding or "utf-8", self.errors or "strict"))
+        return len(text)
+
+    def flush(self):
+        if self.fd is None:
+            self.stream.flush()
+
+    def fileno(self):
+        return self.stream.fileno() if self.fd is None else self.fd
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    def writable(self):
+        return True
 
 
 def _writes_to_fd2(stream):
