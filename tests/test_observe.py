@@ -163,11 +163,19 @@ def scalars(folder):
             for tag in events.Tags()["tensors"]}
 
 
-def test_train_logs_every_epoch_of_both_phases_to_csv_and_tensorboard(data, tmp_path):
+@pytest.fixture(scope="module")
+def logged(data):
+    """`(run folder, MLflow store)` of a train run with every log on."""
     pytest.importorskip("tensorboard")
-    out = tmp_path / "run"
+    pytest.importorskip("mlflow")
+    out, store = data.parent / "logged", data.parent / "mlruns"  # a local file store
     assert run("train", data, "--out", out, *SOFTMAX, "--lr", "0.01",
-               "--log", "tensorboard,csv") == 0
+               "--log", "mlflow,tensorboard,csv", "--mlflow-uri", store) == 0
+    return out, store
+
+
+def test_train_logs_every_epoch_of_both_phases_to_csv_and_tensorboard(logged):
+    out, _ = logged
     history = json.loads((out / "history.json").read_text())["history"]
     rows = read_csv(out / "training_log.csv")
     assert list(rows[0]) == ["epoch", "phase", "learning_rate", "accuracy", "loss",
@@ -187,7 +195,7 @@ def test_train_logs_every_epoch_of_both_phases_to_csv_and_tensorboard(data, tmp_
     np.testing.assert_allclose([v for _, v in validation["epoch_loss"]], history["val_loss"],
                                rtol=1e-6)
     assert json.loads((out / "config.json").read_text())["training"]["log"] == [
-        "csv", "tensorboard"]
+        "csv", "tensorboard", "mlflow"]
 
 
 def test_a_resumed_run_appends_to_its_csv_without_repeating_an_epoch(
@@ -250,14 +258,10 @@ def test_a_missing_log_package_is_one_line_naming_the_extra(data, tmp_path, monk
     assert not (tmp_path / "run").exists()
 
 
-def test_mlflow_gets_the_parameters_each_epochs_metrics_and_the_run_files(data, tmp_path):
-    pytest.importorskip("mlflow")
+def test_mlflow_gets_the_parameters_each_epochs_metrics_and_the_run_files(logged):
     from mlflow.tracking import MlflowClient
 
-    store = tmp_path / "mlruns"  # a local file store
-    out = tmp_path / "run"
-    assert run("train", data, "--out", out, *SOFTMAX, "--log", "csv,mlflow",
-               "--mlflow-uri", store) == 0
+    out, store = logged
     client = MlflowClient(tracking_uri=str(store))
     experiment = client.get_experiment_by_name("transferkit")
     (found,) = client.search_runs([experiment.experiment_id])
@@ -265,7 +269,7 @@ def test_mlflow_gets_the_parameters_each_epochs_metrics_and_the_run_files(data, 
     params = found.data.params
     assert (params["command"], params["backbone"], params["epochs"], params["head"]) == (
         "train", "mobilenet_v3_small", "[2, 1]", "softmax")
-    assert json.loads(params["log"]) == ["csv", "mlflow"]
+    assert json.loads(params["log"]) == ["csv", "tensorboard", "mlflow"]
     history = json.loads((out / "history.json").read_text())["history"]
     rows = read_csv(out / "training_log.csv")
     for key in ("loss", "val_loss", "learning_rate"):
