@@ -43,7 +43,7 @@ def test_compare_writes_a_complete_folder(compared, capsys):
     data, config, out = compared
     assert sorted(os.listdir(out)) == ["comparison.png", "config.json", "features",
                                        "history.json", "metrics.json", "report.html",
-                                       "report.json"]
+                                       "report.json", "training_log.csv"]
     assert (out / "comparison.png").stat().st_size > 1000
     # The report shows the variants table, the comparison plot and each variant's diagnosis.
     report = json.loads((out / "report.json").read_text())

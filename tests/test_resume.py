@@ -85,8 +85,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_one(
     assert f"interrupted at epoch {epochs + 1}/4" in line
     assert line.endswith(f"--out {out} {' '.join(ARGS)} --resume")
     assert sorted(os.listdir(tmp_path)) == ["run.partial"]
-    # The checkpoint, and phase 1's features (no augmentation: cached).
-    assert sorted(os.listdir(tmp_path / "run.partial")) == [f"epoch-{epochs:04d}", "features"]
+    # The checkpoint, phase 1's features (no augmentation: cached) and the epochs' log.
+    assert sorted(os.listdir(tmp_path / "run.partial")) == [f"epoch-{epochs:04d}", "features",
+                                                             "training_log.csv"]
     saved = tmp_path / "run.partial" / f"epoch-{epochs:04d}"
     state = read_json(saved / "state.json")
     assert (state["phase"], state["completed"], state["total"]) == (phase, epochs, 4)

@@ -37,7 +37,7 @@ def test_config_json_rebuilds_the_runs_training_config(trained):
 def test_train_writes_a_complete_run(trained):
     data, val, out = trained
     assert sorted(os.listdir(out)) == ["config.json", "curves.png", "features", "history.json",
-                                       "metrics.json", "model.keras"]
+                                       "metrics.json", "model.keras", "training_log.csv"]
     assert len(os.listdir(out / "features")) == 4  # training and validation features, sidecars
     assert not [p for p in os.listdir(out.parent) if p.startswith(".run.tmp")]
     metrics = json.loads((out / "metrics.json").read_text())

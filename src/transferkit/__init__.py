@@ -82,6 +82,7 @@ _EXPORTS = {
     "regularize": "transferkit.regularizers.regularization",
     "load_model": "transferkit.evaluation.inference",
     "save_model": "transferkit.saving",
+    "quiet_tensorflow": "transferkit._quiet",
 }
 
 __all__ = sorted(_EXPORTS)

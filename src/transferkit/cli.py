@@ -14,6 +14,7 @@ import threading
 import warnings
 
 import transferkit
+from transferkit._quiet import quiet_tensorflow
 from transferkit.training.config import TextColumns, add_arguments, from_arguments
 
 USAGE_ERROR = 2
@@ -27,8 +28,10 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return USAGE_ERROR
-    # TensorFlow's C++ start-up chatter is noise on a command line.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:
+        # TensorFlow's C++ start-up chatter is noise on a command line.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_tensorflow()
     from transferkit.errors import TransferkitError
 
     formatted = warnings.formatwarning
@@ -97,6 +100,8 @@ def _parser():
     )
     parser.add_argument("--version", action="version", version=f"transferkit {transferkit.__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up log lines (hidden by default)")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 

@@ -34,6 +34,12 @@ LINEAR_HEADS = ("logreg", "linear-svm")
 # "Defaults"): below this many training images a linear classifier on the
 # frozen features is as accurate as fine-tuning, in a fraction of the time.
 SMALL_DATA = 1000
+# The live logs of the epochs a run can keep (`--log`; transferkit.training.tracking).
+LOGS = ("csv", "tensorboard", "mlflow")
+# The module each live log imports (the extra of the same name installs it).
+_LOG_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+# Where a run is watched, not what it computes: a resumed run need not match them.
+WATCHING_OPTIONS = ("log", "mlflow_uri")
 # The options only a trained network uses: set any of them and "auto" fine-tunes.
 _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "optimizer",
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
@@ -265,6 +271,29 @@ def _lr_decay(name, value):
     return float(value)
 
 
+def _log(name, value):
+    """`"csv,tensorboard"`, a list of kinds, or `"none"` -> a tuple in `LOGS` order."""
+    kinds = value.split(",") if isinstance(value, str) else value
+    if kinds is None or not isinstance(kinds, (list, tuple)) \
+            or not all(isinstance(k, str) for k in kinds):
+        raise TransferkitError(f"log must be 'none' or kinds among {', '.join(LOGS)} "
+                               f"(comma-separated), got {value!r}.")
+    kinds = {k.strip().lower() for k in kinds} - {""}
+    if kinds == {"none"} or not kinds:
+        return ()
+    unknown = sorted(kinds - set(LOGS))
+    if unknown:
+        raise TransferkitError(f"log: unknown kind {unknown[0]!r}; use 'none' or kinds among "
+                               f"{', '.join(LOGS)}, like csv,tensorboard.")
+    return tuple(k for k in LOGS if k in kinds)
+
+
+def _text_or_none(name, value):
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise TransferkitError(f"{name} must be a text or None, got {value!r}.")
+    return None if value is None else os.fspath(value)
+
+
 # --------------------------------------------------------------------------
 # Command-line syntax: text -> value (the field's check judges the value).
 
@@ -400,6 +429,14 @@ class TrainingConfig:
         lora: text backbones: the rank of LoRA adapters on the attention's
             query and value projections, the only part of the encoder that
             fine-tunes (`transferkit.models.lora`). Defaults to `None` (off).
+        log: the live logs of the epochs, kinds among `LOGS`
+            (`transferkit.training.tracking`): `"csv"` (`training_log.csv`
+            in the run folder), `"tensorboard"` (`logs/`), `"mlflow"` (a run
+            in `mlflow_uri`); a comma-separated text or a list; `"none"` or
+            `()` for none. Not part of what a resumed run must match.
+            Defaults to `("csv",)`.
+        mlflow_uri: the MLflow tracking URI. Defaults to `None`: `./mlruns`,
+            a local file store.
 
     Example:
 
@@ -518,6 +555,13 @@ class TrainingConfig:
         "--lora", "fine-tune rank-R low-rank adapters of the attention projections instead "
         "of every weight (text backbones)", metavar="RANK", parse=_positive_int_or_none,
         show="off"), _int_at_least(1, none_ok=True))
+    log: tuple = option(("csv",), Flag(
+        "--log", "live logs of the epochs, comma-separated: csv (training_log.csv in the run "
+        "folder), tensorboard (logs/ in the run folder), mlflow (a run in --mlflow-uri); none "
+        "for none", metavar="KIND,..."), _log)
+    mlflow_uri: str | None = option(None, Flag(
+        "--mlflow-uri", "MLflow tracking URI for --log mlflow", metavar="URI",
+        show="./mlruns, a local file store"), _text_or_none)
 
     def __post_init__(self):
         from transferkit.backbones.registry import get_backbone_config
@@ -546,6 +590,9 @@ class TrainingConfig:
             raise TransferkitError(
                 f"{'max_length' if self.max_length is not None else 'lora'} is for text "
                 f"backbones; {backbone.name} reads images (image_size sets their size).")
+        if self.mlflow_uri is not None and "mlflow" not in self.log:
+            raise TransferkitError(f"mlflow_uri={self.mlflow_uri!r} is for log 'mlflow'; add "
+                                   "mlflow to log (--log csv,mlflow), or leave it out.")
         self._check_against(backbone)
         self.phases()  # the learning rates, optimizer and schedule, checked
 
@@ -751,6 +798,22 @@ def training_config(backbone, options, where):
     if isinstance(backbone, TrainingConfig):
         return dataclasses.replace(backbone, **options)
     return TrainingConfig(backbone, **options)
+
+
+def check_log_packages(kinds):
+    """Fails with one line naming the extra to install when a log of `kinds` lacks its package.
+
+    Example:
+
+    >>> check_log_packages(("csv",))  # csv needs nothing more
+    """
+    import importlib.util
+
+    for kind in kinds:
+        if kind in _LOG_PACKAGES and importlib.util.find_spec(_LOG_PACKAGES[kind]) is None:
+            raise TransferkitError(
+                f"--log {kind} needs the {_LOG_PACKAGES[kind]} package: "
+                f"pip install 'transferkit[{kind}]'.")
 
 
 def check_names(options, allowed, where):

@@ -67,7 +67,11 @@ class FineTuner:
         seed: int seeding Keras (`keras.utils.set_random_seed`), NumPy and
             Python for a repeatable run. Defaults to `None`.
         callbacks: extra Keras callbacks for every phase (on a cached phase
-            they see the head model that trains; see `cache`).
+            they see the head model that trains; see `cache`). A callback with a
+            `set_phase(index, phase, first_epoch)` method is told, before
+            each phase's `fit`, the phase's index, its `Phase`, and the
+            epoch over all phases (0-based) that its `fit` counts as 0
+            (the live logs of `transferkit.training.tracking`).
         cache: `True` (default), `False`, or a folder. A phase whose
             backbone is frozen (plan `"none"`) on a model without
             augmentation computes the backbone's features once and trains
@@ -237,6 +241,7 @@ class FineTuner:
                     callbacks.append(checkpoint)  # last: it reads what the others decided
                     logs = checkpoint.logs  # the epochs before the interruption, then these
                     data = self.partial.data(data, index, start)
+                self._tell_phase(index, phase, first=len(history.get("loss", [])))
                 run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
                                   callbacks=callbacks, verbose=self.verbose) \
                     if phase.epochs else None
@@ -248,6 +253,12 @@ class FineTuner:
                 phase, first, ran, stopper is not None and stopper.stopped_epoch > 0, summary))
         self._keep_results(history, records, monitor, best.mode)
         return self
+
+    def _tell_phase(self, index, phase, first):
+        """Tells the callbacks with a `set_phase` which phase runs, and its first epoch."""
+        for callback in self.callbacks or []:
+            if hasattr(callback, "set_phase"):
+                callback.set_phase(index, phase, first)
 
     @staticmethod
     def _record(phase, first, ran, stopped_early, summary):

@@ -57,7 +57,7 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
-            checkpoint=None, partial=None, class_names=None):
+            checkpoint=None, partial=None, class_names=None, callbacks=None):
         """Builds and trains one model; returns a dict of what came out.
 
         `features`, optional, is a callable `extractor -> (train features,
@@ -65,6 +65,9 @@ class Trainer:
         `partial`, optional, a loaded `transferkit.training.resume.PartialRun`:
         a checkpoint after every epoch, and a resume from its last one
         (`FineTuner`'s `partial`; a linear head ignores it).
+        `callbacks`, optional: extra Keras callbacks for every phase
+        (`FineTuner`'s; the live logs of `transferkit.training.tracking`); a
+        linear head ignores them.
 
         The dict: `model`, `tuner`, `linear`, `metrics`, `history`, `config`
         and `val_scores`, the final model's class scores on `x_val`
@@ -81,7 +84,7 @@ class Trainer:
                                       weights)
         else:
             fitted = self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                       checkpoint, partial, weights)
+                                       checkpoint, partial, weights, callbacks)
         return self._with_imbalance_metrics(fitted, y_val, weights)
 
     @staticmethod
@@ -205,7 +208,7 @@ class Trainer:
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
-                     partial=None, weights=None):
+                     partial=None, weights=None, callbacks=None):
         from transferkit.training.features import (
             cache_refusal,
             extract_features,
@@ -222,7 +225,7 @@ class Trainer:
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
-            partial=partial, monitor=self.config.monitor,
+            partial=partial, monitor=self.config.monitor, callbacks=callbacks,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
                   sample_weight=sample_weights(weights, y_train))

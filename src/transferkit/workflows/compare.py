@@ -48,7 +48,12 @@ from transferkit.runs import (
     MODEL_FILE,
     jsonable,
 )
-from transferkit.training.config import TrainingConfig, check_names, training_config
+from transferkit.training.config import (
+    TrainingConfig,
+    check_log_packages,
+    check_names,
+    training_config,
+)
 from transferkit.workflows.common import (
     FEATURES_DIR,
     check_data,
@@ -202,6 +207,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     base_where = f"{os.fspath(config)}, [base]" if file_base else "The base options"
     # Variants of a network recipe: head "auto" is a softmax head here.
     base_config = _config(backbone, {**base, "seed": seed}, base_where).for_data(None)
+    check_log_packages(base_config.log)
     configs = {name: _config(base_config, options, where)
                for name, (options, where) in chosen.items()}
     _trainer(base_config, base_where, verbose)
@@ -210,6 +216,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     from transferkit.runs import write_json
     from transferkit.training import resume
     from transferkit.training.features import FeatureCache
+    from transferkit.training.tracking import log_callbacks, mlflow_run
     from transferkit.training.trainer import Trainer
 
     trainers = {name: _trainer(configs[name], chosen[name][1], verbose) for name in configs}
@@ -217,7 +224,12 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     _say_duplicates(first, configs)
     cache_dir = checked_cache_dir(cache_dir)
 
-    with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp:
+    with output_folder(out, "compare", inputs=inputs, overwrite=overwrite) as tmp, \
+            mlflow_run(base_config.log, base_config.mlflow_uri,
+                       f"compare {os.fspath(out if out is not None else data_dir)}") as tracked:
+        if tracked is not None:
+            tracked.log_params({"command": "compare", "data": os.fspath(data_dir),
+                                "variants": ",".join(trainers), **base_config.to_dict()})
         folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict,
                                                 text=first.text, columns=columns)
         if first.text:
@@ -236,7 +248,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         (x_train, train_files), y_train = model_inputs(first, train_set), train_set.labels
         (x_val, val_files), y_val = model_inputs(first, val_set), val_set.labels
 
-        def run_variants(cache, where, models_dir):
+        def run_variants(cache, where, models_dir, logs=None):
             rows, histories = {}, {}
             for index, (name, trainer) in enumerate(trainers.items()):
                 trainer.say(f"Variant {index + 1}/{len(trainers)}: {name} "
@@ -253,7 +265,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes,
                                      features=features, class_names=train_set.class_names,
                                      partial=resume.PartialRun(None, None,
-                                                               seed=trainer.config.seed))
+                                                               seed=trainer.config.seed),
+                                     callbacks=log_callbacks(base_config.log, logs,
+                                                             columns={"variant": name},
+                                                             name=name, tracked=tracked))
                 history = fitted["history"]["history"]
                 diagnosis = diagnose(history, num_classes=num_classes,
                                      monitor=trainer.config.monitor)
@@ -292,10 +307,12 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 rows, histories = run_variants(FeatureCache(cache_dir or scratch),
                                                cache_dir or "a temporary folder", None)
         else:
+            if log_callbacks(base_config.log, tmp):
+                first.say(f"Live logs, per epoch, until {out} is written: {tmp}.")
             rows, histories = run_variants(
                 FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
                 cache_dir or os.path.join(os.fspath(out), FEATURES_DIR),
-                os.path.join(tmp, VARIANTS_DIR) if save_models else None)
+                os.path.join(tmp, VARIANTS_DIR) if save_models else None, logs=tmp)
             skipped = folder.skipped + (val_set.skipped if val is not None else [])
             write_json(os.path.join(tmp, METRICS_FILE), {
                 "variants": rows, **summary,
@@ -320,6 +337,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
+            if tracked is not None:
+                tracked.log_files(tmp)
     first.say(format_table(rows))
     first.say(f"{len(rows)} variants compared in {time.perf_counter() - start:.0f} s"
               + (f"; wrote {out}." if out is not None else "."))

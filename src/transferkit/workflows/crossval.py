@@ -16,7 +16,7 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
-from transferkit.training.config import TextColumns, training_config
+from transferkit.training.config import TextColumns, check_log_packages, training_config
 from transferkit.workflows.common import (
     FEATURES_DIR,
     check_data,
@@ -91,15 +91,19 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
     config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
+    check_log_packages(config.log)
     from sklearn.model_selection import StratifiedKFold
 
     from transferkit.training.features import FeatureCache
     from transferkit.training.trainer import Trainer
+    from transferkit.training.tracking import log_callbacks, mlflow_run
 
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
 
-    with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp:
+    with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp, \
+            mlflow_run(config.log, config.mlflow_uri,
+                       f"cv {os.fspath(out if out is not None else data_dir)}") as tracked:
         folder = read_labelled(data_dir, text, strict, columns)
         noun = "text" if text else "image"
         smallest = min(folder.class_counts().items(), key=lambda item: item[1])
@@ -116,13 +120,16 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             trainer = trainer.for_texts(folder.texts)
         config = trainer.config
         shape, input_config = input_description(trainer)
+        if tracked is not None:
+            tracked.log_params({"command": "cv", "data": os.fspath(data_dir), "folds": folds,
+                                **config.to_dict()})
         trainer.say(f"{len(folder)} {trainer.noun} in {len(folder.class_names)} classes "
                     f"{folder.class_names}; {folds} stratified folds (seed {seed}), {shape}.")
         trainer.hint(len(folder) - len(splits[0][1]))
         x, files = model_inputs(trainer, folder)  # images streamed, texts as token ids
         y = folder.labels
 
-        def run_folds(cache, where):
+        def run_folds(cache, where, logs=None):
             def features_for(train_index, val_index):
                 def features(extractor):
                     # The cache key hashes the backbone's weights: every fold whose
@@ -139,7 +146,11 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 fitted = trainer.fit(take(x, train_index), y[train_index], take(x, val_index),
                                      y[val_index], len(folder.class_names),
                                      features=features_for(train_index, val_index),
-                                     class_names=folder.class_names)
+                                     class_names=folder.class_names,
+                                     callbacks=log_callbacks(config.log, logs,
+                                                             columns={"fold": k + 1},
+                                                             name=f"fold-{k + 1}",
+                                                             tracked=tracked))
                 rows.append({"fold": k + 1, f"train_{trainer.noun}": int(len(train_index)),
                              f"val_{trainer.noun}": int(len(val_index)), **fitted["metrics"]})
                 histories.append(fitted["history"])
@@ -155,9 +166,11 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                                             cache_dir or "a temporary folder")
             result = _summary(rows)
         else:
+            if log_callbacks(config.log, tmp) and not config.linear:
+                trainer.say(f"Live logs, per epoch, until {out} is written: {tmp}.")
             rows, histories = run_folds(
                 FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
-                cache_dir or os.path.join(os.fspath(out), FEATURES_DIR))
+                cache_dir or os.path.join(os.fspath(out), FEATURES_DIR), logs=tmp)
             result = _summary(rows)
             from transferkit.runs import write_json
 
@@ -180,6 +193,13 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
+        if tracked is not None:
+            tracked.log_metrics({f"{kind}_{k}": v for kind in ("mean", "std")
+                                 for k, v in result[kind].items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                                step=0)
+            if out is not None:
+                tracked.log_files(tmp)
     trainer.say(format_table(result))
     trainer.say(f"{folds}-fold cross-validation in {time.perf_counter() - start:.0f} s"
                 + (f"; wrote {out}." if out is not None else "."))

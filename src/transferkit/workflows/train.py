@@ -17,7 +17,12 @@ from transferkit.runs import (
     jsonable,
     write_json,
 )
-from transferkit.training.config import TextColumns, training_config
+from transferkit.training.config import (
+    WATCHING_OPTIONS,
+    TextColumns,
+    check_log_packages,
+    training_config,
+)
 from transferkit.workflows.common import (
     FEATURES_DIR,
     check_data,
@@ -123,9 +128,11 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # An unknown backbone fails here before Keras is imported (the catalogue
     # needs none); the other options' checks import it.
     config = training_config(backbone, options, "train")
+    check_log_packages(config.log)
     from transferkit.saving import file_sha256
     from transferkit.training.features import FeatureCache, files_digest
     from transferkit.training.resume import PartialRun
+    from transferkit.training.tracking import mlflow_run
     from transferkit.training.trainer import Trainer
 
     trainer = Trainer(config, verbose=verbose)
@@ -141,7 +148,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     features_dir = cache_dir or os.path.join(partial_dir, FEATURES_DIR)
     with output_folder(out, "train", inputs=(data_dir, val, cache_dir),
                        overwrite=overwrite, space=trainer.disk_space()) as tmp, \
-            _kept_when_interrupted(partial_dir):
+            _kept_when_interrupted(partial_dir), \
+            mlflow_run(config.log, config.mlflow_uri, f"train {os.fspath(out)}") as tracked:
         folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict,
                                                 text=text, columns=columns)
         trainer = trainer.for_data(len(train_set))  # head "auto" decided
@@ -149,6 +157,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             trainer = trainer.for_texts(train_set.texts)  # max_length decided
         config = trainer.config
         noun = trainer.noun
+        if tracked is not None:
+            tracked.log_params({"command": "train", "data": os.fspath(data_dir),
+                                "val": val and os.fspath(val), **config.to_dict()})
         shape, input_config = input_description(trainer)
         trainer.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
                     f"classes {train_set.class_names}; {shape}.")
@@ -160,14 +171,20 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     "val_texts": texts_digest(val_set.texts, val_set.labels)} if text else {
             "train_files": files_digest(train_files), "val_files": files_digest(val_files)}
         y_train, y_val = train_set.labels, val_set.labels
+        callbacks = []
         if not config.linear:
+            # Where the run is watched (--log) is no part of what a resume must match.
             partial = PartialRun(partial_dir, {
-                "training": config.to_dict(), "class_names": list(train_set.class_names),
-                **identity}, seed=config.seed)
-            if resume and partial.load():
+                "training": {k: v for k, v in config.to_dict().items()
+                             if k not in WATCHING_OPTIONS},
+                "class_names": list(train_set.class_names), **identity}, seed=config.seed)
+            resumed = resume and partial.load()
+            if resumed:
                 trainer.say(f"Resuming from {partial_dir}: {partial.completed} epochs done.")
             elif resume:
                 trainer.say(f"No checkpoint in {partial_dir}: training from the start.")
+            callbacks = _live_logs(trainer, partial_dir, partial.completed if resumed else 0,
+                                   tracked)
         cache = FeatureCache(features_dir)
         where = cache_dir or os.path.join(os.fspath(out), FEATURES_DIR)
 
@@ -179,7 +196,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             fitted = trainer.fit(x_train, y_train, x_val, y_val, len(train_set.class_names),
                                  features=features,
                                  checkpoint=os.path.join(tmp, "best.weights.h5"),
-                                 partial=partial, class_names=train_set.class_names)
+                                 partial=partial, class_names=train_set.class_names,
+                                 callbacks=callbacks)
         except KeyboardInterrupt as e:
             # For the command line's message: what is kept, and where.
             if partial is not None and partial.latest() is not None:
@@ -190,6 +208,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             raise
         if cache_dir is None and os.path.isdir(features_dir):
             os.replace(features_dir, os.path.join(tmp, FEATURES_DIR))  # into the run
+        for name in _logged(config.log):  # the live logs too
+            if os.path.exists(os.path.join(partial_dir, name)):
+                os.replace(os.path.join(partial_dir, name), os.path.join(tmp, name))
         model = fitted["model"]
         # A split's validation part repeats its file's skipped list.
         skipped = [(data_dir, s) for s in folder.skipped] + (
@@ -238,6 +259,11 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             # report neither loads the model nor decodes the images again.
             write_report(tmp, data_dir=val_set, location=out,
                          evaluated=(fitted["val_scores"], x_val))
+        if tracked is not None:  # the final figures, and the run's files
+            tracked.log_metrics({k: v for k, v in metrics.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                                step=metrics["epochs_run"])
+            tracked.log_files(tmp)
     shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
     if config.linear:
         trainer.say(f"{config.head} (C={fitted['linear'].C_:g}): val_accuracy "
@@ -250,6 +276,40 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     f"{metrics['seconds']:.0f} s.")
     return {"model": model, "tuner": fitted["tuner"], "linear": fitted["linear"],
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
+
+
+def _logged(kinds):
+    """The files and folders of the live logs `kinds` in a run folder."""
+    from transferkit.training.tracking import CSV_FILE, TENSORBOARD_DIR
+
+    return [name for kind, name in (("csv", CSV_FILE), ("tensorboard", TENSORBOARD_DIR))
+            if kind in kinds]
+
+
+def _live_logs(trainer, partial_dir, completed, tracked=None):
+    """The `--log` callbacks, writing into `partial_dir` as the epochs end.
+
+    There they outlive an interruption, as the checkpoints do; the finished
+    run moves them into its folder. A resumed run keeps the rows of its
+    `completed` epochs and appends; a fresh one starts them again.
+    """
+    from transferkit.training.tracking import CSV_FILE, log_callbacks, trim_csv
+
+    for name in _logged(("csv", "tensorboard")):
+        path = os.path.join(partial_dir, name)
+        if completed and name == CSV_FILE:
+            trim_csv(path, completed)
+        elif not completed and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif not completed and os.path.exists(path):
+            os.remove(path)
+    callbacks = log_callbacks(trainer.config.log, partial_dir, tracked=tracked)
+    if _logged(trainer.config.log):
+        os.makedirs(partial_dir, exist_ok=True)
+        trainer.say("Live logs, per epoch, until the run is written: "
+                    + ", ".join(os.path.join(partial_dir, name)
+                                for name in _logged(trainer.config.log)) + ".")
+    return callbacks
 
 
 def partial_folder(out):
