@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "transferkit"
 # From the bottom up: a module may import from its own layer and the layers below.
 # data -> backbone -> model -> recipe/training -> evaluation/report -> workflows -> cli.
 LAYERS = [
-    ("errors", "version", "specs", "_compat", "_walk", "_lazy", "_quiet"),
+    ("errors", "version", "specs", "_compat", "_walk", "_lazy", "_quiet", "progress"),
     ("runs", "outputs", "saving", "weights"),
     ("data",),
     ("backbones",),

@@ -15,6 +15,7 @@ import warnings
 
 import transferkit
 from transferkit._quiet import quiet_tensorflow
+from transferkit.progress import quiet
 from transferkit.training.config import TextColumns, add_arguments, from_arguments
 
 USAGE_ERROR = 2
@@ -46,7 +47,8 @@ def main(argv=None):
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
-        return args.run(args) or 0
+        with quiet(args.quiet):
+            return args.run(args) or 0
     except TransferkitError as e:
         if args.debug:
             raise
@@ -102,6 +104,8 @@ def _parser():
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines (hidden by default)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or per-epoch lines (the results still print)")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -375,6 +379,9 @@ def _parser():
     )
     bb.add_argument("names", nargs="*", metavar="NAME", help="only these backbones (default: all)")
     bb.set_defaults(command="backbones", run=_backbones)
+    for command in commands.choices.values():  # also after the command's name
+        command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress bars or per-epoch lines")
     return parser
 
 

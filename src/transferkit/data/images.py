@@ -41,6 +41,7 @@ from PIL import Image, ImageOps
 
 from transferkit.data.splits import stratified_split
 from transferkit.errors import TransferkitError
+from transferkit.progress import Progress
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 CROPS = ("center", None)
@@ -560,9 +561,12 @@ def _center_box(source_size, height, width):
 
 def _sort_out(files):
     """`(readable files, [(file, reason), ...] for the others)`."""
-    readable, bad = [], []
-    with ThreadPoolExecutor(DEFAULT_WORKERS) as pool:
-        reasons = list(pool.map(_unreadable, files))
+    readable, bad, reasons = [], [], []
+    with ThreadPoolExecutor(DEFAULT_WORKERS) as pool, \
+            Progress(len(files), "Checking image files", unit="files") as progress:
+        for reason in pool.map(_unreadable, files):
+            reasons.append(reason)
+            progress.update()
     for file, reason in zip(files, reasons):
         if reason is None:
             readable.append(file)

@@ -17,10 +17,11 @@ import keras
 import numpy as np
 
 from transferkit._compat import is_functional
-from transferkit.backbones.text import TokenizedTexts
 from transferkit._walk import iter_layers
+from transferkit.backbones.text import TokenizedTexts
 from transferkit.errors import TransferkitError
 from transferkit.evaluation.tta import check_views, tta_scores
+from transferkit.progress import Progress
 from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config
 
 
@@ -192,8 +193,11 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
         "probability", "probabilities")
     rows = []
     sampler = None if mc_samples is None else _MCDropout(run.model, seed)
-    with sampler or contextlib.nullcontext():
+    with sampler or contextlib.nullcontext(), \
+            Progress(len(sources), "Predicting", unit="texts" if run.text else "images") \
+            as progress:
         for begin, batch in read_ahead(x, batch_size):
+            progress.update(len(batch))
             names = sources[begin:begin + batch_size]
             if scored is not None:
                 spread, probabilities = None, batch
@@ -248,8 +252,12 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=No
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
     x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-    scores = np.concatenate([class_scores(run, batch, tta=tta)
-                             for _, batch in read_ahead(x, batch_size)])
+    scores = []
+    with Progress(len(x), "Evaluating", unit="images") as progress:
+        for _, batch in read_ahead(x, batch_size):
+            scores.append(class_scores(run, batch, tta=tta))
+            progress.update(len(batch))
+    scores = np.concatenate(scores)
     return classification_figures(labels, scores.argmax(axis=1), run.class_names,
                                   folder.skipped, scores=scores)
 

@@ -33,6 +33,7 @@ import re
 import numpy as np
 
 from transferkit.errors import TransferkitError
+from transferkit.progress import Progress
 from transferkit.runs import (
     COMPARISON_FILE,
     CONFIG_FILE,
@@ -266,7 +267,12 @@ def _evaluate(path, data_dir, worst, config, evaluated=None):
         run = load_run(path)
         class_names, outputs = run.class_names, run.outputs
         x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-        scores = np.concatenate([class_scores(run, batch) for _, batch in read_ahead(x, 32)])
+        with Progress(len(x), "Scoring the validation images", unit="images") as progress:
+            scores = []
+            for _, batch in read_ahead(x, 32):
+                scores.append(class_scores(run, batch))
+                progress.update(len(batch))
+        scores = np.concatenate(scores)
     else:
         class_names, outputs = known, config.get("outputs", "probabilities")
         scores, x = _checked_evaluated(evaluated, folder, len(class_names))

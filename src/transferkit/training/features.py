@@ -32,11 +32,12 @@ import numpy as np
 
 from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
-from transferkit.data.stream import ImageFiles, read_ahead
 from transferkit.data.buckets import is_token_ids, sorted_batches
+from transferkit.data.stream import ImageFiles, read_ahead
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import compute_dtypes
 from transferkit.outputs import atomic_output
+from transferkit.progress import Progress
 from transferkit.saving import file_sha256
 
 BACKBONE = "backbone"
@@ -173,7 +174,8 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
             features of a data set larger than memory never sit in memory at
             once. Written to a temporary file beside it, renamed when
             complete. Defaults to `None` (an in-memory array).
-        verbose: 1 shows a progress bar. Defaults to 0.
+        verbose: 1 shows the pass's progress (`transferkit.progress`: a bar
+            on a terminal, else one line at the end). Defaults to 0.
         augment: optional layer (a model's `"augment"`, see
             `augmentation_layer`) that each batch goes through in training
             mode before `extractor`: the result is one randomly augmented
@@ -209,13 +211,14 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
     try:
         if tmp is not None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        bar = keras.utils.Progbar(len(x), verbose=1 if verbose else 0, unit_name="sample")
+        bar = Progress(len(x), "Extracting features", unit="inputs",
+                       delay=0.0 if verbose else math.inf)
         if augment is None and is_token_ids(x, extractor):
             # Texts by length, each batch cut to its longest: padding costs little.
             for take, width in sorted_batches(x, batch_size):
                 out[take] = keras.ops.convert_to_numpy(
                     extractor.predict_on_batch(x[take, :width]))
-                bar.add(len(take))
+                bar.update(len(take))
             batches = ()
         else:
             batches = read_ahead(x, batch_size)
@@ -232,7 +235,8 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
                                                         batch.dtype)])
             out[start:start + n] = keras.ops.convert_to_numpy(
                 extractor.predict_on_batch(batch))[:n]
-            bar.add(n)
+            bar.update(n)
+        bar.close()
         if tmp is None:
             return out
         out.flush()

@@ -10,6 +10,7 @@ import contextlib
 import math
 import numbers
 import os
+import sys
 import tempfile
 
 import keras
@@ -18,9 +19,10 @@ import numpy as np
 from transferkit.data.buckets import LengthBuckets, is_token_ids
 from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
+from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
 from transferkit.models.heads import default_loss, default_metrics
+from transferkit.progress import is_quiet
 from transferkit.training.callbacks import BestWeights
-from transferkit.training.metrics import metric_for
 from transferkit.training.features import (
     AugmentedFeatures,
     FeatureCache,
@@ -30,8 +32,9 @@ from transferkit.training.features import (
     feature_extractor,
     head_model,
 )
-from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
+from transferkit.training.metrics import metric_for
 from transferkit.training.phases import OPTIMIZERS, Phase, default_recipe  # noqa: F401
+
 
 class FineTuner:
     """Trains a model through a list of phases, keeping the best weights.
@@ -243,7 +246,7 @@ class FineTuner:
                     data = self.partial.data(data, index, start)
                 self._tell_phase(index, phase, first=len(history.get("loss", [])))
                 run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
-                                  callbacks=callbacks, verbose=self.verbose) \
+                                  callbacks=callbacks, verbose=self._fit_verbose()) \
                     if phase.epochs else None
             if self.partial is None and run is not None:
                 logs = run.history
@@ -459,7 +462,16 @@ class FineTuner:
             print(text)
 
     def _bar(self):
-        return 1 if self.verbose in ("auto", 1, True) else 0
+        """1 when extraction shows its progress, else 0 (`verbose=0`, `--quiet`)."""
+        return 1 if self.verbose in ("auto", 1, True) and not is_quiet() else 0
+
+    def _fit_verbose(self):
+        """`fit`'s verbosity: `"auto"` is a bar on a terminal, else a line an epoch."""
+        if is_quiet():
+            return 0
+        if self.verbose == "auto":
+            return 1 if sys.stdout.isatty() else 2
+        return self.verbose
 
     def _checked_phases(self):
         phases = default_recipe() if self.phases is None else list(self.phases)

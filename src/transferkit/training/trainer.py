@@ -15,7 +15,12 @@ import numpy as np
 
 from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.optim.optimizers import get_optimizer
-from transferkit.training.class_weights import class_weights, imbalance_metrics, sample_weights
+from transferkit.progress import is_quiet
+from transferkit.training.class_weights import (
+    class_weights,
+    imbalance_metrics,
+    sample_weights,
+)
 from transferkit.training.config import SMALL_DATA
 from transferkit.training.recipe import FineTuner
 
@@ -248,9 +253,9 @@ class Trainer:
                 "config": {"phases": tuner.phases_}, "val_scores": probabilities}
 
     def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features, weights=None):
+        from transferkit.models.model import build
         from transferkit.training.features import extract_features, feature_extractor
         from transferkit.training.linear import LinearHead
-        from transferkit.models.model import build
 
         extractor = feature_extractor(build(
             self.backbone.name, num_classes, weights=self.weights,
@@ -328,4 +333,5 @@ class Trainer:
             print(text)
 
     def bar(self):
-        return 1 if self.verbose in ("auto", 1, True) else 0
+        """1 when passes over data show their progress, else 0 (`--quiet`, `verbose=0`)."""
+        return 1 if self.verbose in ("auto", 1, True) and not is_quiet() else 0

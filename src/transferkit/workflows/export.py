@@ -22,6 +22,7 @@ import numpy as np
 
 from transferkit.errors import TransferkitError
 from transferkit.outputs import check_output_folder, output_folder
+from transferkit.progress import Progress
 from transferkit.runs import CONFIG_FILE, MODEL_FILE, read_run_config, write_json
 
 FORMATS = ("saved_model", "litert", "onnx")
@@ -425,8 +426,12 @@ def run_exported(format, artifact, x, batch_size=32):
     """
     call = {"saved_model": _saved_model_runner, "litert": _litert_runner,
             "onnx": _onnx_runner}[format](os.fspath(artifact))
-    return np.concatenate([np.asarray(call(_float(x[i:i + batch_size])), dtype=np.float32)
-                           for i in range(0, len(x), batch_size)])
+    outputs = []
+    with Progress(len(x), f"Checking the {format} export", unit="inputs") as progress:
+        for i in range(0, len(x), batch_size):
+            outputs.append(np.asarray(call(_float(x[i:i + batch_size])), dtype=np.float32))
+            progress.update(len(outputs[-1]))
+    return np.concatenate(outputs)
 
 
 def _saved_model_runner(artifact):
