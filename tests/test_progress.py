@@ -59,16 +59,22 @@ def test_quiet_blocks_print_nothing_and_nest():
     assert not is_quiet() and stream.getvalue() == ""
 
 
-def test_the_cli_quiet_flag_silences_the_epochs_either_side_of_the_command(tmp_path, capfd):
+def test_the_cli_quiet_flag_silences_the_epochs_and_goes_either_side_of_the_command(
+        tmp_path, capfd):
+    from transferkit.cli import _parser
+
+    assert _parser().parse_args(["--quiet", "backbones"]).quiet
+    assert _parser().parse_args(["backbones", "--quiet"]).quiet
+    assert not _parser().parse_args(["backbones"]).quiet
     data = make_folder(tmp_path / "data", n=6)
-    assert run("train", data, "--out", tmp_path / "loud", *FAST) == 0
+    one_phase = [*FAST, "--epochs", "3,0"]
+    assert run("train", data, "--out", tmp_path / "loud", *one_phase) == 0
     loud = capfd.readouterr()
-    assert "val_loss" in loud.out  # a line an epoch (stdout is not a terminal here)
-    assert run("--quiet", "train", data, "--out", tmp_path / "a", *FAST) == 0
-    assert run("train", data, "--out", tmp_path / "b", *FAST, "--quiet") == 0
-    quiet_out = capfd.readouterr()
-    assert "val_loss:" not in quiet_out.out and "Extracting features" not in quiet_out.err
-    assert "Best epoch" in quiet_out.out  # the result still prints
-    rows = np.loadtxt(tmp_path / "a" / "training_log.csv", delimiter=",", skiprows=1,
-                      usecols=0)
-    assert len(rows) == 3  # the run itself is the same
+    assert loud.out.count("val_loss:") == 3  # a line an epoch (stdout is not a terminal)
+    assert run("train", data, "--out", tmp_path / "quiet", *one_phase, "--quiet") == 0
+    quiet_run = capfd.readouterr()
+    assert "val_loss:" not in quiet_run.out and "Extracting features" not in quiet_run.err
+    assert "Best epoch" in quiet_run.out  # the result still prints
+    logged = [np.loadtxt(tmp_path / name / "training_log.csv", delimiter=",", skiprows=1,
+                         usecols=-1) for name in ("loud", "quiet")]
+    np.testing.assert_array_equal(*logged)  # the same run, only quieter

@@ -29,7 +29,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return USAGE_ERROR
-    if not args.verbose:
+    if not (args.verbose or args.debug):
         # TensorFlow's C++ start-up chatter is noise on a command line.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         quiet_tensorflow()
