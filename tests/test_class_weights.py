@@ -196,3 +196,13 @@ def test_a_monitor_makes_auto_fine_tune():
         == "softmax"
     with pytest.raises(TransferkitError, match="monitor"):
         TrainingConfig("efficientnet_lite0", monitor="val_f1")
+
+
+def test_train_suggests_class_weights_for_skewed_classes_only(tmp_path, capsys):
+    data = _constant_folder(tmp_path / "data", {"a": 3, "b": 9})
+    options = [*FAST, "--epochs", "1,0", "--val-split", "0.25"]
+    assert run("train", data, "--out", tmp_path / "one", *options) == 0
+    assert "Hint: the classes are skewed (b 7, a 2)" in capsys.readouterr().out
+    assert run("train", data, "--out", tmp_path / "two", *options,
+               "--class-weight", "balanced") == 0
+    assert "skewed" not in capsys.readouterr().out

@@ -34,6 +34,9 @@ LINEAR_HEADS = ("logreg", "linear-svm")
 # "Defaults"): below this many training images a linear classifier on the
 # frozen features is as accurate as fine-tuning, in a fraction of the time.
 SMALL_DATA = 1000
+# From this ratio of the largest class to the smallest on, `train` suggests
+# class weights (bench/README.md, "Skewed classes").
+SKEWED = 3
 # The live logs of the epochs a run can keep (`--log`; transferkit.training.tracking).
 LOGS = ("csv", "tensorboard", "mlflow")
 # The module each live log imports (the extra of the same name installs it).

@@ -244,6 +244,8 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         first.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, classes "
                   f"{train_set.class_names}; {shape}; "
                   f"{len(trainers)} variants: {', '.join(trainers)}.")
+        if all(t.config.class_weight is None for t in trainers.values()):
+            first.skew_hint(train_set.labels, train_set.class_names)
         # Streamed: decoded batch by batch, never all in memory.
         (x_train, train_files), y_train = model_inputs(first, train_set), train_set.labels
         (x_val, val_files), y_val = model_inputs(first, val_set), val_set.labels

@@ -126,6 +126,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         trainer.say(f"{len(folder)} {trainer.noun} in {len(folder.class_names)} classes "
                     f"{folder.class_names}; {folds} stratified folds (seed {seed}), {shape}.")
         trainer.hint(len(folder) - len(splits[0][1]))
+        trainer.skew_hint(folder.labels, folder.class_names)
         x, files = model_inputs(trainer, folder)  # images streamed, texts as token ids
         y = folder.labels
 

@@ -164,6 +164,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         trainer.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
                     f"classes {train_set.class_names}; {shape}.")
         trainer.hint(len(train_set))
+        trainer.skew_hint(train_set.labels, train_set.class_names)
         # Images streamed (decoded batch by batch); texts as token ids, 4 bytes a token.
         x_train, train_files = model_inputs(trainer, train_set)
         x_val, val_files = model_inputs(trainer, val_set)
