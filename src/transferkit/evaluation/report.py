@@ -541,6 +541,22 @@ def _curves_section(run_dir, name=CURVES_FILE):
             f'<img class="curves" src="{uri}" alt="training and validation curves">']
 
 
+def _skewed_class_figures(evaluation):
+    """The paragraph of balanced accuracy, macro-F1 and (two classes) AUCs, if computed."""
+    if "macro_f1" not in evaluation:
+        return []
+    text = (f'Balanced accuracy (mean recall) <strong>'
+            f'{_number(evaluation["balanced_accuracy"])}</strong>, macro-F1 <strong>'
+            f'{_number(evaluation["macro_f1"])}</strong>')
+    if "roc_auc" in evaluation:
+        positive = _escape(evaluation["class_names"][1])
+        text += (f', ROC-AUC {_number(evaluation["roc_auc"])}, PR-AUC '
+                 f'{_number(evaluation["pr_auc"])} ({positive} positive); the threshold on its '
+                 f'score with the best balanced accuracy here: {_number(evaluation["threshold"])} '
+                 f'({_number(evaluation["balanced_accuracy_at_threshold"])})')
+    return [f"<p>{text}.</p>"]
+
+
 def _evaluation_section(evaluation):
     names = evaluation["class_names"]
     e = _escape
@@ -549,16 +565,7 @@ def _evaluation_section(evaluation):
              f'<p>Accuracy <strong>{_number(evaluation["accuracy"])}</strong> on '
              f'{evaluation[noun]} {noun} in <span class="mono">'
              f'{e(evaluation["data_dir"])}</span>.</p>',
-             *([f'<p>Balanced accuracy (mean recall) <strong>'
-                f'{_number(evaluation["balanced_accuracy"])}</strong>, macro-F1 <strong>'
-                f'{_number(evaluation["macro_f1"])}</strong>'
-                + (f', ROC-AUC {_number(evaluation["roc_auc"])}, PR-AUC '
-                   f'{_number(evaluation["pr_auc"])} ({e(names[1])} positive); the threshold '
-                   f'on its score with the best balanced accuracy here: '
-                   f'{_number(evaluation["threshold"])} '
-                   f'({_number(evaluation["balanced_accuracy_at_threshold"])})'
-                   if "roc_auc" in evaluation else "") + ".</p>"]
-               if "macro_f1" in evaluation else []),
+             *_skewed_class_figures(evaluation),
              _table(("class", "precision", "recall", "F1", "support"),
                     [(n, _number(c["precision"]), _number(c["recall"]),
                       _number(c.get("f1")), c["support"])

@@ -37,16 +37,12 @@ def views(batch, n):
     """The first `n` views of a batch of images `(k, height, width, 3)`, each that shape."""
     n = check_views(n)
     batch = np.asarray(batch)
-    out = []
-    for index in range(n):
-        crop = index // 2  # 0: whole, 1: centre, 2-3: corners, in pairs of the same crop
-        if index < 4:
-            view = batch if crop == 0 else _crop(batch, "center")
-            out.append(view if index % 2 == 0 else view[:, :, ::-1])
-        else:
-            out.append(_crop(batch, ("top_left", "top_right", "bottom_left",
-                                     "bottom_right")[index - 4]))
-    return out
+    centre = _crop(batch, "center") if n > 2 else None
+    every = [lambda: batch, lambda: batch[:, :, ::-1], lambda: centre,
+             lambda: centre[:, :, ::-1]] + [
+        lambda where=where: _crop(batch, where)
+        for where in ("top_left", "top_right", "bottom_left", "bottom_right")]
+    return [view() for view in every[:n]]
 
 
 def tta_scores(score, batch, n):

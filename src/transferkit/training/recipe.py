@@ -489,7 +489,7 @@ class FineTuner:
         loss = self.loss if self.loss is not None else default_loss(model)
         metrics = list(self.metrics) if self.metrics is not None else default_metrics(model)
         extra = metric_for(monitor)  # a monitor that no default metric logs
-        if extra is not None and extra.name not in metrics:
+        if extra is not None and all(getattr(m, "name", m) != extra.name for m in metrics):
             metrics.append(extra)
         return loss, metrics
 
