@@ -54,6 +54,8 @@ _EXPORTS = {
     "merge_lora": "transferkit.models.lora",
     "read_text_file": "transferkit.data",
     "TextColumns": "transferkit.training.config",
+    "LabelTable": "transferkit.training.config",
+    "read_label_table": "transferkit.data",
     "reuse": "transferkit.models.transfer",
     "train": "transferkit.workflows.train",
     "TrainingConfig": "transferkit.training.config",

@@ -16,7 +16,7 @@ import warnings
 import transferkit
 from transferkit._quiet import quiet_tensorflow
 from transferkit.progress import quiet
-from transferkit.training.config import TextColumns, add_arguments, from_arguments
+from transferkit.training.config import LabelTable, TextColumns, add_arguments, from_arguments
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -178,6 +178,7 @@ def _parser():
     where.add_argument("--val-split", type=float, default=0.2,
                        help="share of DATA_DIR held out for validation (default 0.2)")
     _add_recipe_arguments(tr)
+    _add_table_arguments(tr)
     tr.add_argument("--no-report", dest="report", action="store_false",
                     help="do not write report.html / report.json")
     tr.add_argument("--overwrite", action="store_true",
@@ -397,6 +398,19 @@ def _add_recipe_arguments(parser):
     _add_column_arguments(parser)
 
 
+def _add_table_arguments(parser):
+    """Labels from a table instead of class subfolders, from `LabelTable`."""
+    add_arguments(parser.add_argument_group(
+        "label tables (image folders)", "see transferkit.training.config.LabelTable; "
+        "--skip-bad-rows applies to them too"), fields_of=LabelTable)
+
+
+def _table(args):
+    """The `LabelTable` of the flags given, or `None`."""
+    given = from_arguments(args, fields_of=LabelTable)
+    return LabelTable(**given) if given else None
+
+
 def _add_tta_argument(parser):
     parser.add_argument("--tta", type=int, metavar="N",
                         help="test-time augmentation (images): the mean over N views, 1-8 "
@@ -508,7 +522,8 @@ def _train(args):
     backbone, given = _recipe_options(args)
     train(args.data_dir, backbone, args.out, val=args.val, val_split=args.val_split,
           cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-          overwrite=args.overwrite, resume=args.resume, columns=_columns(args), **given)
+          overwrite=args.overwrite, resume=args.resume, columns=_columns(args),
+          table=_table(args), **given)
 
 
 def _lr_find(args):

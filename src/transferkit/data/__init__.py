@@ -1,5 +1,6 @@
-"""Data for fine-tuning: labelled image folders, image arrays, images streamed
-from their files, augmentation, labelled text files and multi-hot text vectors.
+"""Data for fine-tuning: labelled image folders, images labelled by a table,
+image arrays, images streamed from their files, augmentation, labelled text
+files and multi-hot text vectors.
 
 The names are imported on first use, so that checking a path (`images`)
 does not import Keras.
@@ -20,6 +21,8 @@ _EXPORTS = {
     "load_image": "transferkit.data.images",
     "load_images": "transferkit.data.images",
     "scan_image_folder": "transferkit.data.images",
+    "ImageTable": "transferkit.data.tables",
+    "read_label_table": "transferkit.data.tables",
     "TEXT_EXTENSIONS": "transferkit.data.text",
     "MultiHot": "transferkit.data.text",
     "read_texts": "transferkit.data.text",
@@ -34,6 +37,7 @@ __all__ = [
     "Batches",
     "ImageFiles",
     "ImageFolder",
+    "ImageTable",
     "MultiHot",
     "TextFile",
     "check_arrays",
@@ -42,6 +46,7 @@ __all__ = [
     "load_image",
     "load_images",
     "read_ahead",
+    "read_label_table",
     "read_text_file",
     "read_texts",
     "scan_image_folder",

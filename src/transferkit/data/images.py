@@ -172,7 +172,7 @@ def index_array(indices, length, what):
     return indices.astype(np.int64)
 
 
-def _reading_errors(function):
+def reading_errors(function):
     """Turns an `OSError` while reading the user's files into one `TransferkitError` line."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -190,7 +190,7 @@ def _reading_errors(function):
     return wrapper
 
 
-@_reading_errors
+@reading_errors
 def scan_image_folder(path, *, strict=False, extensions=None):
     """Finds the labelled images in a folder with one subfolder per class.
 
@@ -215,7 +215,7 @@ def scan_image_folder(path, *, strict=False, extensions=None):
     (['ants', 'bees'], {'ants': 124, 'bees': 121})
     """
     root = check_image_folder(path)
-    extensions = _extensions(extensions)
+    extensions = checked_extensions(extensions)
     class_names = sorted(
         entry.name for entry in os.scandir(root)
         if entry.is_dir() and not entry.name.startswith(".")
@@ -228,23 +228,23 @@ def scan_image_folder(path, *, strict=False, extensions=None):
         )
     files, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
-        candidates = _image_files(root / name, extensions)
+        candidates = image_files(root / name, extensions)
         if not candidates:
             raise TransferkitError(
                 f"Class folder '{name}' in '{root}' has no image files "
                 f"({', '.join(extensions)}); add images or remove the folder."
             )
-        readable, bad = _sort_out(candidates)
+        readable, bad = sort_out(candidates)
         skipped += bad
         if not readable and not strict:
             raise TransferkitError(
                 f"Class folder '{name}' in '{root}' has no readable images: "
-                f"{_name_files(bad, root)}; replace them or remove the folder."
+                f"{named_files(bad, root)}; replace them or remove the folder."
             )
         files += readable
         labels += [label] * len(readable)
     if skipped:
-        names = _name_files(skipped, root)
+        names = named_files(skipped, root)
         if strict:
             raise TransferkitError(
                 f"{len(skipped)} image file(s) in '{root}' do not decode: "
@@ -304,7 +304,7 @@ def load_image(path, size, *, crop="center"):
     return _read(Path(path), height, width, crop)
 
 
-@_reading_errors
+@reading_errors
 def load_images(files, size, *, crop="center", verbose=0, workers=None):
     """Reads images into one uint8 array of shape `(N, height, width, 3)`.
 
@@ -365,7 +365,7 @@ def decode_images(files, size, *, crop="center", workers=None, out=None):
     return out
 
 
-@_reading_errors
+@reading_errors
 def list_images(paths, *, extensions=None):
     """The image files among `paths`, searching folders recursively.
 
@@ -382,7 +382,7 @@ def list_images(paths, *, extensions=None):
     >>> list_images(["photos/", "extra/bee.png"])  # doctest: +SKIP
     [PosixPath('photos/a.jpg'), PosixPath('photos/b/c.jpg'), PosixPath('extra/bee.png')]
     """
-    extensions = _extensions(extensions)
+    extensions = checked_extensions(extensions)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [Path(p).expanduser() for p in paths]
@@ -394,7 +394,7 @@ def list_images(paths, *, extensions=None):
     found = {}
     for path in paths:
         if path.is_dir():
-            found.update(dict.fromkeys(_image_files(path, extensions)))
+            found.update(dict.fromkeys(image_files(path, extensions)))
         elif path.suffix.lower() in extensions:
             found[path] = None
         else:
@@ -559,7 +559,7 @@ def _center_box(source_size, height, width):
     return (0, top, source_width, source_height - top)
 
 
-def _sort_out(files):
+def sort_out(files):
     """`(readable files, [(file, reason), ...] for the others)`."""
     readable, bad, reasons = [], [], []
     with ThreadPoolExecutor(DEFAULT_WORKERS) as pool, \
@@ -593,7 +593,7 @@ def _reason(error):
     return str(error) or type(error).__name__
 
 
-def _name_files(pairs, root):
+def named_files(pairs, root):
     names = [f"{_relative(path, root)} ({reason})" for path, reason in pairs]
     if len(names) > _NAMES_SHOWN:
         names = names[:_NAMES_SHOWN] + [f"and {len(names) - _NAMES_SHOWN} more"]
@@ -607,7 +607,7 @@ def _relative(path, root):
         return str(path)
 
 
-def _image_files(folder, extensions):
+def image_files(folder, extensions):
     found = []
     for directory, subfolders, names in os.walk(folder):
         subfolders[:] = [s for s in subfolders if not s.startswith(".")]
@@ -618,7 +618,7 @@ def _image_files(folder, extensions):
     return sorted(found)
 
 
-def _extensions(extensions):
+def checked_extensions(extensions):
     if extensions is None:
         return IMAGE_EXTENSIONS
     if isinstance(extensions, str):

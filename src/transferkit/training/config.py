@@ -28,8 +28,15 @@ from transferkit.training.class_weights import check_class_weight
 from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
-HEADS = ("auto", "softmax", "logreg", "linear-svm")
-LINEAR_HEADS = ("logreg", "linear-svm")
+HEADS = ("auto", "softmax", "logreg", "linear-svm", "ridge")
+LINEAR_HEADS = ("logreg", "linear-svm", "ridge")
+# What a model predicts, from its data: one class, several labels, or a number
+# (`transferkit.data.tables`).
+TASKS = ("classes", "multilabel", "regression")
+# The losses a regression network can train with; "auto" is the task's usual one.
+LOSSES = ("auto", "mse", "mae", "huber")
+_TASK_NOUNS = {"classes": "classes", "multilabel": "multi-label targets",
+               "regression": "numeric targets"}
 # Seed 001's rule of thumb, measured on hymenoptera (bench/README.md,
 # "Defaults"): below this many training images a linear classifier on the
 # frozen features is as accurate as fine-tuning, in a fraction of the time.
@@ -48,7 +55,7 @@ _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
                     "dropout_after", "dropout_after_rate", "dropout_kind", "kernel_constraint",
                     "augment", "augmented_copies", "patience", "from_scratch", "lora",
-                    "monitor")
+                    "monitor", "loss")
 # What can pick a network's best epoch (`FineTuner`'s monitor).
 MONITORS = ("val_loss", "val_accuracy", "val_macro_f1")
 
@@ -365,13 +372,17 @@ class TrainingConfig:
     Args:
         backbone: a catalogue backbone, image or text (`transferkit backbones`).
         head: `"auto"` (default), `"softmax"` (a trained Dense head: the
-            two-phase fine-tuning recipe), `"logreg"` or `"linear-svm"` (a
-            linear classifier on frozen features, `C` chosen by
-            cross-validation; the training options are unused). `"auto"` is
+            two-phase fine-tuning recipe; its output is a sigmoid per label
+            for multi-label targets, one linear unit for regression),
+            `"logreg"` or `"linear-svm"` (a linear classifier on frozen
+            features, `C` chosen by cross-validation; `"logreg"` fits one
+            per label for multi-label targets) or `"ridge"` (ridge
+            regression on frozen features, for a numeric target); the
+            training options are unused by the linear heads. `"auto"` is
             decided by `for_data` once the training images are counted:
-            `"logreg"` under `SMALL_DATA` (1,000) images with pretrained
-            weights and every network option at its default, else
-            `"softmax"`.
+            `"logreg"` (`"ridge"` for regression) under `SMALL_DATA`
+            (1,000) images with pretrained weights and every network option
+            at its default, else `"softmax"`.
         epochs: `(head epochs, fine-tuning epochs)`. Defaults to `None`:
             `(5, 10)` for images, `(5, 3)` for text (`RECIPE_DEFAULTS`).
         learning_rate: the head phase's rate. Defaults to `1e-3`.
@@ -424,6 +435,10 @@ class TrainingConfig:
             `"balanced"` (class `c` weighs `n / (k * n_c)`), a `.json` or
             `.csv` file of per-class weights, or a `{class: weight}` dict
             (`transferkit.training.class_weights`).
+        loss: a regression network's loss: `"mse"`, `"mae"` or `"huber"`
+            (delta one standard deviation of the targets). Defaults to
+            `"auto"`: mean squared error for regression, cross-entropy for
+            classes and labels (the only loss they take).
         precision: `"float32"` (default) or `"mixed"`: the backbone computes
             in bfloat16 on a CPU, float16 on a GPU, the head and the loss in
             float32 (`transferkit.models.precision`).
@@ -450,10 +465,12 @@ class TrainingConfig:
     backbone: str = option(None, Flag(
         "--backbone", "catalogue name (see `transferkit backbones`)", metavar="NAME"))
     head: str = option("auto", Flag(
-        "--head", "softmax: fine-tune with a Dense head; logreg, linear-svm: a linear "
-        "classifier on the frozen features, C chosen by cross-validation; auto: logreg under "
-        f"{SMALL_DATA:,} training images unless a fine-tuning option is given (seed 001; "
-        "measured in bench/README.md), else softmax", choices=HEADS), _one_of(*HEADS))
+        "--head", "softmax: fine-tune with a Dense head (a sigmoid per label for multi-label "
+        "tables, linear for regression); logreg, linear-svm: a linear classifier on the frozen "
+        "features, C chosen by cross-validation; ridge: ridge regression on them (numeric "
+        f"targets); auto: logreg (ridge) under {SMALL_DATA:,} training images unless a "
+        "fine-tuning option is given (seed 001; measured in bench/README.md), else softmax",
+        choices=HEADS), _one_of(*HEADS))
     epochs: tuple | None = option(None, Flag(
         "--epochs", "epochs of the head phase and the fine-tuning phase", metavar="HEAD,FINE",
         parse=_counts, show=_by_modality("epochs")), _epochs)
@@ -547,6 +564,10 @@ class TrainingConfig:
         "--class-weight", "weigh each class in the loss: balanced (n / (k * n_class)), none, "
         "or a .json/.csv file of class weights", metavar="balanced|none|FILE", show="none"),
         check_class_weight)
+    loss: str = option("auto", Flag(
+        "--loss", "regression targets: mse, mae or huber (delta: one standard deviation); "
+        "auto: mse, or cross-entropy for classes and labels", choices=LOSSES),
+        _one_of(*LOSSES))
     precision: str = option("float32", Flag(
         "--precision", "mixed: the backbone computes in bfloat16 (CPU) or float16 (GPU), the "
         "head and the loss in float32", choices=PRECISIONS), _one_of(*PRECISIONS))
@@ -672,7 +693,45 @@ class TrainingConfig:
         """Whether the head is a linear classifier on frozen features (not yet for `"auto"`)."""
         return self.head in LINEAR_HEADS
 
-    def for_data(self, train_images):
+    def for_task(self, task):
+        """Checks this configuration against what the data asks for: `task` in `TASKS`.
+
+        The head, loss, monitor and class weights each fit some tasks only;
+        a mismatch is one line, before any training. Returns `self`.
+
+        Example:
+
+        >>> TrainingConfig("efficientnet_lite0", head="ridge").for_task("classes")
+        Traceback (most recent call last):
+        ...
+        transferkit.errors.TransferkitError: head='ridge' predicts numbers; ...
+        """
+        if task not in TASKS:
+            raise TransferkitError(f"Unknown task {task!r}; use one of {', '.join(TASKS)}.")
+        wrong = None
+        if self.head == "ridge" and task != "regression":
+            wrong = (f"head='ridge' predicts numbers; these are {_TASK_NOUNS[task]}: use "
+                     "--head logreg or softmax")
+        elif task == "regression" and self.head in ("logreg", "linear-svm"):
+            wrong = (f"head={self.head!r} classifies; a numeric target takes --head ridge "
+                     "(linear, on frozen features) or softmax (fine-tuned, linear output)")
+        elif task == "multilabel" and self.head == "linear-svm":
+            wrong = ("head='linear-svm' gives no probabilities, which multi-label thresholds "
+                     "need; use --head logreg or softmax")
+        elif self.loss != "auto" and task != "regression":
+            wrong = (f"loss={self.loss!r} is for regression; {_TASK_NOUNS[task]} train with "
+                     "cross-entropy (leave --loss out)")
+        elif task != "classes" and self.monitor != "val_loss":
+            wrong = (f"monitor={self.monitor!r} is for classes; {_TASK_NOUNS[task]} are "
+                     "watched by val_loss")
+        elif task != "classes" and self.class_weight is not None:
+            wrong = (f"class_weight is for classes; it does not apply to "
+                     f"{_TASK_NOUNS[task]}")
+        if wrong:
+            raise TransferkitError(wrong + ".")
+        return self
+
+    def for_data(self, train_images, task="classes"):
         """This configuration with `head="auto"` decided for `train_images` images.
 
         `"auto"` becomes `"logreg"` when there are fewer than `SMALL_DATA`
@@ -697,8 +756,9 @@ class TrainingConfig:
         fine_tuning = [name for name in _NETWORK_OPTIONS if getattr(self, name) != defaults[name]]
         small = train_images is not None and train_images < SMALL_DATA \
             and self.weights is not None
+        linear = "ridge" if task == "regression" else "logreg"
         return dataclasses.replace(
-            self, head="logreg" if small and not fine_tuning else "softmax")
+            self, head=linear if small and not fine_tuning else "softmax")
 
     def phases(self):
         """The recipe this configuration trains: a list of `Phase`s."""
@@ -775,13 +835,66 @@ class TextColumns:
         choices=("yes", "no", "auto"), parse=_header,
         show="auto: yes for column names, no for positions"))
     skip_bad_rows: bool = option(False, Flag(
-        "--skip-bad-rows", "text files: skip malformed rows (counted and named in a warning) "
-        "instead of stopping at the first"), _one_of(False, True))
+        "--skip-bad-rows", "text files and label tables: skip malformed rows (counted and "
+        "named in a warning) instead of stopping at the first"), _one_of(False, True))
 
     def read_arguments(self):
         """The keywords of `read_text_file`."""
         return {"text": self.text_column, "label": self.label_column, "header": self.header,
                 "skip_bad_rows": self.skip_bad_rows}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelTable:
+    """Labels from a table instead of class subfolders (image backbones).
+
+    The arguments of `transferkit.data.read_label_table` that a workflow
+    passes on; each command that reads image folders takes them as flags.
+
+    Args:
+        labels: the CSV/TSV of file names (relative to the image folder)
+            and labels. Defaults to `None`: one subfolder per class.
+        val_labels: the table of the validation folder (`val`). Defaults to
+            `None`: `labels`, when `val` is not given.
+        task: `"auto"` (default: decided from the values), `"classes"`,
+            `"multilabel"` or `"regression"`.
+        file_column: the file column. Defaults to `None`: the column named
+            file, filename, path or image, else the first.
+        label_columns: the label columns, comma-separated. Defaults to
+            `None`: every other column.
+
+    Example:
+
+    >>> LabelTable("labels.csv", task="regression").read_arguments()["task"]
+    'regression'
+    """
+
+    labels: str | None = option(None, Flag(
+        "--labels", "image folders: a CSV of file names and labels (a class, several 0/1 "
+        "columns or a ;-separated list, or a number) instead of class subfolders",
+        metavar="TABLE"), _text_or_none)
+    val_labels: str | None = option(None, Flag(
+        "--val-labels", "the label table of the --val folder", metavar="TABLE"),
+        _text_or_none)
+    task: str = option("auto", Flag(
+        "--task", "what the table's labels are: classes, multilabel or regression; auto "
+        "decides from the values", choices=("auto",) + TASKS), _one_of("auto", *TASKS))
+    file_column: str | None = option(None, Flag(
+        "--file-column", "the table's file column", metavar="NAME",
+        show="file, filename, path or image, else the first"), _text_or_none)
+    label_columns: str | None = option(None, Flag(
+        "--label-columns", "the table's label columns, comma-separated", metavar="A,B,...",
+        show="every other column"), _text_or_none)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name,
+                               field.metadata["check"](field.name, getattr(self, field.name)))
+
+    def read_arguments(self, skip_bad_rows=False):
+        """The keywords of `read_label_table`, but the table."""
+        return {"task": self.task, "file_column": self.file_column,
+                "label_columns": self.label_columns, "skip_bad_rows": skip_bad_rows}
 
 
 def training_config(backbone, options, where):

@@ -25,6 +25,10 @@ from transferkit.training.config import SKEWED, SMALL_DATA
 from transferkit.training.recipe import FineTuner
 
 
+# The output layer a task's network ends in (`build`'s `output`).
+OUTPUTS = {"classes": "softmax", "multilabel": "sigmoid", "regression": "linear"}
+
+
 class Trainer:
     """Builds and trains one model as a `TrainingConfig` says.
 
@@ -62,7 +66,7 @@ class Trainer:
         self.verbose = verbose
 
     def fit(self, x_train, y_train, x_val, y_val, num_classes, *, features=None,
-            checkpoint=None, partial=None, class_names=None, callbacks=None):
+            checkpoint=None, partial=None, class_names=None, callbacks=None, task="classes"):
         """Builds and trains one model; returns a dict of what came out.
 
         `features`, optional, is a callable `extractor -> (train features,
@@ -79,17 +83,28 @@ class Trainer:
         (probabilities, or a linear SVM's decision scores): computed once
         for the metrics, and kept for the caller's report. `class_names`
         (default `"0"`, `"1"`, ...) is what a class-weight file names.
+
+        `task` (`TASKS`) is what `y` holds: `"classes"` (default; class
+        indices), `"multilabel"` (`(n, num_classes)` 0/1: a sigmoid per
+        label, per-label thresholds tuned on the validation set and kept in
+        `config["thresholds"]`) or `"regression"` (numbers, `num_classes` 1:
+        the network trains on standardized targets, then its head is rescaled
+        so that the model outputs the target's units).
         """
+        self.config.for_task(task)
         if self.config.seed is not None:
             keras.utils.set_random_seed(self.config.seed)
-        weights = class_weights(self.config.class_weight, y_train,
-                                class_names or [str(c) for c in range(num_classes)])
+        weights = None if task != "classes" else class_weights(
+            self.config.class_weight, y_train,
+            class_names or [str(c) for c in range(num_classes)])
         if self.config.linear:
             fitted = self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features,
-                                      weights)
+                                      weights, task)
         else:
             fitted = self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                       checkpoint, partial, weights, callbacks)
+                                       checkpoint, partial, weights, callbacks, task)
+        if task != "classes":
+            return _with_target_metrics(fitted, y_val, task, class_names)
         return self._with_imbalance_metrics(fitted, y_val, weights)
 
     @staticmethod
@@ -178,8 +193,12 @@ class Trainer:
         weights = 4 * self.backbone.parameters
         return weights if self.config.linear else weights * (2 + 2 * 4)
 
-    def build_model(self, num_classes):
-        """The model to train: `build` plus inserted dropout and constraints."""
+    def build_model(self, num_classes, task="classes"):
+        """The model to train: `build` plus inserted dropout and constraints.
+
+        Its head: a softmax over `num_classes` classes, a sigmoid per label
+        (`task="multilabel"`), or one linear unit (`"regression"`).
+        """
         from transferkit.models.model import build
         from transferkit.models.precision import dtype_policy, policy_name
 
@@ -189,7 +208,7 @@ class Trainer:
             seed=self.config.seed)
         with dtype_policy(policy_name(self.config.precision)):
             model = build(
-                self.backbone.name, num_classes, weights=self.weights,
+                self.backbone.name, num_classes, output=OUTPUTS[task], weights=self.weights,
                 input_shape=self.input_shape, dropout=self.config.dropout, kernel=self.kernel,
                 bias=self.bias, augmentation=augmentation, precision=self.config.precision,
             )
@@ -213,14 +232,20 @@ class Trainer:
         return model
 
     def _fit_network(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
-                     partial=None, weights=None, callbacks=None):
+                     partial=None, weights=None, callbacks=None, task="classes"):
         from transferkit.training.features import (
             cache_refusal,
             extract_features,
             feature_extractor,
         )
 
-        model = self.build_model(num_classes)
+        model = self.build_model(num_classes, task)
+        loss, scale = None, None
+        if task == "regression":  # trained on standardized targets
+            scale = target_scale(y_train)
+            y_train, y_val = ((np.asarray(y, "float32") - scale[0]) / scale[1]
+                              for y in (y_train, y_val))
+            loss = regression_loss(self.config.loss)
         given = None
         first = self.recipe[0]
         if features is not None and first.epochs and first.unfreeze == "none" \
@@ -230,16 +255,28 @@ class Trainer:
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
             augmented_copies=self.config.augmented_copies, verbose=self.verbose,
-            partial=partial, monitor=self.config.monitor, callbacks=callbacks,
+            partial=partial, monitor=self.config.monitor, callbacks=callbacks, loss=loss,
+            metrics=["mae"] if task == "regression" else None,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
                   sample_weight=sample_weights(weights, y_train))
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)  # the model holds the same weights
+        if scale is not None:  # the model outputs the target's units
+            rescale_head(model.get_layer("head"), *scale)
         # The whole model over the validation images, batch by batch.
         probabilities = extract_features(model, x_val, batch_size=self.config.batch_size)
         history = tuner.history_
         best = tuner.best_epoch_
+        if task != "classes":
+            metrics = {"best_epoch": best + 1, "best_val_loss": history["val_loss"][best],
+                       "epochs_run": len(history["loss"])}
+            if scale is not None:
+                metrics.update({"loss_units": "standardized targets",
+                                "target_mean": scale[0], "target_std": scale[1]})
+            return {"model": model, "tuner": tuner, "linear": None, "metrics": metrics,
+                    "history": {"history": history, "phases": tuner.phases_},
+                    "config": {"phases": tuner.phases_}, "val_scores": probabilities}
         metrics = {
             "best_epoch": best + 1,
             "best_val_accuracy": history["val_accuracy"][best],
@@ -252,7 +289,8 @@ class Trainer:
                 "history": {"history": history, "phases": tuner.phases_},
                 "config": {"phases": tuner.phases_}, "val_scores": probabilities}
 
-    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features, weights=None):
+    def _fit_linear(self, x_train, y_train, x_val, y_val, num_classes, features, weights=None,
+                    task="classes"):
         from transferkit.models.model import build
         from transferkit.training.features import extract_features, feature_extractor
         from transferkit.training.linear import LinearHead
@@ -272,6 +310,9 @@ class Trainer:
                             else {c: float(w) for c, w in enumerate(weights)})
         linear.fit(f_train, y_train)
         seconds = time.perf_counter() - start
+        model_name = f"{self.backbone.name}_{self.config.head.replace('-', '_')}"
+        if task != "classes":
+            return self._linear_for_targets(linear, extractor, f_val, seconds, model_name)
         self.say(f"{self.config.head}: C={linear.C_:g} chosen by {linear.folds_}-fold "
                  f"cross-validation on the training features (accuracy "
                  f"{linear.cv_accuracy_:.4f}), {seconds:.1f} s.")
@@ -283,8 +324,7 @@ class Trainer:
             from sklearn.metrics import log_loss
 
             loss = float(log_loss(y_val, outputs, labels=list(range(num_classes))))
-        model = keras.Model(extractor.inputs[0], layer(extractor.outputs[0]),
-                            name=f"{self.backbone.name}_{self.config.head.replace('-', '_')}")
+        model = keras.Model(extractor.inputs[0], layer(extractor.outputs[0]), name=model_name)
         metrics = {
             "best_epoch": None, "best_val_accuracy": accuracy, "best_val_loss": loss,
             "final_val_accuracy": accuracy, "epochs_run": 0, "C": linear.C_,
@@ -295,6 +335,25 @@ class Trainer:
                 "config": {"C": linear.C_, "Cs": [r["C"] for r in linear.cv_results_],
                            "cv_folds": linear.folds_},
                 "val_scores": outputs}
+
+    def _linear_for_targets(self, linear, extractor, f_val, seconds, name):
+        """A fitted per-label logistic regression or ridge, as the run's model."""
+        if linear.task_ == "regression":
+            self.say(f"ridge: alpha={linear.alpha_:g} chosen by {linear.folds_}-fold "
+                     f"cross-validation on the training features (RMSE {linear.cv_rmse_:.4g}),"
+                     f" {seconds:.1f} s.")
+            chosen = {"alpha": linear.alpha_, "cv_rmse": linear.cv_rmse_}
+        else:
+            self.say(f"logreg per label: C={linear.C_:g} chosen by {linear.folds_}-fold "
+                     f"cross-validation on the training features, {seconds:.1f} s.")
+            chosen = {"C": linear.C_}
+        layer = linear.to_layer()
+        outputs = keras.ops.convert_to_numpy(layer(np.asarray(f_val)))
+        model = keras.Model(extractor.inputs[0], layer(extractor.outputs[0]), name=name)
+        metrics = {"best_epoch": None, "epochs_run": 0, "cv_folds": linear.folds_, **chosen}
+        return {"model": model, "tuner": None, "linear": linear, "metrics": metrics,
+                "history": {"grid": linear.cv_results_},
+                "config": {**chosen, "cv_folds": linear.folds_}, "val_scores": outputs}
 
     def features(self, cache, extractor, x, files, label, where=None):
         """The frozen features of `x` (read from files `files`) through `cache`.
@@ -349,3 +408,46 @@ class Trainer:
     def bar(self):
         """1 when passes over data show their progress, else 0 (`--quiet`, `verbose=0`)."""
         return 1 if self.verbose in ("auto", 1, True) and not is_quiet() else 0
+
+
+def target_scale(y):
+    """`(mean, standard deviation)` of numeric targets, as floats; a constant target's std is 1."""
+    y = np.asarray(y, dtype="float64")
+    std = float(y.std())
+    return float(y.mean()), std if std > 0 else 1.0
+
+
+def regression_loss(name):
+    """The Keras loss of `TrainingConfig.loss` for standardized targets."""
+    return {"auto": "mean_squared_error", "mse": "mean_squared_error",
+            "mae": "mean_absolute_error"}.get(name) or keras.losses.Huber(delta=1.0)
+
+
+def rescale_head(head, mean, std):
+    """Folds `y = std * z + mean` into a Dense head trained on standardized targets."""
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * std, bias * std + mean])
+
+
+def _with_target_metrics(fitted, y_val, task, label_names):
+    """The validation figures of multi-label or numeric targets, added to `fitted`."""
+    from transferkit.training.targets import (
+        multilabel_metrics,
+        regression_metrics,
+        tune_thresholds,
+    )
+
+    scores = np.asarray(fitted["val_scores"])
+    if task == "regression":
+        figures = regression_metrics(np.asarray(y_val), scores.reshape(-1))
+        fitted["metrics"].update({f"val_{k}": v for k, v in figures.items()})
+        return fitted
+    thresholds = tune_thresholds(y_val, scores)
+    at_half = multilabel_metrics(y_val, scores, label_names=label_names)
+    figures = multilabel_metrics(y_val, scores, thresholds, label_names=label_names)
+    fitted["metrics"].update({f"val_{k}": v for k, v in figures.items()})
+    fitted["metrics"].update({"val_micro_f1_at_0.5": at_half["micro_f1"],
+                              "val_macro_f1_at_0.5": at_half["macro_f1"],
+                              "thresholds": [float(t) for t in thresholds]})
+    fitted["config"]["thresholds"] = [float(t) for t in thresholds]
+    return fitted

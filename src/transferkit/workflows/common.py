@@ -7,15 +7,22 @@ from transferkit.errors import TransferkitError
 
 # The feature cache's folder inside a run folder.
 FEATURES_DIR = "features"
+# What the log calls a task's targets, and what its model outputs (config.json).
+TARGET_NOUNS = {"classes": "classes", "multilabel": "labels", "regression": "target"}
+TASK_OUTPUTS = {"multilabel": "label probabilities", "regression": "values"}
 
 
-def scan_split(data, val, val_split, seed, strict=False, *, text=False, columns=None):
+def scan_split(data, val, val_split, seed, strict=False, *, text=False, columns=None,
+               table=None):
     """`(all of data, training set, validation set)`: `val`'s examples, or a split of `data`.
 
     Image folders, or, with `text`, labelled text files whose columns
-    `columns` (a `transferkit.training.config.TextColumns`) names. With a
-    `val` folder (file) its classes must be `data`'s; without one, a
-    stratified `val_split` of `data` is drawn with `seed`.
+    `columns` (a `transferkit.training.config.TextColumns`) names, or image
+    folders labelled by the tables of `table` (a `LabelTable` whose `labels`
+    is set; rows skipped as `columns.skip_bad_rows` says). With a `val`
+    folder (file) its classes must be `data`'s; without one, a stratified
+    `val_split` of `data` is drawn with `seed` (`ImageTable.split` for
+    labels and numbers).
 
     Example:
 
@@ -23,6 +30,8 @@ def scan_split(data, val, val_split, seed, strict=False, *, text=False, columns=
     >>> data, train_set, val_set = scan_split("reviews.csv", None, 0.2, seed=0,
     ...                                       text=True)  # doctest: +SKIP
     """
+    if table is not None and table.labels is not None:
+        return _scan_split_tables(data, val, val_split, seed, strict, table, columns)
     found = read_labelled(data, text, strict, columns)
     if val is not None:
         val_set = read_labelled(val, text, strict, columns)
@@ -36,6 +45,46 @@ def scan_split(data, val, val_split, seed, strict=False, *, text=False, columns=
         return found, found, val_set
     _check_val_split(val_split)
     return (found, *found.split(val_split, seed=seed))
+
+
+def _scan_split_tables(data, val, val_split, seed, strict, table, columns):
+    from transferkit.data.tables import read_label_table, table_task
+
+    skip = bool(columns is not None and columns.skip_bad_rows)
+
+    def read(folder, labels, task):
+        return read_label_table(folder, labels, strict=strict,
+                                **{**table.read_arguments(skip), "task": task})
+
+    found = read(data, table.labels, table.task)
+    if val is None:
+        _check_val_split(val_split)
+        return (found, *found.split(val_split, seed=seed))
+    if table.val_labels is None:
+        raise TransferkitError("A --val folder with --labels needs its own table: pass "
+                               "--val-labels TABLE (or leave --val out to split the data).")
+    val_set = read(val, table.val_labels, table_task(found))
+    if val_set.class_names != found.class_names and table_task(found) != "regression":
+        raise TransferkitError(
+            f"The validation table's labels {val_set.class_names} differ from the training "
+            f"table's {found.class_names}; label both with the same names.")
+    return found, found, val_set
+
+
+def check_table(table, text):
+    """Cheap checks of a `LabelTable`'s files before the long work starts."""
+    if table is None or table.labels is None:
+        if table is not None and table.val_labels is not None:
+            raise TransferkitError("--val-labels goes with --labels (the training table).")
+        return
+    if text:
+        raise TransferkitError("--labels tables label image folders; a text file carries its "
+                               "labels in a column (--label-column).")
+    from transferkit.data.tables import check_label_table
+
+    for path in (table.labels, table.val_labels):
+        if path is not None:
+            check_label_table(path)
 
 
 def modality_of(backbone):
@@ -111,6 +160,28 @@ def texts_digest(texts, labels):
     for text, label in zip(texts, labels):
         digest.update(json.dumps([text, int(label)]).encode())
     return digest.hexdigest()
+
+
+def targets_digest(*targets):
+    """A SHA-256 of label or number arrays: which targets a resumed run had."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for values in targets:
+        digest.update(np.ascontiguousarray(values, dtype="float32").tobytes())
+    return digest.hexdigest()
+
+
+def target_summary(task, metrics):
+    """One line of a multi-label or regression run's validation figures."""
+    if task == "regression":
+        return (f"val MAE {metrics['val_mae']:.4g}, RMSE {metrics['val_rmse']:.4g}, R\u00b2 "
+                + ("n/a" if metrics["val_r2"] is None else f"{metrics['val_r2']:.4f}"))
+    return (f"val micro-F1 {metrics['val_micro_f1']:.4f}, macro-F1 "
+            f"{metrics['val_macro_f1']:.4f}, mAP {metrics['val_mean_average_precision']:.4f} "
+            "(thresholds tuned on the validation set)")
 
 
 def _check_val_split(val_split):

@@ -23,23 +23,29 @@ from transferkit.training.config import (
     check_log_packages,
     training_config,
 )
+from transferkit.data.tables import table_task
 from transferkit.workflows.common import (
     FEATURES_DIR,
+    TARGET_NOUNS,
+    TASK_OUTPUTS,
     check_data,
+    check_table,
     checked_cache_dir,
     input_description,
     modality_of,
     model_inputs,
     plot_fit,
     scan_split,
+    target_summary,
+    targets_digest,
     texts_digest,
     versions,
 )
 
 
 def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, report=True,
-          strict=False, overwrite=False, resume=False, columns=None, verbose="auto",
-          **options):
+          strict=False, overwrite=False, resume=False, columns=None, table=None,
+          verbose="auto", **options):
     """Fine-tunes a catalogue backbone on an image folder or a text file; writes a run folder.
 
     The data: for an image backbone, `data_dir` has one subfolder per class,
@@ -100,6 +106,12 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         columns: for text files, a `TextColumns` (the text and label
             columns, header, skipping malformed rows). Defaults to `None`:
             `TextColumns()`, the columns named "text" and "label".
+        table: for image folders labelled by a table instead of class
+            subfolders, a `LabelTable` (its `labels` file; `val_labels` for a
+            `val` folder): one class per image, several labels (a sigmoid
+            per label, thresholds tuned on validation) or a number
+            (regression). Bad rows are skipped with `columns.skip_bad_rows`.
+            Defaults to `None`: class subfolders.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
         **options: how the model is built and trained: the fields of
             `TrainingConfig` (`head`, `epochs`, `learning_rate`, `unfreeze`,
@@ -124,6 +136,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # needs no Keras, whose import takes seconds.
     text = modality_of(backbone) == "text"
     check_data((data_dir, val), "text" if text else "image")
+    check_table(table, text)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
     # An unknown backbone fails here before Keras is imported (the catalogue
     # needs none); the other options' checks import it.
@@ -151,8 +164,10 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             _kept_when_interrupted(partial_dir), \
             mlflow_run(config.log, config.mlflow_uri, f"train {os.fspath(out)}") as tracked:
         folder, train_set, val_set = scan_split(data_dir, val, val_split, config.seed, strict,
-                                                text=text, columns=columns)
-        trainer = trainer.for_data(len(train_set))  # head "auto" decided
+                                                text=text, columns=columns, table=table)
+        task = table_task(train_set)
+        trainer = trainer.for_data(len(train_set), task)  # head "auto" decided
+        trainer.config.for_task(task)
         if text:
             trainer = trainer.for_texts(train_set.texts)  # max_length decided
         config = trainer.config
@@ -162,15 +177,18 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                                 "val": val and os.fspath(val), **config.to_dict()})
         shape, input_config = input_description(trainer)
         trainer.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
-                    f"classes {train_set.class_names}; {shape}.")
+                    f"{TARGET_NOUNS[task]} {train_set.class_names}; {shape}.")
         trainer.hint(len(train_set))
-        trainer.skew_hint(train_set.labels, train_set.class_names)
+        if task == "classes":
+            trainer.skew_hint(train_set.labels, train_set.class_names)
         # Images streamed (decoded batch by batch); texts as token ids, 4 bytes a token.
         x_train, train_files = model_inputs(trainer, train_set)
         x_val, val_files = model_inputs(trainer, val_set)
         identity = {"train_texts": texts_digest(train_set.texts, train_set.labels),
                     "val_texts": texts_digest(val_set.texts, val_set.labels)} if text else {
-            "train_files": files_digest(train_files), "val_files": files_digest(val_files)}
+            "train_files": files_digest(train_files), "val_files": files_digest(val_files),
+            **({} if task == "classes" else {"targets": targets_digest(train_set.labels,
+                                                                      val_set.labels)})}
         y_train, y_val = train_set.labels, val_set.labels
         callbacks = []
         if not config.linear:
@@ -198,7 +216,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                                  features=features,
                                  checkpoint=os.path.join(tmp, "best.weights.h5"),
                                  partial=partial, class_names=train_set.class_names,
-                                 callbacks=callbacks)
+                                 callbacks=callbacks, task=task)
         except KeyboardInterrupt as e:
             # For the command line's message: what is kept, and where.
             if partial is not None and partial.latest() is not None:
@@ -227,7 +245,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         arguments = {"data_dir": data_dir, "out": out, "val": val, "val_split": val_split,
                      "cache_dir": cache_dir, "report": report, "strict": strict,
                      **({"columns": dataclasses.asdict(columns or TextColumns())}
-                        if text else {})}
+                        if text else {}),
+                     **({"table": dataclasses.asdict(table)}
+                        if table is not None and table.labels is not None else {})}
         run_config = {
             "command": "train",
             # `train(**arguments)` reruns it: the run's own arguments, then the config.
@@ -239,7 +259,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             **input_config,
             "backbone": trainer.backbone.name,
             "head": config.head,
-            "outputs": "scores" if config.head == "linear-svm" else "probabilities",
+            "task": task,
+            "outputs": ("scores" if config.head == "linear-svm" else "probabilities")
+            if task == "classes" else TASK_OUTPUTS[task],
             "augmentation": None if config.linear else trainer.augmentation_description,
             **fitted["config"],
             "versions": versions(),
@@ -253,7 +275,10 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
         plot_fit(trainer, fitted, os.path.join(tmp, CURVES_FILE),
                  title=f"{trainer.backbone.name} on "
                  f"{os.path.basename(os.path.abspath(data_dir))}")
-        if report:
+        if report and task != "classes":
+            trainer.say("report.html covers classes; metrics.json has this run's "
+                        f"{'label' if task == 'multilabel' else 'regression'} figures.")
+        elif report:
             from transferkit.evaluation.report import write_report
 
             # The saved model's scores on x_val came with the metrics: the
@@ -266,7 +291,10 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                                 step=metrics["epochs_run"])
             tracked.log_files(tmp)
     shutil.rmtree(partial_dir, ignore_errors=True)  # out holds the finished run
-    if config.linear:
+    if task != "classes":
+        trainer.say(f"{target_summary(task, metrics)}. Wrote {out} in "
+                    f"{metrics['seconds']:.0f} s.")
+    elif config.linear:
         trainer.say(f"{config.head} (C={fitted['linear'].C_:g}): val_accuracy "
                     f"{metrics['best_val_accuracy']:.4f}. Wrote {out} in "
                     f"{metrics['seconds']:.0f} s.")
