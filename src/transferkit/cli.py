@@ -201,6 +201,7 @@ def _parser():
     cv.add_argument("--out", help="optional folder for metrics.json, history.json, config.json, "
                     "curves.png (complete or not at all)")
     _add_recipe_arguments(cv)
+    _add_table_arguments(cv, exclude=("val_labels",))
     cv.add_argument("--no-report", dest="report", action="store_false",
                     help="do not write report.html / report.json into --out")
     cv.add_argument("--overwrite", action="store_true",
@@ -280,6 +281,7 @@ def _parser():
     cmp.add_argument("--strict", action="store_true",
                      help="stop at an unreadable image instead of skipping it")
     _add_column_arguments(cmp)
+    _add_table_arguments(cmp)
     cmp.add_argument("--no-report", dest="report", action="store_false",
                      help="do not write report.html / report.json into --out")
     cmp.add_argument("--save-models", action="store_true",
@@ -343,6 +345,7 @@ def _parser():
                     help="labelled images, one subfolder per class; or a labelled text file")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
     _add_tta_argument(ev)
+    _add_table_arguments(ev, exclude=("val_labels",))
     _add_column_arguments(ev, defaults=False)
     ev.set_defaults(command="evaluate", run=_evaluate)
 
@@ -398,16 +401,16 @@ def _add_recipe_arguments(parser):
     _add_column_arguments(parser)
 
 
-def _add_table_arguments(parser):
+def _add_table_arguments(parser, exclude=()):
     """Labels from a table instead of class subfolders, from `LabelTable`."""
     add_arguments(parser.add_argument_group(
         "label tables (image folders)", "see transferkit.training.config.LabelTable; "
-        "--skip-bad-rows applies to them too"), fields_of=LabelTable)
+        "--skip-bad-rows applies to them too"), fields_of=LabelTable, exclude=exclude)
 
 
-def _table(args):
+def _table(args, exclude=()):
     """The `LabelTable` of the flags given, or `None`."""
-    given = from_arguments(args, fields_of=LabelTable)
+    given = from_arguments(args, fields_of=LabelTable, exclude=exclude)
     return LabelTable(**given) if given else None
 
 
@@ -547,7 +550,8 @@ def _cv(args):
     backbone, given = _recipe_options(args)
     cross_validate(args.data_dir, backbone, args.out, folds=args.folds,
                    cache_dir=args.cache_dir, report=args.report, strict=args.strict,
-                   overwrite=args.overwrite, columns=_columns(args), **given)
+                   overwrite=args.overwrite, columns=_columns(args),
+                   table=_table(args, exclude=("val_labels",)), **given)
 
 
 def _diagnose(args):
@@ -585,7 +589,7 @@ def _compare(args):
     compare(args.data_dir, backbone, args.out, variants=args.variants, config=args.config,
             val=args.val, val_split=args.val_split, seed=seed, cache_dir=args.cache_dir,
             strict=args.strict, overwrite=args.overwrite, save_models=args.save_models,
-            report=args.report, columns=_columns(args), **given)
+            report=args.report, columns=_columns(args), table=_table(args), **given)
 
 
 def _report(args):
@@ -617,6 +621,9 @@ def _predict(args):
 
         print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
+    if run.task != "classes":
+        _print_targets(run, rows, args.csv)
+        return
     if run.text:  # a text's place: its file and line
         for row in rows:
             row["path"] = f"{row['path']}:{row['line']}"
@@ -642,6 +649,31 @@ def _predict(args):
         print(f"{row['path'].ljust(width)}  {row['class']}  {value}")
 
 
+def _print_targets(run, rows, as_csv):
+    """`predict`'s rows of a multi-label (labels at their thresholds) or regression run."""
+    import csv
+
+    name = run.class_names[0]
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        if run.task == "regression":
+            writer.writerow(["path", name])
+            writer.writerows([row["path"], f"{row['value']:.6g}"] for row in rows)
+        else:
+            writer.writerow(["path", "labels"] + [f"p_{n}" for n in run.class_names])
+            writer.writerows([row["path"], ";".join(row["labels"])]
+                             + [f"{p:.6f}" for p in row["probabilities"]] for row in rows)
+        return
+    width = max(len(row["path"]) for row in rows)
+    for row in rows:
+        if run.task == "regression":
+            shown = f"{name} {row['value']:.4g}"
+        else:
+            p = dict(zip(run.class_names, row["probabilities"]))
+            shown = ", ".join(f"{n} {p[n]:.3f}" for n in row["labels"]) or "(no label)"
+        print(f"{row['path'].ljust(width)}  {shown}")
+
+
 def _evaluate(args):
     import json
 
@@ -651,9 +683,28 @@ def _evaluate(args):
 
     check_views(args.tta)  # before the model loads
     run = load_run(args.run_dir)
-    result = evaluate(run, args.data_dir, columns=_columns(args, run), tta=args.tta)
+    table = _table(args, exclude=("val_labels",))
+    result = evaluate(run, args.data_dir, columns=_columns(args, run), tta=args.tta,
+                      table=table, skip_bad_rows=bool(getattr(args, "skip_bad_rows", False)))
     if args.json:
         print(json.dumps(result, indent=2))
+        return
+    if run.task == "regression":
+        r2 = "n/a" if result["r2"] is None else f"{result['r2']:.4f}"
+        print(f"{run.class_names[0]} on {result['images']} images: MAE {result['mae']:.4g}, "
+              f"RMSE {result['rmse']:.4g}, R\u00b2 {r2}")
+        return
+    if run.task == "multilabel":
+        print(f"{result['images']} images: micro-F1 {result['micro_f1']:.4f}, macro-F1 "
+              f"{result['macro_f1']:.4f}, mAP {result['mean_average_precision']:.4f} at the "
+              "run's thresholds")
+        width = max(len(n) for n in run.class_names + ["label"])
+        print(f"{'label'.ljust(width)}  threshold  precision  recall      f1      AP  support")
+        for name in run.class_names:
+            c = result["per_label"][name]
+            print(f"{name.ljust(width)}  {c['threshold']:9.3f}  {c['precision']:9.4f}  "
+                  f"{c['recall']:6.4f}  {c['f1']:6.4f}  {c['average_precision']:6.4f}  "
+                  f"{c['support']:7d}")
         return
     names = result["class_names"]
     noun = "texts" if run.text else "images"

@@ -32,6 +32,9 @@ class Run:
     An image run has `image_size` (and `crop`); a text run has `backbone`
     (whose tokenizer makes the model's input), `max_length` and the
     `columns` of its training file (`TextColumns` arguments, as a dict).
+    `task` is what it predicts: `"classes"`, `"multilabel"` (a probability
+    per label of `class_names`, called from its threshold in `thresholds`)
+    or `"regression"` (a number, named `class_names[0]`).
     """
 
     path: str
@@ -43,6 +46,8 @@ class Run:
     backbone: str | None = None
     max_length: int | None = None
     columns: dict | None = None
+    task: str = "classes"
+    thresholds: list | None = None
 
     @property
     def text(self):
@@ -99,21 +104,35 @@ def load_run(path):
     if recorded is not None and file_sha256(model_file) != recorded:
         warnings.warn(f"{model_file} is not the file this run wrote (its SHA-256 differs from "
                       f"config.json's); its predictions may not be the run's.", stacklevel=2)
+    task = config.get("task", "classes")
     units = model.outputs[0].shape[-1]
-    if units != len(class_names) and not (units == 1 and len(class_names) == 2):
+    expected = 1 if task == "regression" else len(class_names)
+    if units != expected and not (task == "classes" and units == 1 and expected == 2):
         raise TransferkitError(
-            f"{os.path.join(path, CONFIG_FILE)} names {len(class_names)} classes but "
-            f"{model_file} has {units} outputs; the two files are not from the same run."
+            f"{os.path.join(path, CONFIG_FILE)} names {len(class_names)} "
+            f"{'label' if task == 'multilabel' else 'classe'}s but {model_file} has {units} "
+            "outputs; the two files are not from the same run."
         )
     outputs = config.get("outputs", "probabilities")
-    if outputs not in ("probabilities", "scores"):
+    allowed = _OUTPUTS.get(task)
+    if allowed is None or outputs not in allowed:
         raise TransferkitError(
-            f"{os.path.join(path, CONFIG_FILE)}: outputs must be 'probabilities' or 'scores', "
-            f"got {outputs!r}."
+            f"{os.path.join(path, CONFIG_FILE)}: a {task!r} run's outputs are "
+            f"{' or '.join(map(repr, allowed or ['?']))}; got {outputs!r}."
         )
+    thresholds = config.get("thresholds")
+    if task == "multilabel" and (thresholds is None or len(thresholds) != len(class_names)):
+        raise TransferkitError(f"{os.path.join(path, CONFIG_FILE)} lacks a threshold per "
+                               "label; the run folder is incomplete.")
     return Run(path, model, class_names, image_size, config.get("crop"), outputs,
                backbone=config.get("backbone"), max_length=max_length,
-               columns=config.get("arguments", {}).get("columns"))
+               columns=config.get("arguments", {}).get("columns"), task=task,
+               thresholds=thresholds)
+
+
+# What a run's model outputs (config.json's "outputs"), by task.
+_OUTPUTS = {"classes": ("probabilities", "scores"), "multilabel": ("label probabilities",),
+            "regression": ("values",)}
 
 
 def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, seed=None,
@@ -143,7 +162,9 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
         A list of dicts, one per image: `path` (for texts: `text`, and
             `path` and `line` when read from a file), `class`, `probability` (of
         that class) and `probabilities` (all classes, in `class_names`
-        order). A run whose model gives decision scores, not probabilities
+        order). A multi-label run gives `labels` (those at or above their
+        threshold, most probable first) and `probabilities` (every label's);
+        a regression run gives `value`. A run whose model gives decision scores, not probabilities
         (`train(head="linear-svm")`), has `score` and `scores` instead. With
         `mc_samples` the probabilities are the Monte Carlo means, and each
         row also has `std` (the standard deviation of the predicted class's
@@ -168,6 +189,9 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
         raise TransferkitError("Give tta or mc_samples, not both.")
     run = run if isinstance(run, Run) else load_run(run)
     _check_tta(run, tta)
+    if mc_samples is not None and run.task != "classes":
+        raise TransferkitError(f"{run.path} predicts {_TASK_WORDS[run.task]}; mc_samples is "
+                               "for class probabilities. Predict without it.")
     if mc_samples is not None and run.outputs == "scores":
         raise TransferkitError(
             f"{run.path}: this run's model gives decision scores (a linear SVM head), not "
@@ -207,6 +231,10 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
                 spread = sampler.predict(batch, mc_samples, batch_size)
                 probabilities = spread.mean
             for i, (source, p) in enumerate(zip(names, probabilities)):
+                if run.task != "classes":
+                    rows.append({**(source[1] if run.text else source[0]),
+                                 **_target_row(run, p)})
+                    continue
                 best = int(np.argmax(p))
                 row = {**(source[1] if run.text else source[0]), "class": run.class_names[best],
                        one: float(p[best]), every: [float(v) for v in p]}
@@ -218,13 +246,21 @@ def predict(run, images=None, *, texts=None, batch_size=32, mc_samples=None, see
     return rows
 
 
-def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=None):
+def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=None,
+             table=None, skip_bad_rows=False):
     """Accuracy, per-class precision, recall and F1, and the confusion matrix.
+
+    A multi-label run gives micro/macro-F1 and mAP at its thresholds (and
+    per label); a regression run MAE, RMSE and R²
+    (`transferkit.training.targets`).
 
     Args:
         run: a `Run` or a run folder path.
         data_dir: a labelled folder with the run's class subfolders; for a
-            text run, a labelled text file.
+            text run, a labelled text file; with `table`, an image folder.
+        table: a `LabelTable` whose `labels` table labels `data_dir` (needed
+            for multi-label and regression runs); `skip_bad_rows` as in
+            `read_label_table`.
         columns: for a text file, a `TextColumns`. Defaults to `None`: the
             run's training columns.
         tta: optional test-time augmentation for images, as in `predict`.
@@ -242,7 +278,19 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=No
     _check_tta(run, tta)
     if run.text:
         return _evaluate_texts(run, data_dir, batch_size, columns)
-    folder = scan_image_folder(data_dir, strict=strict)
+    if run.task != "classes" and table is None:
+        raise TransferkitError(f"{run.path} predicts {_TASK_WORDS[run.task]}: evaluate it on "
+                               "a folder with its label table (--labels TABLE).")
+    if table is not None:
+        from transferkit.data.tables import read_label_table
+
+        folder = read_label_table(data_dir, table.labels, strict=strict, **{
+            **table.read_arguments(skip_bad_rows),
+            "task": "classes" if run.task == "classes" else run.task})
+        if run.task != "classes":
+            return _evaluate_targets(run, folder, batch_size, tta)
+    else:
+        folder = scan_image_folder(data_dir, strict=strict)
     unknown = sorted(set(folder.class_names) - set(run.class_names))
     if unknown:
         raise TransferkitError(
@@ -260,6 +308,48 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=No
     scores = np.concatenate(scores)
     return classification_figures(labels, scores.argmax(axis=1), run.class_names,
                                   folder.skipped, scores=scores)
+
+
+def _evaluate_targets(run, table, batch_size, tta):
+    """`evaluate`'s figures for a multi-label or regression run on an `ImageTable`."""
+    from transferkit.data.stream import ImageFiles, read_ahead
+    from transferkit.training.targets import multilabel_metrics, regression_metrics
+
+    if run.task != table.task:
+        raise TransferkitError(f"The table holds {_TASK_WORDS[table.task]}; {run.path} "
+                               f"predicts {_TASK_WORDS[run.task]}.")
+    if run.task == "multilabel" and table.class_names != run.class_names:
+        raise TransferkitError(f"The table's labels {table.class_names} are not the run's "
+                               f"{run.class_names}; name the columns as in training.")
+    x = ImageFiles(table.files, run.image_size, crop=run.crop)
+    scores = []
+    with Progress(len(x), "Evaluating", unit="images") as progress:
+        for _, batch in read_ahead(x, batch_size):
+            scores.append(class_scores(run, batch, tta=tta))
+            progress.update(len(batch))
+    scores = np.concatenate(scores)
+    if run.task == "regression":
+        figures = regression_metrics(table.labels, scores.reshape(-1))
+    else:
+        figures = multilabel_metrics(table.labels, scores, run.thresholds,
+                                     label_names=run.class_names)
+    return {**figures, "images": len(table), "task": run.task,
+            "class_names": list(run.class_names),
+            "skipped_files": [str(p) for p, _ in table.skipped]}
+
+
+def _target_row(run, p):
+    """A multi-label or regression prediction as `predict` returns it."""
+    if run.task == "regression":
+        return {"value": float(p[0])}
+    from transferkit.training.targets import labels_above
+
+    above = labels_above(p[None], run.thresholds, run.class_names)[0]
+    return {"labels": [name for name, _ in above], "probabilities": [float(v) for v in p]}
+
+
+# What a run of each task predicts, for messages.
+_TASK_WORDS = {"classes": "classes", "multilabel": "labels", "regression": "numbers"}
 
 
 def classification_figures(labels, predicted, class_names, skipped=(), noun="images",
@@ -761,7 +851,8 @@ def class_scores(run, x, *, tta=None):
     """
     if tta is not None:
         return tta_scores(lambda view: class_scores(run, view), x, tta)
-    return _as_class_scores(np.asarray(run.model.predict(x, verbose=0)))
+    p = np.asarray(run.model.predict(x, verbose=0))
+    return p if run.task != "classes" else _as_class_scores(p)
 
 
 def _check_tta(run, tta):

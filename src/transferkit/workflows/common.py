@@ -56,7 +56,7 @@ def _scan_split_tables(data, val, val_split, seed, strict, table, columns):
         return read_label_table(folder, labels, strict=strict,
                                 **{**table.read_arguments(skip), "task": task})
 
-    found = read(data, table.labels, table.task)
+    found = read_labelled(data, False, strict, columns, table)
     if val is None:
         _check_val_split(val_split)
         return (found, *found.split(val_split, seed=seed))
@@ -106,8 +106,18 @@ def check_data(paths, modality):
             check(path)
 
 
-def read_labelled(data, text, strict=False, columns=None):
-    """The labelled examples of one folder or file: an `ImageFolder` or a `TextFile`."""
+def read_labelled(data, text, strict=False, columns=None, table=None):
+    """The labelled examples of one folder or file: an `ImageFolder`, `ImageTable` or `TextFile`.
+
+    With `table` (a `LabelTable` whose `labels` is set) the images' labels
+    come from it (`read_label_table`).
+    """
+    if table is not None and table.labels is not None:
+        from transferkit.data.tables import read_label_table
+
+        skip = bool(columns is not None and columns.skip_bad_rows)
+        return read_label_table(data, table.labels, strict=strict,
+                                **table.read_arguments(skip))
     if text:
         from transferkit.data.text import read_text_file
         from transferkit.training.config import TextColumns

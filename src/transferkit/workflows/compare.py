@@ -39,6 +39,7 @@ import re
 import tempfile
 import time
 
+from transferkit.data.tables import table_task
 from transferkit.errors import TransferkitError
 from transferkit.runs import (
     COMPARISON_FILE,
@@ -56,7 +57,9 @@ from transferkit.training.config import (
 )
 from transferkit.workflows.common import (
     FEATURES_DIR,
+    TARGET_NOUNS,
     check_data,
+    check_table,
     checked_cache_dir,
     input_description,
     modality_of,
@@ -98,7 +101,8 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=None,
             val_split=0.2, seed=0, cache_dir=None, strict=False, overwrite=False,
-            save_models=False, report=True, columns=None, verbose="auto", **base_options):
+            save_models=False, report=True, columns=None, table=None, verbose="auto",
+            **base_options):
     """Trains variants of one model on the same data, split and seed; compares them.
 
     Each variant is `train`'s recipe with the base options updated by the
@@ -166,6 +170,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
             to `out`'s `variants/<name>/model.keras`. Defaults to `False`.
         report: with `out`, also write `report.html` and `report.json`
             (`transferkit.write_report`). Defaults to `True`.
+        table: a `LabelTable` labelling the images by a table (see `train`):
+            for multi-label and numeric targets the rows then hold their
+            validation figures (mAP and F1, or RMSE, MAE and R²), the
+            accuracy columns none.
         verbose: Keras' verbosity; `0` also silences the table. Defaults to
             `"auto"`.
         **base_options: `train`'s model and training options shared by all
@@ -191,6 +199,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     # Everything that can be wrong is checked before the first image is read.
     check_names(base_options, BASE_OPTIONS, "compare")
     check_data((data_dir, val), modality_of(backbone))
+    check_table(table, modality_of(backbone) == "text")
     inputs = (data_dir, val, config, cache_dir)
     if out is not None:
         check_output_folder(out, "compare", inputs=inputs, overwrite=overwrite)
@@ -231,7 +240,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
             tracked.log_params({"command": "compare", "data": os.fspath(data_dir),
                                 "variants": ",".join(trainers), **base_config.to_dict()})
         folder, train_set, val_set = scan_split(data_dir, val, val_split, seed, strict,
-                                                text=first.text, columns=columns)
+                                                text=first.text, columns=columns, table=table)
+        task = table_task(train_set)
+        for trainer in trainers.values():
+            trainer.config.for_task(task)
         if first.text:
             # The tokens per text, chosen once from the training texts, for every variant.
             first = first.for_texts(train_set.texts)
@@ -241,10 +253,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
         num_classes = len(train_set.class_names)
         noun = first.noun
         shape, input_config = input_description(first)
-        first.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, classes "
-                  f"{train_set.class_names}; {shape}; "
+        first.say(f"{len(train_set)} training {noun}, {len(val_set)} validation {noun}, "
+                  f"{TARGET_NOUNS[task]} {train_set.class_names}; {shape}; "
                   f"{len(trainers)} variants: {', '.join(trainers)}.")
-        if all(t.config.class_weight is None for t in trainers.values()):
+        if task == "classes" and all(t.config.class_weight is None for t in trainers.values()):
             first.skew_hint(train_set.labels, train_set.class_names)
         # Streamed: decoded batch by batch, never all in memory.
         (x_train, train_files), y_train = model_inputs(first, train_set), train_set.labels
@@ -266,26 +278,30 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 # repeats train's numbers.
                 fitted = trainer.fit(x_train, y_train, x_val, y_val, num_classes,
                                      features=features, class_names=train_set.class_names,
+                                     task=task,
                                      partial=resume.PartialRun(None, None,
                                                                seed=trainer.config.seed),
                                      callbacks=log_callbacks(base_config.log, logs,
                                                              columns={"variant": name},
                                                              name=name, tracked=tracked))
                 history = fitted["history"]["history"]
-                diagnosis = diagnose(history, num_classes=num_classes,
-                                     monitor=trainer.config.monitor)
+                diagnosis = diagnose(history, num_classes=num_classes if task == "classes"
+                                     else None, monitor=trainer.config.monitor)
                 best = fitted["metrics"]["best_epoch"] - 1
+                accuracy = history.get("val_accuracy") or [None] * len(history["val_loss"])
                 rows[name] = {
                     "options": dict(chosen[name][0]),
                     "best_epoch": best + 1,
                     "best_val_loss": history["val_loss"][best],
-                    "best_val_accuracy": history["val_accuracy"][best],
+                    "best_val_accuracy": accuracy[best],
                     "last_val_loss": history["val_loss"][-1],
-                    "last_val_accuracy": history["val_accuracy"][-1],
+                    "last_val_accuracy": accuracy[-1],
                     "epochs_run": len(history["val_loss"]),
-                    # The kept epoch's figures for skewed classes.
+                    # The kept epoch's figures for skewed classes, labels or numbers.
                     **{key: fitted["metrics"][key] for key in (
-                        "val_macro_f1", "val_balanced_accuracy") if key in fitted["metrics"]},
+                        "val_macro_f1", "val_balanced_accuracy", "val_micro_f1",
+                        "val_mean_average_precision", "val_mae", "val_rmse", "val_r2",
+                        "thresholds") if key in fitted["metrics"]},
                     "overfitting_onset": diagnosis.overfitting_onset,
                     "verdict": diagnosis.verdict,
                     "diagnosis": diagnosis.to_dict(),
@@ -301,7 +317,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                     for name, (options, _) in chosen.items()}
         arguments = {"data_dir": data_dir, "backbone": backbone, "out": out, "variants": resolved,
                      "val": val, "val_split": val_split, "seed": seed, "cache_dir": cache_dir,
-                     "strict": strict, "save_models": save_models, "report": report, **base}
+                     "strict": strict, "save_models": save_models, "report": report,
+                     **({"table": dataclasses.asdict(table)} if task != "classes"
+                        or (table is not None and table.labels is not None) else {}),
+                     **base}
         summary = {"base": {k: jsonable(v) for k, v in base.items()},
                    f"train_{noun}": len(train_set), f"val_{noun}": len(val_set)}
         if out is None:
@@ -328,6 +347,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 "config_file": None if config is None else os.fspath(config),
                 "training": {name: c.to_dict() for name, c in configs.items()},
                 "class_names": list(train_set.class_names),
+                "task": task,
                 **input_config,
                 "backbone": first.backbone.name,
                 "versions": versions()})
@@ -335,7 +355,10 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                             os.path.join(tmp, PLOT_FILE),
                             title=f"{first.backbone.name} on "
                             f"{os.path.basename(os.path.abspath(data_dir))}")
-            if report:
+            if report and task != "classes":
+                first.say("report.html covers classes; metrics.json has every variant's "
+                          "figures.")
+            elif report:
                 from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)

@@ -14,12 +14,15 @@ import time
 
 import numpy as np
 
+from transferkit.data.tables import table_task
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
 from transferkit.training.config import TextColumns, check_log_packages, training_config
 from transferkit.workflows.common import (
     FEATURES_DIR,
+    TARGET_NOUNS,
     check_data,
+    check_table,
     checked_cache_dir,
     input_description,
     modality_of,
@@ -32,11 +35,17 @@ from transferkit.workflows.common import (
 
 # The per-fold figures the table shows and the summary averages.
 SCORES = ("best_val_accuracy", "best_val_loss", "final_val_accuracy")
+# The same for multi-label and numeric targets (the first names the task).
+TARGET_SCORES = {
+    "multilabel": ("val_mean_average_precision", "val_micro_f1", "val_macro_f1",
+                   "best_val_loss"),
+    "regression": ("val_rmse", "val_mae", "val_r2", "best_val_loss"),
+}
 
 
 def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=None,
-                   report=True, strict=False, overwrite=False, columns=None, verbose="auto",
-                   **options):
+                   report=True, strict=False, overwrite=False, columns=None, table=None,
+                   verbose="auto", **options):
     """Runs `train`'s recipe on each of `folds` stratified folds of `data_dir`.
 
     The folds are scikit-learn's `StratifiedKFold(folds, shuffle=True,
@@ -65,6 +74,10 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             folder. Defaults to `False`.
         columns: for a text file, a `TextColumns`. Defaults to `None`: the
             columns named "text" and "label".
+        table: a `LabelTable` labelling the images by a table (see `train`).
+            Multi-label folds come from iterative stratification, numeric
+            targets' folds are stratified on quantile bins
+            (`transferkit.data.splits`).
         verbose: Keras' verbosity. Defaults to `"auto"`.
         **options: `train`'s model and training options (`head`, `epochs`,
             `learning_rate`, `unfreeze`, `augment`, `image_size`, `crop`, ...).
@@ -87,13 +100,14 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     # The paths first: that needs no Keras, whose import takes seconds.
     text = modality_of(backbone) == "text"
     check_data((data_dir,), "text" if text else "image")
+    check_table(table, text)
+    if table is not None and table.val_labels is not None:
+        raise TransferkitError("cv validates on folds of the data; --val-labels is for train.")
     inputs = (data_dir, cache_dir)
     if out is not None:
         check_output_folder(out, "cv", inputs=inputs, overwrite=overwrite)
     config = training_config(backbone, {**options, "seed": seed}, "cross_validate")
     check_log_packages(config.log)
-    from sklearn.model_selection import StratifiedKFold
-
     from transferkit.training.features import FeatureCache
     from transferkit.training.trainer import Trainer
     from transferkit.training.tracking import log_callbacks, mlflow_run
@@ -104,18 +118,12 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp, \
             mlflow_run(config.log, config.mlflow_uri,
                        f"cv {os.fspath(out if out is not None else data_dir)}") as tracked:
-        folder = read_labelled(data_dir, text, strict, columns)
-        noun = "text" if text else "image"
-        smallest = min(folder.class_counts().items(), key=lambda item: item[1])
-        if smallest[1] < folds:
-            raise TransferkitError(
-                f"Class '{smallest[0]}' has {smallest[1]} {noun}(s), fewer than --folds {folds}; "
-                f"use fewer folds or add {noun}s."
-            )
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-            np.zeros(len(folder)), folder.labels))
+        folder = read_labelled(data_dir, text, strict, columns, table)
+        task = table_task(folder)
+        splits = _folds(folder, task, folds, seed, "text" if text else "image")
         # Head "auto" decided as train decides it, for a fold's training images.
-        trainer = trainer.for_data(len(folder) - max(len(v) for _, v in splits))
+        trainer = trainer.for_data(len(folder) - max(len(v) for _, v in splits), task)
+        trainer.config.for_task(task)
         if text:
             trainer = trainer.for_texts(folder.texts)
         config = trainer.config
@@ -123,10 +131,11 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         if tracked is not None:
             tracked.log_params({"command": "cv", "data": os.fspath(data_dir), "folds": folds,
                                 **config.to_dict()})
-        trainer.say(f"{len(folder)} {trainer.noun} in {len(folder.class_names)} classes "
+        trainer.say(f"{len(folder)} {trainer.noun}, {TARGET_NOUNS[task]} "
                     f"{folder.class_names}; {folds} stratified folds (seed {seed}), {shape}.")
         trainer.hint(len(folder) - len(splits[0][1]))
-        trainer.skew_hint(folder.labels, folder.class_names)
+        if task == "classes":
+            trainer.skew_hint(folder.labels, folder.class_names)
         x, files = model_inputs(trainer, folder)  # images streamed, texts as token ids
         y = folder.labels
 
@@ -147,7 +156,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 fitted = trainer.fit(take(x, train_index), y[train_index], take(x, val_index),
                                      y[val_index], len(folder.class_names),
                                      features=features_for(train_index, val_index),
-                                     class_names=folder.class_names,
+                                     class_names=folder.class_names, task=task,
                                      callbacks=log_callbacks(config.log, logs,
                                                              columns={"fold": k + 1},
                                                              name=f"fold-{k + 1}",
@@ -160,19 +169,22 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
         arguments = {"data_dir": data_dir, "out": out, "folds": folds, "cache_dir": cache_dir,
                      "report": report, "strict": strict,
                      **({"columns": dataclasses.asdict(columns or TextColumns())} if text
-                        else {}), **config.to_dict()}
+                        else {}),
+                     **({"table": dataclasses.asdict(table)} if task != "classes"
+                        or (table is not None and table.labels is not None) else {}),
+                     **config.to_dict()}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="transferkit-cv-") as scratch:
                 rows, histories = run_folds(FeatureCache(cache_dir or scratch),
                                             cache_dir or "a temporary folder")
-            result = _summary(rows)
+            result = _summary(rows, task)
         else:
             if log_callbacks(config.log, tmp) and not config.linear:
                 trainer.say(f"Live logs, per epoch, until {out} is written: {tmp}.")
             rows, histories = run_folds(
                 FeatureCache(cache_dir or os.path.join(tmp, FEATURES_DIR)),
                 cache_dir or os.path.join(os.fspath(out), FEATURES_DIR), logs=tmp)
-            result = _summary(rows)
+            result = _summary(rows, task)
             from transferkit.runs import write_json
 
             write_json(os.path.join(tmp, METRICS_FILE), {
@@ -184,13 +196,17 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 "arguments": {k: jsonable(v) for k, v in arguments.items()},
                 "training": config.to_dict(),
                 "class_names": list(folder.class_names),
+                "task": task,
                 **input_config,
                 "backbone": trainer.backbone.name, "head": trainer.config.head,
                 "folds": [[int(i) for i in val] for _, val in splits],
                 "versions": versions()})
             _plot(trainer, histories, os.path.join(tmp, CURVES_FILE), folds,
                   os.path.basename(os.path.abspath(data_dir)))
-            if report:
+            if report and task != "classes":
+                trainer.say("report.html covers classes; metrics.json has every fold's "
+                            "figures.")
+            elif report:
                 from transferkit.evaluation.report import write_report
 
                 write_report(tmp, location=out)
@@ -209,6 +225,10 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
 
 def format_table(result):
     """The per-fold scores, then mean and standard deviation, as text."""
+    task = next((t for t, scores in TARGET_SCORES.items()
+                 if scores[0] in result["mean"]), None)
+    if task is not None:
+        return _format_targets(result, TARGET_SCORES[task])
     header = ["fold", "train", "val", "val_accuracy", "val_loss", "best_epoch"]
     if any(row.get("C") is not None for row in result["folds"]):
         header[-1] = "C"
@@ -229,9 +249,44 @@ def format_table(result):
                      for line in lines)
 
 
-def _summary(rows):
+def _format_targets(result, scores):
+    """`format_table` for multi-label or numeric targets: their figures per fold."""
+    header = ["fold", "train", "val", *scores]
+    lines = [header]
+    for row in result["folds"]:
+        noun = "texts" if "train_texts" in row else "images"
+        lines.append([str(row["fold"]), str(row[f"train_{noun}"]), str(row[f"val_{noun}"]),
+                      *(_number(row.get(score)) for score in scores)])
+    for kind in ("mean", "std"):
+        lines.append([kind, "", "", *(_number(result[kind][score]) for score in scores)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _folds(folder, task, folds, seed, noun):
+    """`[(train indices, validation indices)]` of each fold, stratified as `task` allows."""
+    from transferkit.data import splits
+
+    if task == "multilabel":
+        return splits.iterative_folds(folder.labels, folds, seed)
+    if task == "regression":
+        return splits.binned_folds(folder.labels, folds, seed)
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = min(folder.class_counts().items(), key=lambda item: item[1])
+    if smallest[1] < folds:
+        raise TransferkitError(
+            f"Class '{smallest[0]}' has {smallest[1]} {noun}(s), fewer than --folds {folds}; "
+            f"use fewer folds or add {noun}s."
+        )
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(folder)), folder.labels))
+
+
+def _summary(rows, task="classes"):
     mean, std = {}, {}
-    for score in SCORES:
+    for score in SCORES if task == "classes" else TARGET_SCORES[task]:
         values = [row[score] for row in rows if row.get(score) is not None]
         mean[score] = float(np.mean(values)) if values else None
         std[score] = float(np.std(values, ddof=1)) if len(values) > 1 else None
