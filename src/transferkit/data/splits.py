@@ -141,7 +141,9 @@ def iterative_folds(targets, folds, seed=0, *, noun="example", label_names=None)
     equal wanted size, each wanting `1 / folds` of every label's positives;
     part `i` is the validation side of fold `i`. Every example is in exactly
     one validation part. A label with fewer positives than `folds` is
-    missing from some validation parts, but never from a training side.
+    missing from some validation parts; its positives go to different parts
+    first, so each training side has one unless the labels they co-occur
+    with place them all in one part.
 
     Args:
         targets: an `(examples, labels)` array of 0s and 1s.
