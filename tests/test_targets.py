@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from transferkit.errors import TransferkitError
-from transferkit.evaluation.targets import (
+from transferkit.training.targets import (
     labels_above,
     multilabel_metrics,
     regression_metrics,

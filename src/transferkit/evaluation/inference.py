@@ -319,8 +319,9 @@ def _evaluate_targets(run, table, batch_size, tta):
         raise TransferkitError(f"The table holds {_TASK_WORDS[table.task]}; {run.path} "
                                f"predicts {_TASK_WORDS[run.task]}.")
     if run.task == "multilabel" and table.class_names != run.class_names:
-        raise TransferkitError(f"The table's labels {table.class_names} are not the run's "
-                               f"{run.class_names}; name the columns as in training.")
+        shown = table.class_names[:5] + (["..."] if len(table.class_names) > 5 else [])
+        raise TransferkitError(f"The table's {len(table.class_names)} labels {shown} are not "
+                               f"the run's {run.class_names}; label it as in training.")
     x = ImageFiles(table.files, run.image_size, crop=run.crop)
     scores = []
     with Progress(len(x), "Evaluating", unit="images") as progress:

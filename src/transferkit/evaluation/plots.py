@@ -55,9 +55,12 @@ def plot_history(history, path, *, title=None, phases=None):
 def plot_grid(results, path, *, title=None):
     """Plots cross-validated accuracy (and log loss, if present) against `C`.
 
+    A ridge regression's grid (`alpha`, `rmse`) plots its RMSE against alpha.
+
     Args:
         results: a list of dicts with `C`, `accuracy`, `accuracy_std`,
-            optional `log_loss` and `chosen`, e.g. `LinearHead.cv_results_`.
+            optional `log_loss` and `chosen`, e.g. `LinearHead.cv_results_`;
+            or with `alpha`, `rmse` and `chosen`.
         path: the `.png` file to write.
         title: optional figure title.
 
@@ -70,11 +73,15 @@ def plot_grid(results, path, *, title=None):
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    panels = [("accuracy", "cross-validated accuracy")]
+    ridge = "alpha" in results[0]
+    parameter, meaning = ("alpha", "regularization strength") if ridge else (
+        "C", "inverse regularization strength")
+    panels = [("rmse", "cross-validated RMSE")] if ridge else [
+        ("accuracy", "cross-validated accuracy")]
     if any(r.get("log_loss") is not None for r in results):
         panels.append(("log_loss", "cross-validated log loss"))
     figure = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
-    cs = [r["C"] for r in results]
+    cs = [r[parameter] for r in results]
     for index, (key, label) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
         values = [r[key] for r in results]
@@ -82,12 +89,12 @@ def plot_grid(results, path, *, title=None):
         axes.errorbar(cs, values, yerr=errors, marker="o", markersize=3, capsize=3)
         for r in results:
             if r.get("chosen"):
-                axes.axvline(r["C"], color="grey", linestyle=":", linewidth=1)
-                axes.annotate(f"chosen C={r['C']:g}", (r["C"], 1.0),
+                axes.axvline(r[parameter], color="grey", linestyle=":", linewidth=1)
+                axes.annotate(f"chosen {parameter}={r[parameter]:g}", (r[parameter], 1.0),
                               xycoords=("data", "axes fraction"), va="top", fontsize=8,
                               color="grey")
         axes.set_xscale("log")
-        axes.set_xlabel("C (inverse regularization strength)")
+        axes.set_xlabel(f"{parameter} ({meaning})")
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
     if title:

@@ -116,12 +116,12 @@ class Trainer:
             fitted["metrics"]["class_weights"] = [float(w) for w in weights]
         return fitted
 
-    def for_data(self, train_images):
-        """This trainer, or one for `config.for_data(train_images)` when `head="auto"`.
+    def for_data(self, train_images, task="classes"):
+        """This trainer, or one for `config.for_data(train_images, task)` when `head="auto"`.
 
         Says which head `"auto"` became and why.
         """
-        config = self.config.for_data(train_images)
+        config = self.config.for_data(train_images, task)
         if config is self.config:
             return self
         decided = Trainer(config, verbose=self.verbose)
@@ -129,7 +129,8 @@ class Trainer:
             why = ("in seconds instead of minutes; fine-tuning is often more accurate on "
                    "long texts" if self.text else
                    "as accurate as fine-tuning in a fraction of the time")
-            decided.say(f"Head auto -> {config.head}: a linear classifier on the frozen "
+            decided.say(f"Head auto -> {config.head}: a linear "
+                        f"{'model' if task == 'regression' else 'classifier'} on the frozen "
                         f"features, for {train_images} training {self.noun} (under "
                         f"{SMALL_DATA:,}, {why}; bench/README.md). --head softmax "
                         "fine-tunes instead.")
@@ -296,7 +297,7 @@ class Trainer:
         from transferkit.training.linear import LinearHead
 
         extractor = feature_extractor(build(
-            self.backbone.name, num_classes, weights=self.weights,
+            self.backbone.name, num_classes, output=OUTPUTS[task], weights=self.weights,
             input_shape=self.input_shape, dropout=0.0, precision=self.config.precision,
         ))
         if features is None:
@@ -308,6 +309,8 @@ class Trainer:
         seed = 0 if self.config.seed is None else self.config.seed
         linear = LinearHead(self.config.head, seed=seed, class_weight=None if weights is None
                             else {c: float(w) for c, w in enumerate(weights)})
+        if task == "multilabel":
+            y_train = np.asarray(y_train, dtype=np.int64)
         linear.fit(f_train, y_train)
         seconds = time.perf_counter() - start
         model_name = f"{self.backbone.name}_{self.config.head.replace('-', '_')}"

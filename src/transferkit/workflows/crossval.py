@@ -251,6 +251,7 @@ def format_table(result):
 
 def _format_targets(result, scores):
     """`format_table` for multi-label or numeric targets: their figures per fold."""
+    scores = [s for s in scores if result["mean"][s] is not None]  # a linear head: no loss
     header = ["fold", "train", "val", *scores]
     lines = [header]
     for row in result["folds"]:
