@@ -146,3 +146,33 @@ def test_table_errors_come_before_any_training(tables, tmp_path, capsys):
     assert run("train", root / "images", "--val-labels", root / "multi.csv", "--out",
                tmp_path / "out", *FAST) == 2
     assert "--val-labels goes with --labels" in capsys.readouterr().err
+
+
+def test_the_loss_follows_the_task_and_the_loss_option():
+    from transferkit.training.trainer import regression_loss
+
+    assert regression_loss("auto") == regression_loss("mse") == "mean_squared_error"
+    assert regression_loss("mae") == "mean_absolute_error"
+    huber = regression_loss("huber")  # on standardized targets: delta one std
+    assert isinstance(huber, keras.losses.Huber)
+    y, p = np.array([[0.0], [0.0]]), np.array([[0.5], [3.0]])
+    expected = np.mean([0.5 * 0.5 ** 2, 1.0 * (3.0 - 0.5 * 1.0)])  # numpy's Huber, delta 1
+    assert float(huber(y, p)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_auto_decides_the_head_per_task():
+    from transferkit.training.config import TrainingConfig
+
+    config = TrainingConfig("efficientnet_lite0")
+    assert config.for_data(245, "multilabel").head == "logreg"
+    assert config.for_data(245, "regression").head == "softmax"
+    assert config.for_data(245, "classes").head == "logreg"
+
+
+def test_a_label_table_option_is_checked_when_made():
+    from transferkit.errors import TransferkitError
+    from transferkit.training.config import LabelTable
+
+    with pytest.raises(TransferkitError, match="task must be one of"):
+        LabelTable("t.csv", task="numbers")
+    assert LabelTable("t.csv").read_arguments(True)["skip_bad_rows"] is True
