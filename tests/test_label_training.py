@@ -54,7 +54,7 @@ def test_rescaling_the_head_folds_the_target_scale_exactly():
 
 
 def test_a_multilabel_network_trains_predicts_and_evaluates(tables, tmp_path, capsys):
-    root, truth = tables
+    root, _ = tables
     out = tmp_path / "multi"
     assert run("train", root / "images", "--labels", root / "multi.csv", "--out", out,
                "--head", "softmax", "--val-split", "0.25", *FAST) == 0

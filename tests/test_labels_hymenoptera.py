@@ -9,7 +9,6 @@ import importlib.util
 import pathlib
 
 import pytest
-
 from conftest import SHARED_DATA
 
 HYMENOPTERA = SHARED_DATA / "hymenoptera"

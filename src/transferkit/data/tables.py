@@ -36,13 +36,13 @@ import numpy as np
 
 from transferkit.data.images import (
     ImageFolder,
+    check_image_folder,
     checked_extensions,
     image_files,
+    index_array,
     named_files,
     reading_errors,
     sort_out,
-    check_image_folder,
-    index_array,
 )
 from transferkit.errors import TransferkitError
 
