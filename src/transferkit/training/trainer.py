@@ -185,7 +185,9 @@ class Trainer:
 
         # Augmentation computes in float32 (made outside the policy); the
         # rebuilt graph of insert_dropout keeps the model's policy.
-        augmentation = None if self.augmentation is None else self.augmentation.build(
+        # MixUp and CutMix are not in the model: FineTuner mixes the batches.
+        layers = None if self.augmentation is None else self.augmentation.in_model()
+        augmentation = None if layers is None or layers.is_off() else layers.build(
             seed=self.config.seed)
         with dtype_policy(policy_name(self.config.precision)):
             model = build(
@@ -221,15 +223,17 @@ class Trainer:
         )
 
         model = self.build_model(num_classes)
+        mixing = None if self.augmentation is None else self.augmentation.mixing()
         given = None
         first = self.recipe[0]
         if features is not None and first.epochs and first.unfreeze == "none" \
-                and cache_refusal(model) is None:
+                and cache_refusal(model) is None and mixing is None:
             given = features(feature_extractor(model))
         tuner = FineTuner(
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
-            augmented_copies=self.config.augmented_copies, verbose=self.verbose,
+            augmented_copies=self.config.augmented_copies, mixing=mixing,
+            balanced=self.config.balanced_batches, verbose=self.verbose,
             partial=partial, monitor=self.config.monitor, callbacks=callbacks,
         )
         tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
@@ -326,8 +330,8 @@ class Trainer:
     def skew_hint(self, labels, class_names):
         """Says so when the largest class has `SKEWED` times the smallest's examples, unweighted."""
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
-        if self.config.class_weight is not None or counts.min() == 0 \
-                or counts.max() < SKEWED * counts.min():
+        if self.config.class_weight is not None or self.config.balanced_batches \
+                or counts.min() == 0 or counts.max() < SKEWED * counts.min():
             return
         big, small = int(counts.argmax()), int(counts.argmin())
         self.say(
