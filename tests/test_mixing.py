@@ -222,8 +222,10 @@ def test_mixing_refuses_heads_and_inputs_it_cannot_serve():
                                 keras.layers.Dense(1, activation="sigmoid")])
     with pytest.raises(TransferkitError, match="needs a softmax head, not 'sigmoid'"):
         FineTuner(mixing=Mixing(mixup=0.2), verbose=0).fit(sigmoid, x, y)
+    with pytest.raises(TransferkitError, match="mixing: x must be images"):
+        FineTuner(mixing=Mixing(mixup=0.2), verbose=0).fit(tiny_model(), np.ones((8, 5), int), y)
     served = AugmentedFeatures([x], y, batch_size=4)
-    with pytest.raises(TransferkitError, match="not a dataset that serves its own batches"):
+    with pytest.raises(TransferkitError, match="balanced: x must be .* not a dataset"):
         FineTuner(balanced=True, verbose=0).fit(tiny_model(), served)
 
 

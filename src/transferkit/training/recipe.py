@@ -325,21 +325,22 @@ class FineTuner:
             raise TransferkitError(f"balanced must be True or False, got {self.balanced!r}.")
 
     def _check_sampling(self, model, x, y):
-        """Mixing and balanced batches need a softmax head and inputs this tuner serves."""
-        wanted = [name for name, on in (("mixing", self.mixing is not None),
-                                        ("balanced", self.balanced)) if on]
-        if not wanted:
-            return
-        if self.mixing is not None and output_head(model).activation != "softmax":
+        """Mixing needs a softmax head and images; both need inputs this tuner serves."""
+        if self.mixing is not None:
+            if output_head(model).activation != "softmax":
+                raise TransferkitError(
+                    f"mixing (MixUp/CutMix) mixes one-hot labels: it needs a softmax head, "
+                    f"not {output_head(model).activation!r}."
+                )
+            if y is None or not _is_array(x) or len(x.shape) != 4:
+                raise TransferkitError(
+                    "mixing: x must be images, an array or ImageFiles (n, height, width, "
+                    "channels), with y; not token ids or a dataset that serves its own batches."
+                )
+        if self.balanced and (y is None or not (_is_array(x) or is_token_ids(x, model))):
             raise TransferkitError(
-                f"mixing (MixUp/CutMix) mixes one-hot labels: it needs a softmax head, not "
-                f"{output_head(model).activation!r}."
-            )
-        if y is None or not (_is_array(x) or is_token_ids(x, model)) or (
-                self.mixing is not None and not _is_array(x)):
-            raise TransferkitError(
-                f"{' and '.join(wanted)} need x as an array or ImageFiles (balanced: or token "
-                "ids) with y, not a dataset that serves its own batches."
+                "balanced: x must be an array, ImageFiles or token ids, with y; not a dataset "
+                "that serves its own batches."
             )
 
     def _stopper(self, monitor, mode):
