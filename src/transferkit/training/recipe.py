@@ -332,10 +332,11 @@ class FineTuner:
                     f"mixing (MixUp/CutMix) mixes one-hot labels: it needs a softmax head, "
                     f"not {output_head(model).activation!r}."
                 )
-            if y is None or not _is_array(x) or len(x.shape) != 4:
+            if y is None or np.ndim(y) != 1 or not _is_array(x) or len(x.shape) != 4:
                 raise TransferkitError(
                     "mixing: x must be images, an array or ImageFiles (n, height, width, "
-                    "channels), with y; not token ids or a dataset that serves its own batches."
+                    "channels), with y of class indices; not token ids or a dataset that "
+                    "serves its own batches."
                 )
         if self.balanced and (y is None or not (_is_array(x) or is_token_ids(x, model))):
             raise TransferkitError(
