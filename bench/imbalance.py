@@ -84,9 +84,10 @@ def main(argv=None):
                     figures = train(folder, data / "val", out, *options,
                                     *WEIGHTINGS[weighting])
                     results.setdefault((head, weighting), []).append(figures)
-                    print(f"subset {seed} ({ants} ants, {bees} bees), {head}, class weight "
-                          f"{weighting}: balanced accuracy {figures[0]:.4f}, macro-F1 "
-                          f"{figures[1]:.4f}", flush=True)
+                    how = "balanced batches" if weighting == "batches" \
+                        else f"class weight {weighting}"
+                    print(f"subset {seed} ({ants} ants, {bees} bees), {head}, {how}: balanced "
+                          f"accuracy {figures[0]:.4f}, macro-F1 {figures[1]:.4f}", flush=True)
     for (head, weighting), rows in results.items():
         print(f"mean over {len(rows)}: {head}, {weighting}: balanced accuracy "
               f"{statistics.mean(r[0] for r in rows):.4f}, macro-F1 "
