@@ -154,7 +154,7 @@ randaugment=0.0, erasing=0.0, mixup=0.0, cutmix=0.0)
         Example:
 
         >>> Augmentation(mixup=0.2).mixing()
-        Mixing(mixup=0.2, cutmix=0.0)
+        Mixing(mixup=0.2, cutmix=0)
         """
         if not any(getattr(self, key) for key in MIXING):
             return None
