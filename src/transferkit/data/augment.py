@@ -1,5 +1,5 @@
-"""Data augmentation as Keras layers: flips, shifts, rotations, zooms, contrast, and
-Keras' RandAugment and random erasing.
+"""Data augmentation as Keras layers: flips, shifts, rotations, zooms, contrast,
+Keras' RandAugment and random erasing, and Keras' MixUp and CutMix.
 
 The layers go inside the model, in front of the backbone, so they run on the
 accelerator, are saved with the model (built-in layers only: a `.keras` file
@@ -7,12 +7,18 @@ reloads in safe mode), and act only in training: at inference
 (`model.predict`, `model(x, training=False)`) they pass images through
 unchanged. Images are RGB floats in [0, 255], what transferkit models take.
 
+MixUp and CutMix mix pairs of images *and their labels*, so they cannot live
+in the model: `Augmentation.mixing()` gives a `transferkit.data.mixing.Mixing`
+that the training pipeline applies to each batch (one-hot labels, class
+weights mixed alike) before the model's own layers; `build` leaves them out.
+
 A spec names what to apply; what it does not name is off:
 
     True or "default"   flip=horizontal, shift=0.1, rotate=0.05, zoom=0.1, contrast=0.1
     False, None, "none" no augmentation
     "flip=horizontal,rotate=0.1,shift=0.1,zoom=0.2,contrast=0.2"   (command line)
     "flip=horizontal,randaugment=0.5,erasing=0.25"                  (Keras' policies)
+    "flip=horizontal,mixup=0.2,cutmix=1"                           (mixed batches)
     {"flip": "horizontal", "rotate": 0.1}                          (Python, config.json)
 
 The strings are transferkit's one spec grammar (`transferkit.specs`), with
@@ -38,7 +44,12 @@ _AMOUNTS = {
                     "strength"),
     "erasing": (0.0, 1.0, True, "erase a random rectangle (2-33 % of the image) with this "
                 "probability"),
+    # Keras 3.15 documents both in [0, 1]; CutMix refuses more.
+    "mixup": (0.0, 1.0, True, "MixUp: alpha of the Beta(alpha, alpha) mixing weight"),
+    "cutmix": (0.0, 1.0, True, "CutMix: the Beta distribution's alpha is drawn in [0, this]"),
 }
+# Applied to batches in the data pipeline (they mix labels), not in the model.
+MIXING = ("mixup", "cutmix")
 # Not Keras' AugMix: in Keras 3.15 it draws its operations with Python's
 # `random`, not from its seed (a resumed run could not repeat it), and under
 # TensorFlow's graph tracing once for all batches.
@@ -79,6 +90,12 @@ class Augmentation:
         erasing: Keras' `RandomErasing`: the probability, in [0, 1], that a
             random rectangle of 2-33 % of the image is replaced by noise.
             Defaults to 0 (off).
+        mixup: Keras' `MixUp`: `alpha`, in [0, 1], of the Beta(alpha, alpha)
+            weight `lam` of `lam * a + (1 - lam) * b` for images and labels.
+            Defaults to 0 (off). Not in the model: see `mixing`.
+        cutmix: Keras' `CutMix`: `factor`, in [0, 1]: a rectangle of another
+            image is pasted in, the labels mixed by area. Defaults to 0 (off).
+            Not in the model: see `mixing`.
 
     Shifted, rotated and zoomed-out images are filled by reflection.
 
@@ -96,6 +113,8 @@ class Augmentation:
     contrast: float = 0.0
     randaugment: float = 0.0
     erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
 
     def __post_init__(self):
         flip = self.flip
@@ -118,12 +137,39 @@ class Augmentation:
         """`True` when nothing would be applied."""
         return self.flip is None and not any(getattr(self, key) for key in _AMOUNTS)
 
+    def in_model(self):
+        """The transformations that go inside the model (all but MixUp and CutMix).
+
+        Example:
+
+        >>> Augmentation(flip="horizontal", mixup=0.2).in_model()
+        Augmentation(flip='horizontal', shift=0.0, rotate=0.0, zoom=0.0, contrast=0.0, \
+randaugment=0.0, erasing=0.0, mixup=0.0, cutmix=0.0)
+        """
+        return dataclasses.replace(self, **dict.fromkeys(MIXING, 0.0))
+
+    def mixing(self):
+        """The `transferkit.data.mixing.Mixing` of `mixup` and `cutmix`, or `None` when off.
+
+        Example:
+
+        >>> Augmentation(mixup=0.2).mixing()
+        Mixing(mixup=0.2, cutmix=0)
+        """
+        if not any(getattr(self, key) for key in MIXING):
+            return None
+        from transferkit.data.mixing import Mixing
+
+        return Mixing(self.mixup, self.cutmix)
+
     def describe(self):
         """The settings as a JSON-able dict, which `get_augmentation` takes back."""
         return dataclasses.asdict(self)
 
     def build(self, seed=None):
         """A `keras.Sequential` named `"augment"` of the layers that are on.
+
+        MixUp and CutMix are not among them (see `mixing`).
 
         Args:
             seed: an integer for repeatable randomness (layer `i` gets
@@ -171,6 +217,8 @@ class Augmentation:
 def get_augmentation(spec, seed=None):
     """The augmentation layers for a spec, or `None` for no augmentation.
 
+    MixUp and CutMix are not layers of the model: `parse(spec).mixing()`.
+
     Args:
         spec: `True` or `"default"` (`Augmentation.default()`); `False`,
             `None` or `"none"` (off); an `Augmentation`; a dict such as
@@ -180,7 +228,8 @@ def get_augmentation(spec, seed=None):
         seed: an integer for repeatable randomness, or `None` (default).
 
     Returns:
-        A `keras.Sequential` named `"augment"`, or `None`.
+        A `keras.Sequential` named `"augment"`, or `None` (also when only
+        `mixup` or `cutmix` is on).
 
     Example:
 
@@ -191,7 +240,9 @@ def get_augmentation(spec, seed=None):
     True
     """
     augmentation = parse(spec)
-    return None if augmentation is None else augmentation.build(seed=seed)
+    if augmentation is None or augmentation.in_model().is_off():
+        return None
+    return augmentation.build(seed=seed)
 
 
 def describe(spec):
@@ -201,7 +252,7 @@ def describe(spec):
 
     >>> describe("rotate=0.1")
     {'flip': None, 'shift': 0.0, 'rotate': 0.1, 'zoom': 0.0, 'contrast': 0.0, \
-'randaugment': 0.0, 'erasing': 0.0}
+'randaugment': 0.0, 'erasing': 0.0, 'mixup': 0.0, 'cutmix': 0.0}
     """
     augmentation = parse(spec)
     return None if augmentation is None else augmentation.describe()

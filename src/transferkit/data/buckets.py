@@ -12,6 +12,7 @@ import math
 import keras
 import numpy as np
 
+from transferkit.data.sampling import balanced_indices, inverse_frequency
 from transferkit.errors import TransferkitError
 
 # Batch widths are multiples of this: few distinct shapes to trace.
@@ -77,6 +78,8 @@ class LengthBuckets(keras.utils.PyDataset):
     `Generator` seeded with `(seed, epoch)`, sorts each pool of
     `POOL_BATCHES` batches by length, cuts it into batches and shuffles the
     batches; a batch is cut to its longest text (`batch_width`). With
+    `balanced=True` an epoch is `n` texts drawn with replacement, every class
+    equally likely (`transferkit.data.sampling`), pooled the same way. With
     `shuffle=False` (validation) it is one pass, its batches in length order.
 
     Args:
@@ -86,6 +89,8 @@ class LengthBuckets(keras.utils.PyDataset):
         batch_size: texts per batch. Defaults to 32.
         seed: an int or a sequence of ints, or `None` for fresh randomness.
         shuffle: whether each epoch has its own order. Defaults to `True`.
+        balanced: draw each epoch's texts by inverse class frequency (`y`
+            holds class indices; needs `shuffle`). Defaults to `False`.
         **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`,
             `max_queue_size`.
 
@@ -97,7 +102,7 @@ class LengthBuckets(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, *, sample_weight=None, batch_size=32, seed=None, shuffle=True,
-                 **kwargs):
+                 balanced=False, **kwargs):
         super().__init__(**kwargs)
         x, y = np.asarray(x), np.asarray(y)
         if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer) or len(y) != len(x) \
@@ -109,7 +114,11 @@ class LengthBuckets(keras.utils.PyDataset):
             raise TransferkitError(f"batch_size must be an int >= 1, got {batch_size!r}.")
         self.x, self.y = x, y
         self.sample_weight = None if sample_weight is None else np.asarray(sample_weight)
-        self.batch_size, self.shuffle = batch_size, shuffle
+        self.batch_size, self.shuffle, self.balanced = batch_size, shuffle, bool(balanced)
+        if self.balanced:
+            if not shuffle:
+                raise TransferkitError("LengthBuckets: balanced=True needs shuffle=True.")
+            inverse_frequency(y)  # class indices, checked now
         self.lengths = token_counts(x)
         self.steps_per_epoch = math.ceil(len(x) / batch_size)
         self._entropy = np.random.SeedSequence(seed).entropy
@@ -130,7 +139,8 @@ class LengthBuckets(keras.utils.PyDataset):
         else:
             rng = np.random.default_rng(np.random.SeedSequence(self._entropy,
                                                                spawn_key=(epoch,)))
-            order = rng.permutation(len(self.x))
+            order = balanced_indices(self.y, rng) if self.balanced \
+                else rng.permutation(len(self.x))
             pool = self.batch_size * POOL_BATCHES
             plan = []
             for begin in range(0, len(order), pool):

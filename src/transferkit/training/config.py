@@ -55,7 +55,7 @@ _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
                     "dropout_after", "dropout_after_rate", "dropout_kind", "kernel_constraint",
                     "augment", "augmented_copies", "patience", "from_scratch", "lora",
-                    "monitor", "loss")
+                    "monitor", "loss", "balanced_batches")
 # What can pick a network's best epoch (`FineTuner`'s monitor).
 MONITORS = ("val_loss", "val_accuracy", "val_macro_f1")
 
@@ -411,7 +411,9 @@ class TrainingConfig:
         kernel_constraint: a constraint on every kernel, e.g.
             `"max_norm:3"`. Defaults to `None`.
         augment: augmentation spec (`True`, `False`, `"none"`,
-            `"flip=horizontal,rotate=0.1"`). Defaults to `True`.
+            `"flip=horizontal,rotate=0.1"`; `mixup=0.2`, `cutmix=1.0` mix the
+            training batches and their labels, softmax heads only:
+            `transferkit.data.mixing`). Defaults to `True`.
         augmented_copies: with augmentation on, the frozen head phase trains
             on `K` augmented copies of the features computed once (`0`, the
             default: through the backbone every epoch).
@@ -439,6 +441,12 @@ class TrainingConfig:
             (delta one standard deviation of the targets). Defaults to
             `"auto"`: mean squared error for regression, cross-entropy for
             classes and labels (the only loss they take).
+        balanced_batches: each epoch serves `n` training examples drawn
+            with probability inverse to their class's frequency, so that
+            every class is equally likely in a batch
+            (`transferkit.data.sampling`); seeded, resumable. Not with
+            `class_weight` (the same correction twice) nor a linear head.
+            Defaults to `False`.
         precision: `"float32"` (default) or `"mixed"`: the backbone computes
             in bfloat16 on a CPU, float16 on a GPU, the head and the loss in
             float32 (`transferkit.models.precision`).
@@ -569,6 +577,10 @@ class TrainingConfig:
         "--loss", "regression targets: mse, mae or huber (delta: one standard deviation); "
         "auto: mse, or cross-entropy for classes and labels", choices=LOSSES),
         _one_of(*LOSSES))
+    balanced_batches: bool = option(False, Flag(
+        "--balanced-batches", "draw each epoch's training examples with probability inverse "
+        "to their class's frequency, every class equally likely per batch (instead of "
+        "--class-weight; softmax head)"), _one_of(False, True))
     precision: str = option("float32", Flag(
         "--precision", "mixed: the backbone computes in bfloat16 (CPU) or float16 (GPU), the "
         "head and the loss in float32", choices=PRECISIONS), _one_of(*PRECISIONS))
@@ -615,11 +627,30 @@ class TrainingConfig:
             raise TransferkitError(
                 f"{'max_length' if self.max_length is not None else 'lora'} is for text "
                 f"backbones; {backbone.name} reads images (image_size sets their size).")
+        self._check_sampling()
         if self.mlflow_uri is not None and "mlflow" not in self.log:
             raise TransferkitError(f"mlflow_uri={self.mlflow_uri!r} is for log 'mlflow'; add "
                                    "mlflow to log (--log csv,mlflow), or leave it out.")
         self._check_against(backbone)
         self.phases()  # the learning rates, optimizer and schedule, checked
+
+    def _check_sampling(self):
+        """Balanced batches and MixUp/CutMix: for trained (softmax) heads, not both weightings."""
+        from transferkit.data import augment
+
+        parsed = augment.parse(self.augment)
+        mixing = [f"{key}={getattr(parsed, key):g}" for key in augment.MIXING
+                  if parsed is not None and getattr(parsed, key)]
+        for name, on in (("balanced_batches", self.balanced_batches),
+                         (f"augment {','.join(mixing)}", mixing)):
+            if on and self.linear:
+                raise TransferkitError(
+                    f"{name}: for trained heads; head={self.head!r} fits a linear classifier "
+                    "on all the features at once, with no batches (use --head softmax).")
+        if self.balanced_batches and self.class_weight is not None:
+            raise TransferkitError(
+                "balanced_batches and class_weight both correct for skewed classes: use one "
+                "(balanced batches draw rare classes more often, class weights weigh them more).")
 
     def _check_text(self, backbone):
         """The options that mean nothing for a text backbone are refused, not ignored."""
@@ -728,9 +759,21 @@ class TrainingConfig:
         elif task != "classes" and self.class_weight is not None:
             wrong = (f"class_weight is for classes; it does not apply to "
                      f"{_TASK_NOUNS[task]}")
+        elif task != "classes" and self.balanced_batches:
+            wrong = f"balanced_batches is for classes; it does not apply to {_TASK_NOUNS[task]}"
+        elif task != "classes" and self._mixes():
+            wrong = (f"mixup and cutmix mix class labels; leave them out of augment for "
+                     f"{_TASK_NOUNS[task]}")
         if wrong:
             raise TransferkitError(wrong + ".")
         return self
+
+    def _mixes(self):
+        """Whether `augment` mixes examples (mixup, cutmix)."""
+        from transferkit.data import augment
+
+        spec = augment.parse(self.augment)
+        return spec is not None and (spec.mixup > 0 or spec.cutmix > 0)
 
     def for_data(self, train_images, task="classes"):
         """This configuration with `head="auto"` decided for `train_images` images.

@@ -33,6 +33,7 @@ import numpy as np
 from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
 from transferkit.data.buckets import is_token_ids, sorted_batches
+from transferkit.data.sampling import balanced_indices, inverse_frequency
 from transferkit.data.stream import ImageFiles, read_ahead
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import compute_dtypes
@@ -257,7 +258,9 @@ class AugmentedFeatures(keras.utils.PyDataset):
     `i // steps_per_epoch`. Which copy and samples a batch holds depends on
     its index alone, not on epoch callbacks (a prefetching backend reads
     ahead of them). Each epoch serves every sample once, in an order
-    shuffled by a NumPy `Generator` seeded with `(seed, epoch)`.
+    shuffled by a NumPy `Generator` seeded with `(seed, epoch)`; with
+    `balanced=True` it serves `n` samples drawn from that generator with
+    replacement, every class equally likely (`transferkit.data.sampling`).
 
     Args:
         copies: a list of K feature arrays of the same shape `(n, ...)`, e.g.
@@ -269,6 +272,9 @@ class AugmentedFeatures(keras.utils.PyDataset):
             Defaults to 32.
         seed: an int or a sequence of ints for the shuffling, or `None`
             (default) for fresh randomness.
+        balanced: draw each epoch's samples with probability inverse to
+            their class's frequency (`y` holds class indices). Defaults to
+            `False`.
         **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`,
             `max_queue_size`.
 
@@ -285,7 +291,8 @@ class AugmentedFeatures(keras.utils.PyDataset):
     ...                       epochs=8, shuffle=False)  # doctest: +SKIP
     """
 
-    def __init__(self, copies, y, *, sample_weight=None, batch_size=32, seed=None, **kwargs):
+    def __init__(self, copies, y, *, sample_weight=None, batch_size=32, seed=None,
+                 balanced=False, **kwargs):
         super().__init__(**kwargs)
         copies = list(copies)
         if not copies:
@@ -310,7 +317,9 @@ class AugmentedFeatures(keras.utils.PyDataset):
                     "pass one per sample."
                 )
         self.copies, self.y, self.sample_weight = copies, y, sample_weight
-        self.batch_size = batch_size
+        self.batch_size, self.balanced = batch_size, bool(balanced)
+        if self.balanced:
+            inverse_frequency(y)  # class indices, checked now
         self.steps_per_epoch = math.ceil(n / batch_size)
         self._entropy = np.random.SeedSequence(seed).entropy
         self._last = None  # (epoch, order): each epoch's order is drawn once
@@ -325,7 +334,9 @@ class AugmentedFeatures(keras.utils.PyDataset):
         if last is None or last[0] != epoch:
             rng = np.random.default_rng(np.random.SeedSequence(self._entropy,
                                                                spawn_key=(epoch,)))
-            last = self._last = (epoch, rng.permutation(len(self.y)))
+            order = balanced_indices(self.y, rng) if self.balanced \
+                else rng.permutation(len(self.y))
+            last = self._last = (epoch, order)
         return last[1]
 
     def __getitem__(self, index):

@@ -3,6 +3,8 @@
 `MacroF1` is Keras' `F1Score` (macro average, the highest score's class as the
 prediction) for models trained on class indices: Keras' own takes one-hot
 targets. A one-unit sigmoid output counts as the two classes `1 - p, p`.
+One-hot targets (`FineTuner(mixing=...)`) are taken as they are, so the score
+is the same; soft (mixed) ones count each class by its share.
 `FineTuner(monitor="val_macro_f1")` adds it to the compiled metrics, so that
 early stopping and the best epoch follow it.
 
@@ -34,8 +36,11 @@ class MacroF1(keras.metrics.F1Score):
         y_pred = keras.ops.convert_to_tensor(y_pred)
         if y_pred.shape[-1] == 1:  # a binary head's P(class 1)
             y_pred = keras.ops.concatenate([1 - y_pred, y_pred], axis=-1)
-        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
-        one_hot = keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
+        if len(y_true.shape) == 2 and y_true.shape[-1] == y_pred.shape[-1] > 1:
+            one_hot = keras.ops.cast(y_true, y_pred.dtype)  # one-hot or mixed already
+        else:
+            labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+            one_hot = keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
         return super().update_state(one_hot, y_pred, sample_weight)
 
     def get_config(self):

@@ -17,10 +17,11 @@ import keras
 import numpy as np
 
 from transferkit.data.buckets import LengthBuckets, is_token_ids
+from transferkit.data.mixing import MixedBatches, Mixing
 from transferkit.data.stream import Batches, ImageFiles
 from transferkit.errors import TransferkitError
 from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
-from transferkit.models.heads import default_loss, default_metrics
+from transferkit.models.heads import default_loss, default_metrics, output_head
 from transferkit.progress import is_quiet
 from transferkit.training.callbacks import BestWeights
 from transferkit.training.features import (
@@ -95,6 +96,22 @@ class FineTuner:
             folder, removed after the phase. Fewer distinct augmentations
             than the plain path (K instead of one per epoch), in exchange for
             K forward passes through the backbone instead of one per epoch.
+        mixing: a `transferkit.data.mixing.Mixing` (MixUp and/or CutMix,
+            `Augmentation.mixing()`), for softmax heads: each training batch
+            is mixed in the data pipeline (`MixedBatches`, seeded per batch
+            from `(seed, phase, batch index)`), its labels soft one-hot, its
+            sample weights mixed alike; the loss is then categorical
+            cross-entropy (unless `loss` is given), the validation labels
+            one-hot (a validation `PyDataset` must serve them so), accuracy
+            and `MacroF1` take them as they are. Frozen phases then train
+            through the backbone on mixed images (the features of mixed images
+            are not mixed features: no cache, no `augmented_copies`).
+            Needs `x` as an array or `ImageFiles`. Defaults to `None`.
+        balanced: serve each epoch's `n` training samples drawn with
+            replacement, every class equally likely
+            (`transferkit.data.sampling`), seeded per epoch; `y` holds
+            class indices, `x` an array, `ImageFiles` or token ids (cached
+            features are drawn alike). Defaults to `False`.
         verbose: Keras' `verbose` for `fit`. Defaults to `"auto"`.
         partial: a `transferkit.training.resume.PartialRun`: a checkpoint
             after every epoch in its folder, and, when `load()` found one, the
@@ -125,8 +142,8 @@ class FineTuner:
 
     def __init__(self, phases=None, *, batch_size=32, patience=5, monitor=None,
                  batchnorm="frozen", blocks=None, loss=None, metrics=None, checkpoint=None,
-                 seed=None, callbacks=None, cache=True, augmented_copies=0, verbose="auto",
-                 partial=None):
+                 seed=None, callbacks=None, cache=True, augmented_copies=0, mixing=None,
+                 balanced=False, verbose="auto", partial=None):
         self.phases = phases
         self.batch_size = batch_size
         self.patience = patience
@@ -140,6 +157,8 @@ class FineTuner:
         self.callbacks = callbacks
         self.cache = cache
         self.augmented_copies = augmented_copies
+        self.mixing = mixing
+        self.balanced = balanced
         self.verbose = verbose
         self.partial = partial
 
@@ -180,6 +199,9 @@ class FineTuner:
         """
         phases = self._checked_phases()
         self._check_settings()
+        self._check_sampling(model, x, y)
+        if self.mixing is not None:
+            validation_data = _one_hot_labels(validation_data, model.outputs[0].shape[-1])
         if features is not None:
             features = self._checked_features(model, features, x, validation_data)
         if self.seed is not None:
@@ -235,8 +257,10 @@ class FineTuner:
                 callbacks = [rates, *scheduled, *(self.callbacks or []),
                              *([stopper] if stopper else []), best]
                 logs = {}
-                data = _streamed(data, None if self.seed is None else [int(self.seed), index],
-                                 trained)
+                seed = self.seed if self.partial is None else self.partial.seed
+                data = _streamed(data, None if seed is None else [int(seed), index], trained,
+                                 balanced=self.balanced, mixing=self.mixing,
+                                 num_classes=model.outputs[0].shape[-1])
                 if self.partial is not None and phase.epochs:
                     checkpoint = self.partial.callback(
                         model, index, phase, best=best, rates=rates, stopper=stopper,
@@ -292,6 +316,32 @@ class FineTuner:
                 self.augmented_copies, numbers.Integral) or self.augmented_copies < 0:
             raise TransferkitError(
                 f"augmented_copies must be an int >= 0, got {self.augmented_copies!r}."
+            )
+        if self.mixing is not None and not isinstance(self.mixing, Mixing):
+            raise TransferkitError(
+                f"mixing must be a transferkit.data.mixing.Mixing or None, got {self.mixing!r}."
+            )
+        if not isinstance(self.balanced, bool):
+            raise TransferkitError(f"balanced must be True or False, got {self.balanced!r}.")
+
+    def _check_sampling(self, model, x, y):
+        """Mixing needs a softmax head and images; both need inputs this tuner serves."""
+        if self.mixing is not None:
+            if output_head(model).activation != "softmax":
+                raise TransferkitError(
+                    f"mixing (MixUp/CutMix) mixes one-hot labels: it needs a softmax head, "
+                    f"not {output_head(model).activation!r}."
+                )
+            if y is None or np.ndim(y) != 1 or not _is_array(x) or len(x.shape) != 4:
+                raise TransferkitError(
+                    "mixing: x must be images, an array or ImageFiles (n, height, width, "
+                    "channels), with y of class indices; not token ids or a dataset that "
+                    "serves its own batches."
+                )
+        if self.balanced and (y is None or not (_is_array(x) or is_token_ids(x, model))):
+            raise TransferkitError(
+                "balanced: x must be an array, ImageFiles or token ids, with y; not a dataset "
+                "that serves its own batches."
             )
 
     def _stopper(self, monitor, mode):
@@ -366,6 +416,8 @@ class FineTuner:
     def _cache_refusal(self, model, x, y, validation_data):
         """`(why a frozen phase takes the plain path or None, the augmentation layer)`."""
         reason = ("cache=False" if self.cache is False
+                  else "mixup/cutmix on (features of mixed images are not mixed features)"
+                  if self.mixing is not None
                   else cache_refusal(model, allow_augmentation=True))
         if reason is None and not (_is_array(x) and y is not None):
             reason = "inputs are not arrays"
@@ -398,7 +450,7 @@ class FineTuner:
         val = validation()
         data = AugmentedFeatures(
             train, y, sample_weight=sample_weight, batch_size=self.batch_size,
-            seed=None if self.seed is None else [int(self.seed), index],
+            seed=None if self.seed is None else [int(self.seed), index], balanced=self.balanced,
         )
         self._say(f"{label}: backbone frozen, augmentation on: training the head on {copies} "
                   f"augmented copies of the features {where}, cycled per epoch (copy e mod "
@@ -486,7 +538,8 @@ class FineTuner:
 
 
     def _loss_and_metrics(self, model, monitor):
-        loss = self.loss if self.loss is not None else default_loss(model)
+        loss = self.loss if self.loss is not None else "categorical_crossentropy" \
+            if self.mixing is not None else default_loss(model)
         metrics = list(self.metrics) if self.metrics is not None else default_metrics(model)
         extra = metric_for(monitor)  # a monitor that no default metric logs
         if extra is not None and all(getattr(m, "name", m) != extra.name for m in metrics):
@@ -537,19 +590,21 @@ def _is_pair(validation_data):
             and _is_array(validation_data[0]))
 
 
-def _streamed(data, seed, model):
+def _streamed(data, seed, model, *, balanced=False, mixing=None, num_classes=None):
     """`fit`'s data arguments with `ImageFiles` and token ids served by `PyDataset`s.
 
     Training images come shuffled per epoch from `seed` (`AugmentedFeatures`
     with the images as its one copy), validation images in order
     (`Batches`); both decode the next batches while the model computes.
     Token ids for a `model` that takes any length come in batches of similar
-    lengths, each cut to its longest text (`LengthBuckets`).
+    lengths, each cut to its longest text (`LengthBuckets`). With `balanced`
+    or `mixing`, arrays are served by an `AugmentedFeatures` too (drawn by
+    class, `balanced`), then mixed (`MixedBatches` of `num_classes`).
     """
     x, val = data["x"], data.get("validation_data")
     if data["y"] is not None and is_token_ids(x, model):
         served = LengthBuckets(x, data["y"], sample_weight=data.get("sample_weight"),
-                               batch_size=data["batch_size"], seed=seed)
+                               batch_size=data["batch_size"], seed=seed, balanced=balanced)
         data = {**data, "x": served, "y": None, "sample_weight": None, "batch_size": None,
                 "steps_per_epoch": served.steps_per_epoch, "shuffle": False}
     if isinstance(val, (tuple, list)) and len(val) == 2 and is_token_ids(val[0], model):
@@ -557,17 +612,32 @@ def _streamed(data, seed, model):
         data = {**data, "validation_data": LengthBuckets(val[0], val[1], batch_size=size,
                                                          shuffle=False),
                 "validation_batch_size": None}
-    if isinstance(x, ImageFiles):
+    if data["y"] is not None and (isinstance(x, ImageFiles) or isinstance(x, np.ndarray) and (
+            balanced or mixing is not None)):
         served = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
-                                   batch_size=data["batch_size"], seed=seed, workers=2)
+                                   batch_size=data["batch_size"], seed=seed, balanced=balanced,
+                                   workers=2 if isinstance(x, ImageFiles) else 1)
         data = {**data, "x": served, "y": None, "sample_weight": None, "batch_size": None,
                 "steps_per_epoch": served.steps_per_epoch, "shuffle": False,
                 "validation_batch_size": data.get("validation_batch_size") or served.batch_size}
+    if mixing is not None:
+        data = {**data, "x": MixedBatches(data["x"], mixing, num_classes, seed=seed)}
     if isinstance(val, (tuple, list)) and len(val) == 2 and isinstance(val[0], ImageFiles):
         size = data.get("validation_batch_size") or data.get("batch_size") or 32
         data = {**data, "validation_data": Batches(val[0], val[1], batch_size=size),
                 "validation_batch_size": None}
     return data
+
+
+def _one_hot_labels(validation_data, num_classes):
+    """`(x_val, y_val)` with class indices `y_val` one-hot; anything else as it is."""
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        return validation_data
+    x_val, y_val = validation_data
+    y_val = np.asarray(y_val)
+    if y_val.ndim == 1 and np.issubdtype(y_val.dtype, np.integer):
+        y_val = np.eye(num_classes, dtype="float32")[y_val]
+    return x_val, y_val
 
 
 def _steps_per_epoch(x, y, batch_size):

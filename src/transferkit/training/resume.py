@@ -27,7 +27,9 @@ every epoch is seeded from `(seed, phase, epoch)` alone: the random layers'
 seed generators (dropout, augmentation) at the start of each epoch, and the
 order of the training samples (arrays are served by a `PyDataset` shuffled
 per epoch, `AugmentedFeatures` with one copy, instead of `fit`'s own
-shuffle). Inputs given as a `PyDataset` keep their own order.
+shuffle; balanced draws are made from the same per-epoch generator), and
+MixUp/CutMix from `(seed, phase, batch index)` (`MixedBatches`). Inputs given
+as a `PyDataset` keep their own order.
 
 Not kept: the state of callbacks given to `FineTuner(callbacks=...)`, and the
 features of frozen phases (computed again, from the same backbone weights, or
@@ -48,6 +50,7 @@ import keras
 import numpy as np
 
 from transferkit.data.buckets import LengthBuckets
+from transferkit.data.mixing import MixedBatches
 from transferkit.errors import TransferkitError
 from transferkit.models.lora import lora_layers
 from transferkit.runs import json_ready
@@ -151,7 +154,7 @@ class PartialRun:
         if isinstance(x, np.ndarray) and data.get("y") is not None:
             x = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
                                   batch_size=data["batch_size"], seed=[self.seed, index])
-        if not isinstance(x, (AugmentedFeatures, LengthBuckets)):
+        if not isinstance(x, (AugmentedFeatures, LengthBuckets, MixedBatches)):
             return data
         return {**data, "x": _FromEpoch(x, start), "y": None, "sample_weight": None,
                 "batch_size": None, "steps_per_epoch": x.steps_per_epoch, "shuffle": False,
@@ -286,7 +289,7 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 class _FromEpoch(keras.utils.PyDataset):
-    """An endless `AugmentedFeatures` (or `LengthBuckets`) stream from epoch `epoch` on."""
+    """An endless stream (`AugmentedFeatures`, `LengthBuckets`, ...) from epoch `epoch` on."""
 
     def __init__(self, data, epoch):
         super().__init__()

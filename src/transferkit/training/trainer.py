@@ -205,7 +205,9 @@ class Trainer:
 
         # Augmentation computes in float32 (made outside the policy); the
         # rebuilt graph of insert_dropout keeps the model's policy.
-        augmentation = None if self.augmentation is None else self.augmentation.build(
+        # MixUp and CutMix are not in the model: FineTuner mixes the batches.
+        layers = None if self.augmentation is None else self.augmentation.in_model()
+        augmentation = None if layers is None or layers.is_off() else layers.build(
             seed=self.config.seed)
         with dtype_policy(policy_name(self.config.precision)):
             model = build(
@@ -241,6 +243,7 @@ class Trainer:
         )
 
         model = self.build_model(num_classes, task)
+        mixing = None if self.augmentation is None else self.augmentation.mixing()
         loss, scale = None, None
         if task == "regression":  # trained on standardized targets
             scale = target_scale(y_train)
@@ -250,12 +253,13 @@ class Trainer:
         given = None
         first = self.recipe[0]
         if features is not None and first.epochs and first.unfreeze == "none" \
-                and cache_refusal(model) is None:
+                and cache_refusal(model) is None and mixing is None:
             given = features(feature_extractor(model))
         tuner = FineTuner(
             self.recipe, batch_size=self.config.batch_size, patience=self.config.patience,
             batchnorm=self.config.batchnorm, checkpoint=checkpoint, seed=self.config.seed,
-            augmented_copies=self.config.augmented_copies, verbose=self.verbose,
+            augmented_copies=self.config.augmented_copies, mixing=mixing,
+            balanced=self.config.balanced_batches, verbose=self.verbose,
             partial=partial, monitor=self.config.monitor, callbacks=callbacks, loss=loss,
             metrics=["mae"] if task == "regression" else None,
         )
@@ -388,8 +392,8 @@ class Trainer:
     def skew_hint(self, labels, class_names):
         """Says so when the largest class has `SKEWED` times the smallest's examples, unweighted."""
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
-        if self.config.class_weight is not None or counts.min() == 0 \
-                or counts.max() < SKEWED * counts.min():
+        if self.config.class_weight is not None or self.config.balanced_batches \
+                or counts.min() == 0 or counts.max() < SKEWED * counts.min():
             return
         big, small = int(counts.argmax()), int(counts.argmin())
         self.say(
