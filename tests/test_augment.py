@@ -12,7 +12,7 @@ from transferkit.data.augment import describe, parse
 pytestmark = pytest.mark.backends
 
 DEFAULT = {"flip": "horizontal", "shift": 0.1, "rotate": 0.05, "zoom": 0.1, "contrast": 0.1,
-           "randaugment": 0.0, "erasing": 0.0, "mixup": 0.0, "cutmix": 0.0}
+           "randaugment": 0.0, "erasing": 0.0, "mixup": 0.0, "cutmix": 0.0, "augmix": 0.0}
 
 
 def images(n=4, size=32):
@@ -62,7 +62,7 @@ def test_a_string_or_dict_turns_on_only_what_it_names():
     spec = " Flip = vertical , rotate=0.1,shift=0.2 "
     assert describe(spec) == {"flip": "vertical", "shift": 0.2, "rotate": 0.1,
                               "zoom": 0.0, "contrast": 0.0, "randaugment": 0.0,
-                              "erasing": 0.0, "mixup": 0.0, "cutmix": 0.0}
+                              "erasing": 0.0, "mixup": 0.0, "cutmix": 0.0, "augmix": 0.0}
     assert [layer.name for layer in get_augmentation(spec).layers] == ["flip", "shift", "rotate"]
     assert parse({"zoom": "0.2"}) == Augmentation(zoom=0.2)
 
@@ -92,7 +92,7 @@ def test_describe_is_json_and_round_trips():
         ({"shift": float("inf")}, "Invalid shift=inf"),
         ("randaugment=2", "Invalid randaugment='2': use a number in [0, 1]"),
         ("erasing=-1", "Invalid erasing='-1'"),
-        ("augmix=0.3", "Unknown augmentation key(s) 'augmix'"),
+        ("augmix=1.5", "Invalid augmix='1.5': use a number in [0, 1]"),
         ("flip=sideways", "Invalid flip 'sideways': use one of horizontal, vertical"),
         (0.1, "Invalid augmentation 0.1"),
         (["flip"], "Invalid augmentation ['flip']"),

@@ -127,7 +127,7 @@ def test_options_that_do_not_fit_the_classes_are_refused(tmp_path, capsys, extra
     (["--monitor", "val_accuracy"], "monitor='val_accuracy' is for classes"),
     (["--val", "{images}"], "needs its own table: pass --val-labels"),
     (["--balanced-batches"], "balanced_batches is for classes"),
-    (["--augment", "mixup=0.2"], "mixup and cutmix mix class labels"),
+    (["--augment", "mixup=0.2"], "mixup, cutmix and augmix serve class labels"),
 ])
 def test_options_that_do_not_fit_numbers_are_refused(tables, tmp_path, capsys, extra, message):
     root, _ = tables

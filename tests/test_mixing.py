@@ -47,7 +47,7 @@ def test_mixup_and_cutmix_are_keys_of_the_one_spec_but_not_layers_of_the_model()
     assert parse(json.loads(json.dumps(settings))) == parse(spec)  # config.json round trip
     assert [layer.name for layer in get_augmentation(spec).layers] == ["flip"]
     assert get_augmentation("mixup=0.2") is None  # nothing left inside the model
-    assert repr(parse(spec).mixing()) == "Mixing(mixup=0.2, cutmix=1)"
+    assert repr(parse(spec).mixing()) == "Mixing(mixup=0.2, cutmix=1, augmix=0)"
     assert parse("flip=vertical").mixing() is None
 
 
@@ -101,6 +101,28 @@ def test_the_same_seed_gives_the_same_mix_and_both_on_use_each():
     blended = {bool(np.any((both(x, labels, seed=s)[0] != x).all(axis=(1, 2, 3))))
                for s in range(12)}
     assert blended == {True, False}
+
+
+def test_augmix_changes_images_only_repeatably_and_leaves_python_random_alone():
+    import random
+
+    x, labels, weights = batch(size=16)
+    augmix = Mixing(augmix=0.5)
+    random.seed(123)
+    before = random.getstate()
+    images, same_labels, same_weights = augmix(x, labels, weights, seed=[4, 2])
+    assert random.getstate() == before  # its draws come from the batch's seed alone
+    np.testing.assert_array_equal(same_labels, labels)
+    np.testing.assert_array_equal(same_weights, weights)
+    assert images.shape == x.shape and not np.allclose(images, x)
+    assert images.min() >= 0 and images.max() <= 255
+    np.testing.assert_array_equal(augmix(x, labels, weights, seed=[4, 2])[0], images)
+    assert not np.array_equal(augmix(x, labels, weights, seed=[4, 3])[0], images)
+    # Before MixUp: the pairs are mixed from the AugMix images, labels as MixUp's.
+    _, soft, _ = Mixing(mixup=0.4, augmix=0.5)(x, labels, weights, seed=1)
+    assert any(0.01 < lam < 0.99 for lam, _ in partners(soft))
+    assert repr(parse("augmix=0.3").mixing()) == "Mixing(mixup=0, cutmix=0, augmix=0.3)"
+    assert get_augmentation("augmix=0.3") is None  # not a layer of the model
 
 
 def test_categorical_cross_entropy_on_soft_labels_is_the_numpy_one():
@@ -197,7 +219,7 @@ def test_fine_tuner_trains_on_mixed_batches_through_the_frozen_backbone(capsys):
     tuner.fit(model, x, y, validation_data=(x[:8], y[:8]), sample_weight=np.ones(24))
     assert len(tuner.history_["loss"]) == 3 and model.loss == "categorical_crossentropy"
     assert np.isfinite(tuner.history_["val_loss"]).all()
-    assert "mixup/cutmix on (features of mixed images are not mixed features): plain path" \
+    assert "mixup/cutmix/augmix on (features of mixed images are not mixed features): plain path" \
         in capsys.readouterr().out
     # Validation labels one-hot: the categorical loss equals the sparse one
     # (of the best epoch's weights, which the model ends with).
@@ -248,8 +270,9 @@ def test_train_with_mixup_and_balanced_batches_records_both(tmp_path):
     out = tmp_path / "run"
     options = [o for o in FAST if o != "--no-augment"] + ["--epochs", "1,0"]
     assert run("train", data, "--out", out, *options, "--head", "softmax", "--augment",
-               "flip=horizontal,mixup=0.2,cutmix=1", "--balanced-batches", "--log",
+               "flip=horizontal,mixup=0.2,cutmix=1,augmix=0.3", "--balanced-batches", "--log",
                "none") == 0
     config = json.loads((out / "config.json").read_text())
     assert config["augmentation"]["mixup"] == 0.2 and config["augmentation"]["cutmix"] == 1.0
+    assert config["augmentation"]["augmix"] == 0.3
     assert config["training"]["balanced_batches"] is True

@@ -11,6 +11,9 @@ MixUp and CutMix mix pairs of images *and their labels*, so they cannot live
 in the model: `Augmentation.mixing()` gives a `transferkit.data.mixing.Mixing`
 that the training pipeline applies to each batch (one-hot labels, class
 weights mixed alike) before the model's own layers; `build` leaves them out.
+Keras' AugMix runs there too, seeded per batch: inside a model, Keras 3.15
+would draw its operations once, with Python's `random`, when TensorFlow
+traces the graph.
 
 A spec names what to apply; what it does not name is off:
 
@@ -18,7 +21,7 @@ A spec names what to apply; what it does not name is off:
     False, None, "none" no augmentation
     "flip=horizontal,rotate=0.1,shift=0.1,zoom=0.2,contrast=0.2"   (command line)
     "flip=horizontal,randaugment=0.5,erasing=0.25"                  (Keras' policies)
-    "flip=horizontal,mixup=0.2,cutmix=1"                           (mixed batches)
+    "flip=horizontal,mixup=0.2,cutmix=1,augmix=0.3"                (mixed batches)
     {"flip": "horizontal", "rotate": 0.1}                          (Python, config.json)
 
 The strings are transferkit's one spec grammar (`transferkit.specs`), with
@@ -47,12 +50,13 @@ _AMOUNTS = {
     # Keras 3.15 documents both in [0, 1]; CutMix refuses more.
     "mixup": (0.0, 1.0, True, "MixUp: alpha of the Beta(alpha, alpha) mixing weight"),
     "cutmix": (0.0, 1.0, True, "CutMix: the Beta distribution's alpha is drawn in [0, this]"),
+    "augmix": (0.0, 1.0, True, "AugMix: the image mixed with chains of Keras' operations, "
+               "of this severity"),
 }
-# Applied to batches in the data pipeline (they mix labels), not in the model.
-MIXING = ("mixup", "cutmix")
-# Not Keras' AugMix: in Keras 3.15 it draws its operations with Python's
-# `random`, not from its seed (a resumed run could not repeat it), and under
-# TensorFlow's graph tracing once for all batches.
+# Applied to batches in the data pipeline, not in the model: MixUp and CutMix
+# mix labels; Keras' AugMix draws its operations with Python's `random`, which
+# the pipeline seeds per batch (in a traced model they would be drawn once).
+MIXING = ("mixup", "cutmix", "augmix")
 KEYS = ("flip",) + tuple(_AMOUNTS)
 _VALID_KEYS = (
     f"valid keys: flip ({', '.join(FLIPS)} or none), "
@@ -96,6 +100,11 @@ class Augmentation:
         cutmix: Keras' `CutMix`: `factor`, in [0, 1]: a rectangle of another
             image is pasted in, the labels mixed by area. Defaults to 0 (off).
             Not in the model: see `mixing`.
+        augmix: Keras' `AugMix`: `factor`, in [0, 1], the severity of its
+            operations; three chains of one to three operations, mixed with
+            Dirichlet weights, then with the image (Hendrycks et al. 2020; no
+            consistency loss). Keras draws the chains once a batch. Defaults
+            to 0 (off). Not in the model: see `mixing`.
 
     Shifted, rotated and zoomed-out images are filled by reflection.
 
@@ -115,6 +124,7 @@ class Augmentation:
     erasing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
+    augmix: float = 0.0
 
     def __post_init__(self):
         flip = self.flip
@@ -138,29 +148,29 @@ class Augmentation:
         return self.flip is None and not any(getattr(self, key) for key in _AMOUNTS)
 
     def in_model(self):
-        """The transformations that go inside the model (all but MixUp and CutMix).
+        """The transformations that go inside the model (all but MixUp, CutMix, AugMix).
 
         Example:
 
         >>> Augmentation(flip="horizontal", mixup=0.2).in_model()
         Augmentation(flip='horizontal', shift=0.0, rotate=0.0, zoom=0.0, contrast=0.0, \
-randaugment=0.0, erasing=0.0, mixup=0.0, cutmix=0.0)
+randaugment=0.0, erasing=0.0, mixup=0.0, cutmix=0.0, augmix=0.0)
         """
         return dataclasses.replace(self, **dict.fromkeys(MIXING, 0.0))
 
     def mixing(self):
-        """The `transferkit.data.mixing.Mixing` of `mixup` and `cutmix`, or `None` when off.
+        """The `transferkit.data.mixing.Mixing` of `mixup`, `cutmix` and `augmix`, or `None`.
 
         Example:
 
         >>> Augmentation(mixup=0.2).mixing()
-        Mixing(mixup=0.2, cutmix=0)
+        Mixing(mixup=0.2, cutmix=0, augmix=0)
         """
         if not any(getattr(self, key) for key in MIXING):
             return None
         from transferkit.data.mixing import Mixing
 
-        return Mixing(self.mixup, self.cutmix)
+        return Mixing(self.mixup, self.cutmix, self.augmix)
 
     def describe(self):
         """The settings as a JSON-able dict, which `get_augmentation` takes back."""
@@ -252,7 +262,7 @@ def describe(spec):
 
     >>> describe("rotate=0.1")
     {'flip': None, 'shift': 0.0, 'rotate': 0.1, 'zoom': 0.0, 'contrast': 0.0, \
-'randaugment': 0.0, 'erasing': 0.0, 'mixup': 0.0, 'cutmix': 0.0}
+'randaugment': 0.0, 'erasing': 0.0, 'mixup': 0.0, 'cutmix': 0.0, 'augmix': 0.0}
     """
     augmentation = parse(spec)
     return None if augmentation is None else augmentation.describe()

@@ -1,4 +1,4 @@
-"""MixUp and CutMix of training batches, with Keras' own layers, seeded per batch.
+"""MixUp, CutMix and AugMix of training batches, with Keras' own layers, seeded per batch.
 
 Both mix pairs of images of a batch *and their labels*: MixUp blends two
 images, `lam * a + (1 - lam) * b`; CutMix pastes a rectangle of `b` into `a`,
@@ -9,6 +9,13 @@ pipeline, not inside the model like the other augmentation layers; the
 model's own layers (flips, rotations, ...) then transform the mixed images.
 The model trains with categorical cross-entropy on the soft labels
 (`FineTuner(mixing=...)` compiles it and gives the validation labels one-hot).
+
+AugMix (Keras' `AugMix`) blends each image with chains of operations drawn
+for the batch; labels stay as they are. It runs here rather than in the model
+because Keras 3.15 draws its operations with Python's `random` (once, when
+TensorFlow traces a model's graph): each batch gets a fresh layer seeded from
+the batch's seed, with Python's `random` seeded alike for the call and its
+state restored after. It comes before MixUp or CutMix.
 
 `Mixing` draws each batch's pairs and weights from the seed it is given,
 through `keras.layers.MixUp` / `keras.layers.CutMix`'s
@@ -29,6 +36,8 @@ Example:
 ((4, 8, 8, 3), (4, 2), True)
 """
 
+import random
+
 import keras
 import numpy as np
 
@@ -36,13 +45,15 @@ from transferkit.errors import TransferkitError
 
 
 class Mixing:
-    """MixUp and/or CutMix of one batch's images, one-hot labels and weights.
+    """MixUp and/or CutMix (and AugMix) of one batch's images, one-hot labels and weights.
 
     Args:
         mixup: `alpha` of `keras.layers.MixUp`, in [0, 1]: `lam` is drawn from
             Beta(alpha, alpha). Defaults to 0 (off).
         cutmix: `factor` of `keras.layers.CutMix`, in [0, 1]. Defaults to 0
             (off).
+        augmix: `factor` (severity) of `keras.layers.AugMix`, in [0, 1];
+            images only, before the mixing of pairs. Defaults to 0 (off).
 
     With both on, each batch is mixed by one of them, drawn at even odds.
 
@@ -56,21 +67,21 @@ class Mixing:
     True
     """
 
-    def __init__(self, mixup=0.0, cutmix=0.0):
-        for name, value in (("mixup", mixup), ("cutmix", cutmix)):
+    def __init__(self, mixup=0.0, cutmix=0.0, augmix=0.0):
+        for name, value in (("mixup", mixup), ("cutmix", cutmix), ("augmix", augmix)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value <= 1:
                 raise TransferkitError(f"Invalid {name}={value!r}: use a number in [0, 1].")
-        if not (mixup or cutmix):
-            raise TransferkitError("Mixing needs mixup or cutmix above 0.")
-        self.mixup, self.cutmix = float(mixup), float(cutmix)
+        if not (mixup or cutmix or augmix):
+            raise TransferkitError("Mixing needs mixup, cutmix or augmix above 0.")
+        self.mixup, self.cutmix, self.augmix = float(mixup), float(cutmix), float(augmix)
         self._layers = [layer for layer in (
             keras.layers.MixUp(alpha=self.mixup) if self.mixup else None,
             keras.layers.CutMix(factor=self.cutmix) if self.cutmix else None,
         ) if layer is not None]
 
     def __repr__(self):
-        return f"Mixing(mixup={self.mixup:g}, cutmix={self.cutmix:g})"
+        return f"Mixing(mixup={self.mixup:g}, cutmix={self.cutmix:g}, augmix={self.augmix:g})"
 
     def __call__(self, images, labels, sample_weight=None, *, seed):
         """Mixes a batch; returns `(images, labels, sample_weight)` as NumPy arrays.
@@ -84,9 +95,14 @@ class Mixing:
                 mixing.
         """
         rng = np.random.default_rng(seed)
+        images = keras.ops.convert_to_tensor(images, "float32")
+        if self.augmix:
+            images = self._augmix(images, int(rng.integers(2**31)))
+        if not self._layers:
+            return (keras.ops.convert_to_numpy(images), np.asarray(labels, "float32"),
+                    sample_weight)
         layer = self._layers[int(rng.integers(len(self._layers)))]
         generator = keras.random.SeedGenerator(int(rng.integers(2**31)))
-        images = keras.ops.convert_to_tensor(images, "float32")
         mix = layer.get_random_transformation(images, training=True, seed=generator)
         if isinstance(layer, keras.layers.CutMix):
             # Keras 3.15 weighs the labels by the box's real-valued area; the
@@ -103,6 +119,18 @@ class Mixing:
                 layer.transform_labels(weights, mix, training=True))[:, 0]
         return (keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(labels),
                 sample_weight)
+
+    def _augmix(self, images, seed):
+        """Keras' AugMix of `images`, its draws all from `seed` (Python's `random` restored)."""
+        layer = keras.layers.AugMix(value_range=(0, 255), factor=self.augmix, seed=seed)
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            augment = layer.get_random_transformation(
+                images, training=True, seed=keras.random.SeedGenerator(seed))
+        finally:
+            random.setstate(state)
+        return layer.transform_images(images, augment, training=True)
 
 
 class MixedBatches(keras.utils.PyDataset):

@@ -762,18 +762,19 @@ class TrainingConfig:
         elif task != "classes" and self.balanced_batches:
             wrong = f"balanced_batches is for classes; it does not apply to {_TASK_NOUNS[task]}"
         elif task != "classes" and self._mixes():
-            wrong = (f"mixup and cutmix mix class labels; leave them out of augment for "
+            wrong = (f"mixup, cutmix and augmix serve class labels; leave them out of augment "
+                     f"for "
                      f"{_TASK_NOUNS[task]}")
         if wrong:
             raise TransferkitError(wrong + ".")
         return self
 
     def _mixes(self):
-        """Whether `augment` mixes examples (mixup, cutmix)."""
+        """Whether `augment` transforms batches in the data pipeline (mixup, cutmix, augmix)."""
         from transferkit.data import augment
 
         spec = augment.parse(self.augment)
-        return spec is not None and (spec.mixup > 0 or spec.cutmix > 0)
+        return spec is not None and spec.mixing() is not None
 
     def for_data(self, train_images, task="classes"):
         """This configuration with `head="auto"` decided for `train_images` images.

@@ -329,7 +329,8 @@ class FineTuner:
         if self.mixing is not None:
             if output_head(model).activation != "softmax":
                 raise TransferkitError(
-                    f"mixing (MixUp/CutMix) mixes one-hot labels: it needs a softmax head, "
+                    f"mixing (MixUp/CutMix/AugMix) serves one-hot labels: it needs a softmax "
+                    "head, "
                     f"not {output_head(model).activation!r}."
                 )
             if y is None or np.ndim(y) != 1 or not _is_array(x) or len(x.shape) != 4:
@@ -416,7 +417,7 @@ class FineTuner:
     def _cache_refusal(self, model, x, y, validation_data):
         """`(why a frozen phase takes the plain path or None, the augmentation layer)`."""
         reason = ("cache=False" if self.cache is False
-                  else "mixup/cutmix on (features of mixed images are not mixed features)"
+                  else "mixup/cutmix/augmix on (features of mixed images are not mixed features)"
                   if self.mixing is not None
                   else cache_refusal(model, allow_augmentation=True))
         if reason is None and not (_is_array(x) and y is not None):
