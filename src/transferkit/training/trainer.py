@@ -44,12 +44,11 @@ class Trainer:
     """
 
     def __init__(self, config, verbose="auto"):
-        from transferkit.backbones.registry import get_backbone_config
         from transferkit.data import augment
         from transferkit.regularizers.penalties import get_penalty
 
         self.config = config
-        self.backbone = get_backbone_config(config.backbone)
+        self.backbone = config.backbone_config
         self.text = self.backbone.modality == "text"
         if self.text:  # tokens per text: None until `for_texts` chose it
             self.size = config.max_length
@@ -211,9 +210,10 @@ class Trainer:
             seed=self.config.seed)
         with dtype_policy(policy_name(self.config.precision)):
             model = build(
-                self.backbone.name, num_classes, output=OUTPUTS[task], weights=self.weights,
+                self.source(), num_classes, output=OUTPUTS[task], weights=self.weights,
                 input_shape=self.input_shape, dropout=self.config.dropout, kernel=self.kernel,
-                bias=self.bias, augmentation=augmentation, precision=self.config.precision,
+                bias=self.bias, augmentation=augmentation,
+                precision=None if self.reused else self.config.precision, name=self.model_name,
             )
             if self.config.dropout_after is not None:
                 from transferkit.models.insertion import insert_dropout
@@ -301,8 +301,9 @@ class Trainer:
         from transferkit.training.linear import LinearHead
 
         extractor = feature_extractor(build(
-            self.backbone.name, num_classes, output=OUTPUTS[task], weights=self.weights,
-            input_shape=self.input_shape, dropout=0.0, precision=self.config.precision,
+            self.source(), num_classes, output=OUTPUTS[task], weights=self.weights,
+            input_shape=self.input_shape, dropout=0.0, name=self.model_name,
+            precision=None if self.reused else self.config.precision,
         ))
         if features is None:
             f_train, f_val = (extract_features(extractor, x, batch_size=self.config.batch_size,
@@ -317,7 +318,8 @@ class Trainer:
             y_train = np.asarray(y_train, dtype=np.int64)
         linear.fit(f_train, y_train)
         seconds = time.perf_counter() - start
-        model_name = f"{self.backbone.name}_{self.config.head.replace('-', '_')}"
+        model_name = (f"{self.backbone.catalogue or 'reused'}" if self.reused
+                      else self.backbone.name) + f"_{self.config.head.replace('-', '_')}"
         if task != "classes":
             return self._linear_for_targets(linear, extractor, f_val, seconds, model_name)
         self.say(f"{self.config.head}: C={linear.C_:g} chosen by {linear.folds_}-fold "
@@ -361,6 +363,30 @@ class Trainer:
         return {"model": model, "tuner": None, "linear": linear, "metrics": metrics,
                 "history": {"grid": linear.cv_results_},
                 "config": {**chosen, "cv_folds": linear.folds_}, "val_scores": outputs}
+
+    @property
+    def reused(self):
+        """Whether the backbone is the user's own model (`--backbone PATH`), not the catalogue's."""
+        return hasattr(self.backbone, "load")
+
+    def source(self):
+        """What `build` starts from: the catalogue name, or the user's model read afresh.
+
+        Model A's file is read again for every model, so no model shares a
+        weight with it; `from_scratch` (or `weights=None`) keeps A's layers
+        and draws new weights.
+        """
+        if not self.reused:
+            return self.backbone.name
+        return self.backbone.load(weights=None if self.weights is None else "source")
+
+    @property
+    def model_name(self):
+        """The model's name: `"<catalogue>_classifier"` (freeze plans read blocks from it)."""
+        if not self.reused:
+            return None  # build's own
+        catalogue = self.backbone.catalogue
+        return f"{catalogue}_classifier" if catalogue else "classifier"
 
     def features(self, cache, extractor, x, files, label, where=None):
         """The frozen features of `x` (read from files `files`) through `cache`.

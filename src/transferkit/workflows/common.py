@@ -172,6 +172,37 @@ def texts_digest(texts, labels):
     return digest.hexdigest()
 
 
+def backbone_record(trainer):
+    """What config.json says of the backbone: its catalogue name, and your model's file.
+
+    A reused model (`--backbone PATH`) is named by its catalogue backbone when
+    it has one (so a model reused from it keeps the blocks), else by its path;
+    `backbone_source` gives the file, its SHA-256 and the cut.
+    """
+    if not trainer.reused:
+        return {"backbone": trainer.backbone.name}
+    return {"backbone": trainer.backbone.catalogue or trainer.config.backbone,
+            "backbone_source": trainer.backbone.describe()}
+
+
+def say_source(trainer):
+    """Says where a reused model (`--backbone PATH`) was cut, and what it brings."""
+    if not trainer.reused:
+        return
+    source = trainer.backbone
+    blocks = (f"; its blocks are {source.catalogue}'s" if source.blocks else
+              "; no named blocks (freeze plans: last:N, fraction:F, from:LAYER)")
+    trainer.say(f"Backbone: {source.path} ({_SOURCE_KINDS[source.kind]}, SHA-256 "
+                f"{(source.sha256 or '-')[:12]}), cut at {source.cut_at!r}"
+                f"{' (auto)' if trainer.config.cut_at in (None, 'auto') else ''}: "
+                f"{source.parameters:,} parameters, {source.default_size}x"
+                f"{source.default_size} images in{blocks}. The file is only read.")
+
+
+_SOURCE_KINDS = {"keras": "a .keras file", "run": "a transferkit run",
+                 "preset": "a KerasHub preset folder"}
+
+
 def targets_digest(*targets):
     """A SHA-256 of label or number arrays: which targets a resumed run had."""
     import hashlib

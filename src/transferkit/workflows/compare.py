@@ -58,8 +58,10 @@ from transferkit.training.config import (
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
+    backbone_record,
     check_data,
     check_table,
+    say_source,
     checked_cache_dir,
     input_description,
     modality_of,
@@ -230,6 +232,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
 
     trainers = {name: _trainer(configs[name], chosen[name][1], verbose) for name in configs}
     first = next(iter(trainers.values()))
+    say_source(first)
     _say_duplicates(first, configs)
     cache_dir = checked_cache_dir(cache_dir)
 
@@ -349,7 +352,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
                 "class_names": list(train_set.class_names),
                 "task": task,
                 **input_config,
-                "backbone": first.backbone.name,
+                **backbone_record(first),
                 "versions": versions()})
             plot_comparison({name: h["history"] for name, h in histories.items()},
                             os.path.join(tmp, PLOT_FILE),

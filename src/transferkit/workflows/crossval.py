@@ -21,8 +21,10 @@ from transferkit.training.config import TextColumns, check_log_packages, trainin
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
+    backbone_record,
     check_data,
     check_table,
+    say_source,
     checked_cache_dir,
     input_description,
     modality_of,
@@ -114,6 +116,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
 
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
+    say_source(trainer)
 
     with output_folder(out, "cv", inputs=inputs, overwrite=overwrite) as tmp, \
             mlflow_run(config.log, config.mlflow_uri,
@@ -198,7 +201,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
                 "class_names": list(folder.class_names),
                 "task": task,
                 **input_config,
-                "backbone": trainer.backbone.name, "head": trainer.config.head,
+                **backbone_record(trainer), "head": trainer.config.head,
                 "folds": [[int(i) for i in val] for _, val in splits],
                 "versions": versions()})
             _plot(trainer, histories, os.path.join(tmp, CURVES_FILE), folds,

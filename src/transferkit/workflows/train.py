@@ -28,8 +28,10 @@ from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
     TASK_OUTPUTS,
+    backbone_record,
     check_data,
     check_table,
+    say_source,
     checked_cache_dir,
     input_description,
     modality_of,
@@ -150,6 +152,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
 
     trainer = Trainer(config, verbose=verbose)
     cache_dir = checked_cache_dir(cache_dir)
+    say_source(trainer)
     partial_dir = partial_folder(out)
     partial = None
     if PartialRun(partial_dir, None).latest() is not None and not resume:
@@ -188,7 +191,8 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     "val_texts": texts_digest(val_set.texts, val_set.labels)} if text else {
             "train_files": files_digest(train_files), "val_files": files_digest(val_files),
             **({} if task == "classes" else {"targets": targets_digest(train_set.labels,
-                                                                      val_set.labels)})}
+                                                                      val_set.labels)}),
+            **({"backbone_sha256": trainer.backbone.sha256} if trainer.reused else {})}
         y_train, y_val = train_set.labels, val_set.labels
         callbacks = []
         if not config.linear:
@@ -257,7 +261,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             "training": config.to_dict(),
             "class_names": list(train_set.class_names),
             **input_config,
-            "backbone": trainer.backbone.name,
+            **backbone_record(trainer),
             "head": config.head,
             "task": task,
             "outputs": ("scores" if config.head == "linear-svm" else "probabilities")
