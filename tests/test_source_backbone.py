@@ -9,6 +9,7 @@ import pytest
 from helpers import FAST, make_folder, run
 
 from transferkit.backbones.registry import get_backbone_config
+from transferkit.backbones.source import resolve_backbone
 from transferkit.errors import TransferkitError
 from transferkit.evaluation.inference import load_run
 from transferkit.training.config import TrainingConfig
@@ -94,7 +95,7 @@ def test_blocks_plans_work_on_a_reused_catalogue_backbone(model_a):
 
 def test_a_plain_keras_file_is_cut_before_its_output_skipping_dropout(plain_keras, tmp_path,
                                                                       capsys):
-    source = get_backbone_config(str(plain_keras))
+    source = resolve_backbone(str(plain_keras))
     assert source.cut_at == "hidden" and source.default_size == 32 and not source.blocks
     assert [layer.name for layer in source.load().layers][1] == "scale"  # preprocessing kept
     data = make_folder(tmp_path / "data", n=5)
@@ -131,7 +132,7 @@ def test_a_cut_whose_output_is_no_feature_is_refused(tmp_path):
     x = keras.layers.Reshape((64, 3), name="rows")(inputs)
     keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten()(x))).save(path)
     with pytest.raises(TransferkitError, match="gives outputs of shape .* not features"):
-        get_backbone_config(str(path), cut_at="rows")
+        resolve_backbone(str(path), cut_at="rows")
 
 
 @pytest.mark.parametrize("make, message", [

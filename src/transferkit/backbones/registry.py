@@ -175,14 +175,11 @@ def register(config, overwrite=False):
     return config
 
 
-def get_backbone_config(name, cut_at=None):
-    """Returns the `BackboneConfig` registered as `name`, or describing the model at a path.
+def get_backbone_config(name):
+    """Returns the `BackboneConfig` registered as `name`.
 
     Names are matched without regard to case, and `-` counts as `_`
-    (`"ResNet50"`, `"mobilenet-v2"`). A path (a `.keras` file, a transferkit
-    run folder, a KerasHub preset folder) gives a
-    `transferkit.backbones.source.SourceBackbone`: that model as the
-    backbone, cut at `cut_at` (a layer name, or `None`/`"auto"`).
+    (`"ResNet50"`, `"mobilenet-v2"`).
 
     Example:
 
@@ -193,15 +190,8 @@ def get_backbone_config(name, cut_at=None):
     if not isinstance(name, str):
         raise TransferkitError(f"A backbone name must be a string, got {type(name).__name__}.")
     key = name.strip().lower().replace("-", "_")
-    if key in _REGISTRY and cut_at is None:
-        return _REGISTRY[key]
-    from transferkit.backbones.source import looks_like_path, source_backbone
-
-    if looks_like_path(name):
-        return source_backbone(name, cut_at)
     if key in _REGISTRY:
-        raise TransferkitError(f"cut_at is for a backbone given by path (your own model); "
-                               f"{_REGISTRY[key].name} is a catalogue backbone.")
+        return _REGISTRY[key]
     close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(_REGISTRY)}."
     raise TransferkitError(

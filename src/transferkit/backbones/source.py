@@ -70,6 +70,28 @@ class SourceBackbone(BackboneConfig):
                 "sha256": self.sha256, "cut_at": self.cut_at, "catalogue": self.catalogue}
 
 
+def resolve_backbone(name, cut_at=None):
+    """The `BackboneConfig` of a catalogue name, or the `SourceBackbone` of a path.
+
+    `cut_at` (a layer name or `"auto"`) is for paths only: a catalogue
+    backbone ends where its family ends.
+
+    Example:
+
+    >>> resolve_backbone("resnet50").default_size  # doctest: +SKIP
+    224
+    >>> resolve_backbone("runs/a").cut_at  # doctest: +SKIP
+    'backbone'
+    """
+    if isinstance(name, (str, os.PathLike)) and looks_like_path(name):
+        return source_backbone(name, cut_at)
+    config = get_backbone_config(name)
+    if cut_at is not None:
+        raise TransferkitError(f"cut_at is for a backbone given by path (your own model); "
+                               f"{config.name} is a catalogue backbone.")
+    return config
+
+
 def looks_like_path(text):
     """Whether a backbone name is a path: it ends in `.keras`, has a separator, or exists."""
     return isinstance(text, (str, os.PathLike)) and (

@@ -633,9 +633,6 @@ class TrainingConfig:
                 f"{backbone.name} needs images of at least {backbone.min_size} pixels; got "
                 f"image_size={self.image_size}."
             )
-        if self.cut_at is not None and not hasattr(backbone, "load"):
-            raise TransferkitError(f"cut_at is for a backbone given by path (your own model); "
-                                   f"{backbone.name} is a catalogue backbone.")
         if self.precision == "mixed" and hasattr(backbone, "load"):
             raise TransferkitError(
                 "precision='mixed' builds catalogue backbones under the policy; your model "
@@ -690,9 +687,9 @@ class TrainingConfig:
     @property
     def backbone_config(self):
         """The backbone's `BackboneConfig`: a catalogue entry, or your model cut at `cut_at`."""
-        from transferkit.backbones.registry import get_backbone_config
+        from transferkit.backbones.source import resolve_backbone
 
-        return get_backbone_config(self.backbone, cut_at=self.cut_at)
+        return resolve_backbone(self.backbone, cut_at=self.cut_at)
 
     @property
     def modality(self):

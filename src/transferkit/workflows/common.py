@@ -88,11 +88,14 @@ def check_table(table, text):
 
 
 def modality_of(backbone):
-    """What `backbone` (a catalogue name or a `TrainingConfig`) reads; no Keras imported."""
-    from transferkit.backbones.registry import get_backbone_config
+    """What `backbone` (a name, a path or a `TrainingConfig`) reads.
+
+    A catalogue name imports no Keras; a path reads its model.
+    """
+    from transferkit.backbones.source import resolve_backbone
 
     name = getattr(backbone, "backbone", backbone)
-    return get_backbone_config(name).modality
+    return resolve_backbone(name, getattr(backbone, "cut_at", None)).modality
 
 
 def check_data(paths, modality):
