@@ -183,15 +183,7 @@ def _read(kind, model_file):
         return load_preset(model_file)
     from transferkit.saving import load_model
 
-    try:
-        return load_model(model_file, compile=False)
-    except TransferkitError:
-        raise
-    except Exception as e:  # a corrupt or foreign file: Keras raises many kinds
-        text = str(e).strip().splitlines()
-        raise TransferkitError(f"Cannot load {model_file} as a Keras model "
-                               f"({text[0] if text else type(e).__name__}); give a .keras "
-                               "file saved by Keras 3.") from None
+    return load_model(model_file, compile=False)  # one line for a corrupt file
 
 
 def _load(kind, model_file, cut_at, weights="source"):
