@@ -178,3 +178,19 @@ def test_a_label_table_option_is_checked_when_made():
     with pytest.raises(TransferkitError, match="task must be one of"):
         LabelTable("t.csv", task="numbers")
     assert LabelTable("t.csv").read_arguments(True)["skip_bad_rows"] is True
+
+
+def test_report_refuses_and_export_checks_a_regression_run(tables, tmp_path, capsys):
+    root, _ = tables
+    out = tmp_path / "ridge"
+    assert run("train", root / "images", "--labels", root / "bright.csv", "--out", out,
+               "--head", "ridge", "--backbone", "mobilenet_v3_small", "--weights", "none",
+               "--image-size", "32", "--quiet") == 0
+    capsys.readouterr()
+    assert run("report", out) == 2
+    assert "report.html covers classes" in capsys.readouterr().err
+    assert run("export", out, "--format", "litert", "--quantize", "float16") == 2
+    assert "export it unquantized" in capsys.readouterr().err
+    assert run("export", out, "--format", "litert") == 0
+    printed = capsys.readouterr().out
+    assert "validation images" in printed  # checked on the run's own validation split

@@ -182,6 +182,12 @@ def _collect(path, data_dir, worst, evaluated=None):
     if command not in ("train", "cv", "compare"):
         raise TransferkitError(f"{os.path.join(path, CONFIG_FILE)}: command is {command!r}; "
                                "a report needs a `transferkit train`, `cv` or `compare` run.")
+    task = config.get("task", "classes")
+    if task != "classes":
+        raise TransferkitError(
+            f"{path} predicts {'labels' if task == 'multilabel' else 'numbers'}: report.html "
+            "covers classes; metrics.json has its figures, and `transferkit evaluate RUN "
+            "DATA --labels TABLE` scores it on other data.")
     arguments = config.get("arguments") if isinstance(config.get("arguments"), dict) else {}
     data = arguments.get("data_dir")
     written = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(path, METRICS_FILE)))

@@ -147,7 +147,10 @@ def export(run, out=None, *, format="saved_model", quantize=None, overwrite=Fals
             `model.onnx`) and `config.json` (what was exported, its input,
             the verification figures).
         format: `"saved_model"` (default), `"litert"` or `"onnx"`.
-        quantize: `None` (default), or for litert `"float16"` or `"int8"`.
+        quantize: `None` (default), or for litert `"float16"` or `"int8"`
+            (class runs: the check compares classes; a multi-label or
+            regression run exports unquantized, checked by the largest
+            difference).
         overwrite: replace `out` if it is a previous export. Defaults to
             `False`; anything else there is never replaced.
         samples: at most this many validation examples are verified on
@@ -179,6 +182,11 @@ def export(run, out=None, *, format="saved_model", quantize=None, overwrite=Fals
         raise TransferkitError(
             f"{path} is a text run: int8 quantization is for image runs (its calibration "
             "reads training images); export it as litert float16 or unquantized.")
+    task = config.get("task", "classes")
+    if quantize is not None and task != "classes":
+        raise TransferkitError(
+            f"{path} predicts {'labels' if task == 'multilabel' else 'numbers'}: a quantized "
+            "export is checked by its classes; export it unquantized (checked to 1e-4).")
     _check_packages(format)
     data = _data_paths(config)
     inputs = [os.path.join(path, MODEL_FILE), os.path.join(path, CONFIG_FILE),
@@ -265,7 +273,7 @@ def _data_paths(config):
     arguments = config.get("arguments")
     arguments = arguments if isinstance(arguments, dict) else {}
     return {k: arguments.get(k) for k in ("data_dir", "val", "val_split", "seed", "strict",
-                                          "columns")}
+                                          "columns", "table")}
 
 
 def _exists(path, text):
@@ -292,20 +300,27 @@ def _make_parent(out):
 
 def _labelled(run, data, part):
     """The run's `"val"` or `"train"` examples (`ImageFolder` / `TextFile`), or `None`."""
-    from transferkit.training.config import TextColumns
+    from transferkit.training.config import LabelTable, TextColumns
     from transferkit.workflows.common import read_labelled, scan_split
 
     columns = TextColumns(**data["columns"]) if run.text and data.get("columns") else None
     strict = bool(data.get("strict"))
+    table = LabelTable(**data["table"]) if data.get("table") else None
+    if table is not None and not all(os.path.isfile(t) for t in (table.labels, table.val_labels)
+                                     if t is not None):
+        return None  # its tables are gone
     if data.get("val") is not None:  # validated on a folder (file) of its own
         which = data["val"] if part == "val" else data.get("data_dir")
-        return read_labelled(which, run.text, strict, columns) if _exists(which, run.text) \
-            else None
+        if table is not None and part == "val":
+            table = LabelTable(**{**data["table"], "labels": table.val_labels,
+                                  "val_labels": None})
+        return read_labelled(which, run.text, strict, columns, table) \
+            if _exists(which, run.text) else None
     if not _exists(data.get("data_dir"), run.text):
         return None
     split = data.get("val_split") or 0.2
     _, train_set, val_set = scan_split(data["data_dir"], None, split, data.get("seed") or 0,
-                                       strict, text=run.text, columns=columns)
+                                       strict, text=run.text, columns=columns, table=table)
     return val_set if part == "val" else train_set
 
 
@@ -329,6 +344,9 @@ def _verification_inputs(run, data, samples, seed):
     """`(x, labels or None, what they are)`: validation examples, else random inputs."""
     examples = _labelled(run, data, "val")
     noun = "texts" if run.text else "images"
+    if examples is not None and len(examples) and run.task != "classes":
+        indices = _subset(len(examples), samples, seed)
+        return _model_inputs(run, examples, indices), None, f"validation {noun}"
     if examples is not None and len(examples):
         indices = _subset(len(examples), samples, seed)
         known = {name: k for k, name in enumerate(run.class_names)}
