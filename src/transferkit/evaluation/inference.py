@@ -271,7 +271,6 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=No
         true class, columns: predicted), `class_names`.
     """
     from transferkit.data.images import scan_image_folder
-    from transferkit.data.stream import ImageFiles, read_ahead
 
     tta = check_views(tta)
     run = run if isinstance(run, Run) else load_run(run)
@@ -299,20 +298,13 @@ def evaluate(run, data_dir, *, batch_size=32, strict=False, columns=None, tta=No
         )
     # The folder's label indices follow its own sorted subfolders; map to the run's.
     labels = np.array([run.class_names.index(folder.class_names[i]) for i in folder.labels])
-    x = ImageFiles(folder.files, run.image_size, crop=run.crop)  # streamed
-    scores = []
-    with Progress(len(x), "Evaluating", unit="images") as progress:
-        for _, batch in read_ahead(x, batch_size):
-            scores.append(class_scores(run, batch, tta=tta))
-            progress.update(len(batch))
-    scores = np.concatenate(scores)
+    scores = _scores_of_files(run, folder.files, batch_size, tta)
     return classification_figures(labels, scores.argmax(axis=1), run.class_names,
                                   folder.skipped, scores=scores)
 
 
 def _evaluate_targets(run, table, batch_size, tta):
     """`evaluate`'s figures for a multi-label or regression run on an `ImageTable`."""
-    from transferkit.data.stream import ImageFiles, read_ahead
     from transferkit.training.targets import multilabel_metrics, regression_metrics
 
     if run.task != table.task:
@@ -322,13 +314,7 @@ def _evaluate_targets(run, table, batch_size, tta):
         shown = table.class_names[:5] + (["..."] if len(table.class_names) > 5 else [])
         raise TransferkitError(f"The table's {len(table.class_names)} labels {shown} are not "
                                f"the run's {run.class_names}; label it as in training.")
-    x = ImageFiles(table.files, run.image_size, crop=run.crop)
-    scores = []
-    with Progress(len(x), "Evaluating", unit="images") as progress:
-        for _, batch in read_ahead(x, batch_size):
-            scores.append(class_scores(run, batch, tta=tta))
-            progress.update(len(batch))
-    scores = np.concatenate(scores)
+    scores = _scores_of_files(run, table.files, batch_size, tta)
     if run.task == "regression":
         figures = regression_metrics(table.labels, scores.reshape(-1))
     else:
@@ -337,6 +323,19 @@ def _evaluate_targets(run, table, batch_size, tta):
     return {**figures, "images": len(table), "task": run.task,
             "class_names": list(run.class_names),
             "skipped_files": [str(p) for p, _ in table.skipped]}
+
+
+def _scores_of_files(run, files, batch_size, tta):
+    """The run model's outputs (`class_scores`) on image files, streamed batch by batch."""
+    from transferkit.data.stream import ImageFiles, read_ahead
+
+    x = ImageFiles(files, run.image_size, crop=run.crop)
+    scores = []
+    with Progress(len(x), "Evaluating", unit="images") as progress:
+        for _, batch in read_ahead(x, batch_size):
+            scores.append(class_scores(run, batch, tta=tta))
+            progress.update(len(batch))
+    return np.concatenate(scores)
 
 
 def _target_row(run, p):

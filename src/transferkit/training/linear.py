@@ -161,23 +161,7 @@ class LinearHead:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             search.fit(features, y)
-        results = search.cv_results_
-        best = int(search.best_index_)
-        self.task_ = "single"
-        self.estimator_ = search.best_estimator_
-        self.C_ = float(results["param_classify__C"][best])
-        self.alpha_ = self.cv_rmse_ = None
-        self.classes_ = self.estimator_.classes_
-        self.folds_ = folds
-        self.cv_accuracy_ = float(results["mean_test_accuracy"][best])
-        self.cv_results_ = [
-            {"C": float(c), "accuracy": float(results["mean_test_accuracy"][i]),
-             "accuracy_std": float(results["std_test_accuracy"][i]),
-             "log_loss": (-float(results["mean_test_log_loss"][i])
-                          if "mean_test_log_loss" in results else None),
-             "chosen": i == best}
-            for i, c in enumerate(results["param_classify__C"])
-        ]
+        self._keep_search(search, "single", "classify__C", folds)
         self._warn_unconverged(caught, len(self.Cs) * folds + 1)
         return self
 
@@ -206,21 +190,7 @@ class LinearHead:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             search.fit(features, y)
-        results = search.cv_results_
-        best = int(search.best_index_)
-        self.task_ = "multilabel"
-        self.estimator_ = search.best_estimator_
-        self.C_ = float(results["param_classify__estimator__C"][best])
-        self.alpha_ = self.cv_rmse_ = None
-        self.classes_ = self.estimator_.classes_
-        self.folds_ = folds
-        self.cv_accuracy_ = float(results["mean_test_accuracy"][best])
-        self.cv_results_ = [
-            {"C": float(c), "accuracy": float(results["mean_test_accuracy"][i]),
-             "accuracy_std": float(results["std_test_accuracy"][i]),
-             "log_loss": -float(results["mean_test_log_loss"][i]), "chosen": i == best}
-            for i, c in enumerate(results["param_classify__estimator__C"])
-        ]
+        self._keep_search(search, "multilabel", "classify__estimator__C", folds)
         self._warn_unconverged(caught, (len(self.Cs) * folds + 1) * y.shape[1])
         return self
 
@@ -259,6 +229,26 @@ class LinearHead:
             for i, a in enumerate(results["param_regress__alpha"])
         ]
         return self
+
+    def _keep_search(self, search, task, parameter, folds):
+        """The fitted attributes of a classifier's `GridSearchCV` over `C` (`parameter`)."""
+        results = search.cv_results_
+        best = int(search.best_index_)
+        self.task_ = task
+        self.estimator_ = search.best_estimator_
+        self.C_ = float(results[f"param_{parameter}"][best])
+        self.alpha_ = self.cv_rmse_ = None
+        self.classes_ = self.estimator_.classes_
+        self.folds_ = folds
+        self.cv_accuracy_ = float(results["mean_test_accuracy"][best])
+        self.cv_results_ = [
+            {"C": float(c), "accuracy": float(results["mean_test_accuracy"][i]),
+             "accuracy_std": float(results["std_test_accuracy"][i]),
+             "log_loss": (-float(results["mean_test_log_loss"][i])
+                          if "mean_test_log_loss" in results else None),
+             "chosen": i == best}
+            for i, c in enumerate(results[f"param_{parameter}"])
+        ]
 
     def _warn_unconverged(self, caught, fits):
         from sklearn.exceptions import ConvergenceWarning
