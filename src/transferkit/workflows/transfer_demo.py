@@ -157,6 +157,61 @@ def _experiment(tmp, classes, train_size, epochs, learning_rate, seed, echo):
     return results
 
 
+class DigitsTasks:
+    """Task A's and task B's images for one seed (see `digits_tasks`)."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+
+def digits_tasks(classes=DEFAULT_CLASSES, seed=0, train_size=200, val_size=50):
+    """Splits scikit-learn's digits into task A (8 digits) and task B (`classes`).
+
+    Args:
+        classes: task B's two digits. Defaults to `(5, 9)`.
+        seed: seeds the shuffles. Defaults to `0`.
+        train_size: the most B training images any run takes (runs take the
+            first `n`). Defaults to `200`.
+        val_size: B's validation images. Defaults to `50`.
+
+    Returns:
+        A `DigitsTasks` with `a_classes`, `a_train`, `a_test`, `b_train`,
+        `b_val`, `b_test` (each an `(x, y)` pair; B's labels are 1 for
+        `classes[1]`). B's test images are the same for every `n`.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    y = digits.target
+    rng = np.random.default_rng(seed)
+    in_b = np.isin(y, classes)
+    a_idx, b_idx = rng.permutation(np.flatnonzero(~in_b)), rng.permutation(np.flatnonzero(in_b))
+    a_classes = [c for c in range(10) if c not in classes]
+    x_a, y_a = x[a_idx], np.searchsorted(a_classes, y[a_idx])
+    n_test_a = len(a_idx) // 5
+    x_b, y_b = x[b_idx], (y[b_idx] == classes[1]).astype("int64")
+    val = slice(train_size, train_size + val_size)
+    return DigitsTasks(
+        classes=tuple(classes), a_classes=a_classes,
+        a_train=(x_a[n_test_a:], y_a[n_test_a:]), a_test=(x_a[:n_test_a], y_a[:n_test_a]),
+        b_train=(x_b[:train_size], y_b[:train_size]), b_val=(x_b[val], y_b[val]),
+        b_test=(x_b[train_size + val_size:], y_b[train_size + val_size:]),
+    )
+
+
+def train_model_a(tasks, seed=0):
+    """Trains model A on task A; returns `(model, test accuracy, history)`."""
+    keras.utils.set_random_seed(seed)
+    model_a = _model_a(len(tasks.a_classes))
+    model_a.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+    history = model_a.fit(*tasks.a_train, epochs=20, batch_size=32,
+                          validation_data=tasks.a_test, verbose=0)
+    accuracy = float(model_a.evaluate(*tasks.a_test, verbose=0)[1])
+    return model_a, accuracy, history
+
+
 _TITLES = {"scratch": "Model B from scratch", "on_a": "Model B on model A"}
 
 
