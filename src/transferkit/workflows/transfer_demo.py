@@ -137,7 +137,7 @@ def _experiment(tmp, classes, sizes, seeds, epochs, learning_rate, echo):
             raise AssertionError("Training B changed model A's weights.")  # reuse must clone
         echo(f"Seed {seed}: model A {accuracy_a:.4f} on its 8 classes; B from scratch / "
              f"on A: {', '.join(line)}.")
-    table = [_row(n, accuracies[n, "scratch"], accuracies[n, "on_a"]) for n in sizes]
+    table = [table_row(n, accuracies[n, "scratch"], accuracies[n, "on_a"]) for n in sizes]
     for line in table_lines(table) + verdict_lines(table, len(seeds)):
         echo(line)
     echo("Model A's weights are unchanged after training B (its layers were cloned).")
@@ -180,7 +180,7 @@ def train_b(model_a, tasks, train_size, variant, *, epochs=(10, 20), learning_ra
     return {"model": model_b, "tuner": tuner, "loss": float(loss), "accuracy": float(accuracy)}
 
 
-def _row(n, scratch, on_a):
+def table_row(n, scratch, on_a):
     """One row of the table: a size and both variants' accuracies over the seeds."""
     def summary(values):
         return {"mean": float(np.mean(values)), "std": float(np.std(values)),
