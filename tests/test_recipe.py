@@ -205,7 +205,8 @@ def test_digits_demo_reports_both_variants_for_every_size_and_seed():
 
 
 def test_demo_verdict_names_the_sizes_where_reuse_pays_and_explains_when_none_does():
-    from transferkit.workflows.transfer_demo import table_row as _row, verdict_lines
+    from transferkit.workflows.transfer_demo import table_row as _row
+    from transferkit.workflows.transfer_demo import verdict_lines
 
     table = [_row(20, [0.8, 0.9, 0.85], [0.9, 0.95, 0.9]),  # better in every seed
              _row(200, [0.99, 0.98, 1.0], [0.99, 0.99, 0.99])]  # 1 better, 1 worse: a tie

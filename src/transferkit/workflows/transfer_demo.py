@@ -131,8 +131,8 @@ def _experiment(tmp, classes, sizes, seeds, epochs, learning_rate, echo):
                 accuracies[n, v].append(runs[v]["accuracy"])
             line.append(f"n={n} {runs['scratch']['accuracy']:.3f} / {runs['on_a']['accuracy']:.3f}")
             if seed == seeds[0] and n == sizes[-1]:
-                kept = dict(model_a=model_a, accuracy_a=accuracy_a, history_a=history_a,
-                            runs=runs, seed=seed, tasks=tasks)
+                kept = {"model_a": model_a, "accuracy_a": accuracy_a, "history_a": history_a,
+                        "runs": runs, "seed": seed, "tasks": tasks}
         if not all(np.array_equal(w, v) for w, v in zip(weights_a, model_a.get_weights())):
             raise AssertionError("Training B changed model A's weights.")  # reuse must clone
         echo(f"Seed {seed}: model A {accuracy_a:.4f} on its 8 classes; B from scratch / "
@@ -193,10 +193,10 @@ def table_row(n, scratch, on_a):
 
 
 def table_lines(table):
-    """The table as aligned text lines: size, both variants' mean +- std, the gain."""
+    """The table as aligned text lines: size, both variants' mean ± std, the gain."""
     lines = ["Model B's test accuracy, mean ± std over the seeds:",
-             f"  {'n':>4}  {'from scratch':>16}  {'on A':>16}  {'on A - scratch':>14}  "
-             "seeds better/worse on A"]
+             (f"  {'n':>4}  {'from scratch':>16}  {'on A':>16}  {'on A - scratch':>14}  "
+              "seeds better/worse on A")]
     for row in table:
         cells = [f"{row[v]['mean']:.4f} ± {row[v]['std']:.4f}" for v in VARIANTS]
         lines.append(f"  {row['train_size']:>4}  {cells[0]:>16}  {cells[1]:>16}  "
