@@ -128,7 +128,7 @@ def _parser():
     demo.add_argument("--train-size", type=int, default=None,
                       help="one training-set size instead of --sizes")
     demo.add_argument("--seeds", type=int, default=3,
-                      help="seeds per size, from --seed on (default 3)")
+                      help="seeds per size, from --seed on, 1 to 20 (default 3)")
     demo.add_argument("--seed", type=int, default=0, help="first random seed (default 0)")
     demo.add_argument("--overwrite", action="store_true",
                       help="accepted for symmetry with train: the demo always replaces its own "
