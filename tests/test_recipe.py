@@ -215,6 +215,7 @@ def test_demo_verdict_names_the_sizes_where_reuse_pays_and_explains_when_none_do
     lines = verdict_lines([_row(20, [0.9, 0.9, 0.9], [0.8, 0.85, 0.95])], 3)
     assert lines[0] == "Reuse costs accuracy at n = 20."
     assert "does not pay" in lines[1]
+    assert "noise" in verdict_lines(table[:1], 1)[0]  # one seed decides nothing
 
 
 def test_demo_refuses_bad_classes_sizes_seeds_and_an_occupied_folder(tmp_path):

@@ -213,6 +213,9 @@ def verdict_lines(table, seeds):
     lost = [row["train_size"] for row in table
             if row["gain"] < 0 and row["on_a_worse"] > seeds / 2]
     lines = []
+    if seeds < 3:
+        lines.append(f"With {seeds} seed{'s' if seeds > 1 else ''}, a test image or two "
+                     "either way is noise: --seeds 5 tells more.")
     if paid:
         lines.append(f"Reuse pays at n = {', '.join(map(str, paid))}.")
     if lost:
