@@ -130,6 +130,20 @@ def test_console_script_version_help_and_exit_code(tmp_path):
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--sizes", "20,x"], "comma-separated integers"),
+    (["--sizes", "5,50"], "train sizes"),
+    (["--train-size", "1000"], "train sizes"),
+    (["--seeds", "0"], "seeds"),
+])
+def test_bad_demo_flags_exit_2_with_one_line_before_any_work(tmp_path, capsys, args, words):
+    out = tmp_path / "demo"
+    assert run("demo", "--out", out, *args) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_demo_shows_the_pitfall_and_the_fix():
     from transferkit.workflows.regularization_demo import regularization_demo
 

@@ -156,36 +156,81 @@ def _walk(model):
     return iter_layers(model)
 
 
-@pytest.mark.slow  # end to end, ~20-35 s: `pytest -m slow`
-def test_digits_demo_writes_a_run_and_transfer_helps(tmp_path):
+@pytest.mark.slow  # end to end, ~30 s: `pytest -m slow`
+def test_digits_demo_writes_a_run_of_its_largest_size(tmp_path):
     from transferkit.workflows.transfer_demo import transfer_demo
 
     lines = []
     out = tmp_path / "demo"
-    results = transfer_demo(out, echo=lines.append)
-    # Stated floors (seed 0): both reach 95% on B's test images, A 95% on its own.
+    results = transfer_demo(out, sizes=(20, 200), seeds=2, echo=lines.append)
+    # Stated floors (seeds 0, 1): at 200 images both reach 95% on B's test
+    # images, A 95% on its own.
     assert results["a_test_accuracy"] >= 0.95
+    assert results["train_size"] == 200
     assert results["scratch"]["accuracy"] >= 0.95
     assert results["on_a"]["accuracy"] >= 0.95
-    assert results["on_a"]["loss"] < results["scratch"]["loss"]
     assert any("from scratch" in line for line in lines)
     names = {p.name for p in out.iterdir()}
     assert {"model_a.keras", "model_b_scratch.keras", "model_b_on_a.keras", "metrics.json",
             "config.json", "curves_b_on_a.png", "history_b_on_a.json"} <= names
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["on_a"]["accuracy"] == pytest.approx(results["on_a"]["accuracy"])
+    assert metrics["on_a"]["accuracy"] == pytest.approx(metrics["table"][-1]["on_a"]["accuracies"][0])
     assert (out / "curves_b_on_a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reloaded = keras.saving.load_model(out / "model_b_on_a.keras")
     assert reloaded.output.shape[-1] == 1
 
 
-def test_demo_refuses_bad_classes_and_an_occupied_folder(tmp_path):
+def test_digits_demo_reports_both_variants_for_every_size_and_seed():
+    from transferkit.workflows.transfer_demo import transfer_demo
+
+    lines = []
+    # Reduced: two seeds, two sizes, one epoch per phase (~15 s).
+    results = transfer_demo(None, sizes=(30, 10), seeds=2, seed=3, epochs=(1, 1),
+                            echo=lines.append)
+    assert results["seeds"] == [3, 4]
+    assert [row["train_size"] for row in results["table"]] == [10, 30]
+    for row in results["table"]:
+        for variant in ("scratch", "on_a"):
+            accuracies = row[variant]["accuracies"]
+            assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
+            assert row[variant]["mean"] == pytest.approx(np.mean(accuracies))
+            assert row[variant]["std"] == pytest.approx(np.std(accuracies))
+        gains = np.subtract(row["on_a"]["accuracies"], row["scratch"]["accuracies"])
+        assert row["gain"] == pytest.approx(gains.mean())
+        assert row["on_a_better"] == (gains > 0).sum() and row["on_a_worse"] == (gains < 0).sum()
+    printed = [line.split()[0] for line in lines if line.lstrip()[:3] in ("10 ", "30 ")]
+    assert printed == ["10", "30"]
+    assert any("unchanged" in line for line in lines)  # A's weights, checked inside
+
+
+def test_demo_verdict_names_the_sizes_where_reuse_pays_and_explains_when_none_does():
+    from transferkit.workflows.transfer_demo import table_row as _row
+    from transferkit.workflows.transfer_demo import verdict_lines
+
+    table = [_row(20, [0.8, 0.9, 0.85], [0.9, 0.95, 0.9]),  # better in every seed
+             _row(200, [0.99, 0.98, 1.0], [0.99, 0.99, 0.99])]  # 1 better, 1 worse: a tie
+    lines = verdict_lines(table, 3)
+    assert lines == ["Reuse pays at n = 20."]
+    lines = verdict_lines([_row(20, [0.9, 0.9, 0.9], [0.8, 0.85, 0.95])], 3)
+    assert lines[0] == "Reuse costs accuracy at n = 20."
+    assert "does not pay" in lines[1]
+    assert "noise" in verdict_lines(table[:1], 1)[0]  # one seed decides nothing
+
+
+def test_demo_refuses_bad_classes_sizes_seeds_and_an_occupied_folder(tmp_path):
     from transferkit.workflows.transfer_demo import transfer_demo
 
     with pytest.raises(TransferkitError, match="two different digits"):
         transfer_demo(None, classes=(5, 5))
-    with pytest.raises(TransferkitError, match="train_size"):
+    with pytest.raises(TransferkitError, match="train sizes"):
         transfer_demo(None, train_size=5000)
+    with pytest.raises(TransferkitError, match="train sizes"):
+        transfer_demo(None, sizes=(20, 9))
+    with pytest.raises(TransferkitError, match="train sizes"):
+        transfer_demo(None, sizes=())
+    with pytest.raises(TransferkitError, match="seeds"):
+        transfer_demo(None, seeds=0)
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(TransferkitError, match="not empty"):
         transfer_demo(tmp_path)
