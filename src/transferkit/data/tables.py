@@ -28,7 +28,6 @@ rows (and unlisted images) are left out and counted in one warning.
 import csv
 import dataclasses
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -206,8 +205,8 @@ def read_label_table(images, table, *, task="auto", file_column=None, label_colu
                                    "to skip them.")
         warnings.warn(f"Skipped {len(skipped)} unreadable image file(s) in '{root}': "
                       f"{listed}.", stacklevel=2)
-        keep = np.isin(np.arange(len(files)), [files.index(f) for f, _ in skipped],
-                       invert=True)
+        unreadable = {f for f, _ in skipped}
+        keep = np.array([f not in unreadable for f in files])
         files, targets = readable, targets[keep]
     if bad or unlisted:
         shown = "; ".join(f"row {r}: {why}" for r, why in bad[:_ROWS_SHOWN])
@@ -369,7 +368,3 @@ def table_task(table):
     """`"classes"` for an `ImageFolder`, else the `ImageTable`'s task."""
     return getattr(table, "task", "classes")
 
-
-def relative_names(files, root):
-    """The files as the table names them: paths relative to `root`, with `/`."""
-    return [Path(os.path.relpath(f, root)).as_posix() for f in files]
