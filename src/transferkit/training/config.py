@@ -736,7 +736,7 @@ class TrainingConfig:
             from transferkit.backbones.loading import load_backbone
             from transferkit.models.freezing import check_plan
 
-            architecture = backbone.load(weights=None) if hasattr(backbone, "load") else \
+            architecture = backbone.load(weights=None) if reused else \
                 load_backbone(backbone.name, weights=None, input_shape=(size, size, 3))
             check_plan(architecture, plan, blocks=backbone)
         # One batch as the backbone's float32 input: the least a step needs.
