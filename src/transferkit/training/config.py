@@ -25,6 +25,7 @@ from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import PRECISIONS
 from transferkit.training.class_weights import check_class_weight
+from transferkit.training.distribution import check_devices, parse_devices
 from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
@@ -50,6 +51,9 @@ LOGS = ("csv", "tensorboard", "mlflow")
 _LOG_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 # Where a run is watched, not what it computes: a resumed run need not match them.
 WATCHING_OPTIONS = ("log", "mlflow_uri")
+# Where a run computes: a resumed run need not match them either (unless the
+# learning rates scale with the devices).
+PLACEMENT_OPTIONS = ("devices",)
 # The options only a trained network uses: set any of them and "auto" fine-tunes.
 _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "optimizer",
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
@@ -566,7 +570,16 @@ class TrainingConfig:
         "crop the centre", choices=("none", "center"), parse=_none_if("none"), show="none"),
         _one_of(None, "center"))
     batch_size: int = option(32, Flag(
-        "--batch-size", "images per batch", metavar="N", parse=int), _int_at_least(1))
+        "--batch-size", "examples per batch: the global batch, split evenly across --devices",
+        metavar="N", parse=int), _int_at_least(1))
+    devices: object = option(1, Flag(
+        "--devices", "train data-parallel on N devices of this machine (GPUs; a CPU is split "
+        "into N logical devices, for testing), or all: Keras' own engines "
+        "(tf.distribute, keras.distribution)", metavar="N|all", parse=parse_devices),
+        check_devices)
+    scale_lr: bool = option(False, Flag(
+        "--scale-lr", "multiply the learning rates by the number of devices (the linear "
+        "scaling rule), for a --batch-size grown with them"), _one_of(False, True))
     patience: int | None = option(5, Flag(
         "--patience", "early-stopping patience in epochs, 0 for none", metavar="EPOCHS",
         parse=_positive_int_or_none), _int_at_least(1, none_ok=True))

@@ -22,6 +22,7 @@ from transferkit.training.class_weights import (
     sample_weights,
 )
 from transferkit.training.config import SKEWED, SMALL_DATA
+from transferkit.training.distribution import placement
 from transferkit.training.recipe import FineTuner
 
 
@@ -57,7 +58,12 @@ class Trainer:
             self.size = config.image_size or self.backbone.input_size(linear=config.linear)
             self.augmentation = augment.parse(config.augment)
             self.augmentation_description = augment.describe(config.augment)
+        self.placement = placement(config.devices)
+        self.placement.check_batch(config.batch_size)
         self.recipe = config.phases()
+        if config.scale_lr and self.placement.replicas > 1:  # the linear scaling rule
+            self.recipe = [dataclasses.replace(p, learning_rate=p.learning_rate
+                                               * self.placement.replicas) for p in self.recipe]
         for phase in self.recipe:  # what only Keras checks (SGD's momentum, ...), now
             get_optimizer(phase.optimizer, phase.learning_rate)
         self.weights = None if config.from_scratch else config.weights
@@ -96,6 +102,16 @@ class Trainer:
         weights = None if task != "classes" else class_weights(
             self.config.class_weight, y_train,
             class_names or [str(c) for c in range(num_classes)])
+        with self.placement.scope():
+            return self._fit(x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
+                             partial, weights, callbacks, task, class_names)
+
+    def _fit(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint, partial,
+             weights, callbacks, task, class_names):
+        if self.placement.distributed:
+            scaled = (f" Learning rates x{self.placement.replicas} (--scale-lr)."
+                      if self.config.scale_lr else "")
+            self.say(self.placement.describe(self.config.batch_size) + scaled)
         if self.config.linear:
             fitted = self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features,
                                       weights, task)

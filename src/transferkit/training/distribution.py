@@ -1,0 +1,329 @@
+"""Data parallelism on Keras' own engines: where a run's models live and train.
+
+`placement(devices)` gives the process's `Placement`: synchronous data
+parallelism, the global batch split evenly across devices, through the
+engine of the Keras backend, never through code of ours:
+
+- TensorFlow: `tf.distribute.MirroredStrategy` on one machine, and
+  `tf.distribute.MultiWorkerMirroredStrategy` when `TF_CONFIG` names several
+  workers (one process per machine);
+- JAX: `keras.distribution.DataParallel` over the process's devices, or over
+  every process's after `initialize` (`jax.distributed`);
+- PyTorch: one device (`devices > 1` is refused in one line).
+
+A machine without GPUs has one CPU device. Asked for more, TensorFlow splits
+its CPU into that many logical devices; JAX needs
+`XLA_FLAGS=--xla_force_host_platform_device_count=N` before it starts. Both
+exist to test the distribution on an ordinary machine: they do not speed it up.
+
+Example:
+
+>>> where = placement(1)
+>>> where.replicas, where.is_chief
+(1, True)
+>>> with where.scope():
+...     pass  # build and train models here
+"""
+
+import contextlib
+import json
+import numbers
+import os
+
+from transferkit.errors import TransferkitError
+
+# How long the processes of a multi-process run wait for one another: at the
+# start, for every process to join, and then for any collective step (the
+# gradients' all-reduce). A worker that dies stops the others within it.
+TIMEOUT = 120
+
+# One placement per (backend, devices) and process: engines are set up once.
+_PLACEMENTS = {}
+
+
+def check_devices(name, value):
+    """`devices` as a `TrainingConfig` check: an int >= 1, or `"all"`."""
+    if value == "all":
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise TransferkitError(f"{name} must be an int >= 1 or 'all', got {value!r}.")
+    return int(value)
+
+
+def parse_devices(text):
+    """`--devices`'s text: `"all"` or a count."""
+    return "all" if text.strip().lower() == "all" else int(text)
+
+
+class Placement:
+    """Where this process's models live: one device, or data-parallel over several.
+
+    Made by `placement`; not meant to be constructed directly.
+
+    Attributes:
+        engine: `None` (one device, no distribution), `"mirrored"`,
+            `"multi_worker_mirrored"` (TensorFlow) or `"data_parallel"`
+            (JAX).
+        replicas: the devices the global batch is split across, over all
+            processes.
+        processes: the processes training together (1 on one machine).
+        process_index: this process's index; 0 is the chief, which alone
+            writes the run folder.
+        devices: the devices' names (this process's, for TensorFlow).
+        strategy: the `tf.distribute.Strategy` or `keras.distribution.
+            Distribution`, or `None`.
+    """
+
+    def __init__(self, engine=None, strategy=None, devices=("default",), replicas=1,
+                 processes=1, process_index=0):
+        self.engine = engine
+        self.strategy = strategy
+        self.devices = tuple(devices)
+        self.replicas = replicas
+        self.processes = processes
+        self.process_index = process_index
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run's files (process 0)."""
+        return self.process_index == 0
+
+    @property
+    def distributed(self):
+        return self.engine is not None
+
+    def scope(self):
+        """The context in which models are built, compiled, trained and run."""
+        if self.strategy is None:
+            return contextlib.nullcontext()
+        return self.strategy.scope()
+
+    def check_batch(self, batch_size):
+        """Fails in one line unless `batch_size` splits evenly over the replicas."""
+        if batch_size % self.replicas:
+            low = max(self.replicas, batch_size // self.replicas * self.replicas)
+            raise TransferkitError(
+                f"--batch-size {batch_size} does not split evenly over {self.replicas} "
+                f"devices: it is the global batch; give a multiple of {self.replicas}, like "
+                f"{low} or {low + self.replicas}.")
+
+    def describe(self, batch_size):
+        """One line: the engine, the devices, and the global and per-device batch."""
+        where = (f"{self.processes} processes, {self.replicas} devices in all"
+                 if self.processes > 1 else
+                 f"{self.replicas} devices ({', '.join(_short(d) for d in self.devices)})")
+        return (f"Data-parallel on {where} through {_ENGINE_NAMES[self.engine]}: global batch "
+                f"{batch_size}, {batch_size // self.replicas} per device.")
+
+    def __repr__(self):
+        return (f"Placement(engine={self.engine!r}, replicas={self.replicas}, "
+                f"processes={self.processes}, process_index={self.process_index})")
+
+
+_ENGINE_NAMES = {
+    "mirrored": "tf.distribute.MirroredStrategy",
+    "multi_worker_mirrored": "tf.distribute.MultiWorkerMirroredStrategy",
+    "data_parallel": "keras.distribution.DataParallel",
+}
+
+
+def _short(name):
+    """`/job:localhost/replica:0/task:0/device:CPU:1` -> `CPU:1`."""
+    return name.split("device:")[-1]
+
+
+def placement(devices=1):
+    """This process's `Placement` for `devices` (a count, or `"all"`).
+
+    The same arguments give the same object for the life of the process:
+    an engine is set up once. One device (or `"all"` of one) is no
+    distribution at all: models are built and trained as usual.
+
+    Args:
+        devices: how many devices of this process to train on, or `"all"`.
+            Defaults to 1.
+
+    Raises:
+        TransferkitError: more devices than there are (with what to do), or
+            several on the PyTorch backend.
+    """
+    import keras
+
+    devices = check_devices("devices", devices)
+    backend = keras.backend.backend()
+    key = (backend, devices)
+    if key not in _PLACEMENTS:
+        if backend == "tensorflow":
+            made = _tensorflow(devices)
+        elif backend == "jax":
+            made = _jax(devices)
+        elif devices not in (1, "all"):
+            raise TransferkitError(
+                f"--devices {devices}: training on several devices is not supported on the "
+                f"{backend} backend yet; use KERAS_BACKEND=tensorflow (the default) or jax, "
+                "or --devices 1.")
+        else:
+            made = Placement()
+        _PLACEMENTS[key] = made
+    return _PLACEMENTS[key]
+
+
+def _workers():
+    """The workers `TF_CONFIG` names (an empty list without it), checked."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return [], 0
+    try:
+        config = json.loads(text)
+        workers = list(config["cluster"]["worker"])
+        task = config.get("task", {})
+        index = int(task.get("index", 0))
+    except (ValueError, KeyError, TypeError) as e:
+        raise TransferkitError(
+            f"TF_CONFIG is not a cluster description ({e}); set it to "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
+            '"index": I}}, or unset it.') from None
+    if task.get("type", "worker") != "worker" or not 0 <= index < len(workers):
+        raise TransferkitError(
+            f"TF_CONFIG's task must be a worker with an index below {len(workers)}; got "
+            f"{task}.")
+    return workers, index
+
+
+def _tensorflow(devices):
+    import tensorflow as tf
+
+    workers, index = _workers()
+    if len(workers) > 1:
+        return _multi_worker(tf, devices, workers, index)
+    gpus = tf.config.list_physical_devices("GPU")
+    kind = "GPU" if gpus else "CPU"
+    if not gpus and devices not in (1, "all"):
+        _split_cpu(tf, devices)
+    available = [d.name for d in tf.config.list_logical_devices(kind)]
+    count = len(available) if devices == "all" else devices
+    if count > len(available):
+        raise TransferkitError(
+            f"--devices {devices}: TensorFlow sees {len(available)} {kind} device"
+            f"{'s' if len(available) != 1 else ''}; give --devices {len(available)} or all.")
+    if count == 1:
+        return Placement(devices=available[:1])
+    strategy = tf.distribute.MirroredStrategy(available[:count])
+    return Placement("mirrored", strategy, available[:count], count)
+
+
+def _split_cpu(tf, count):
+    """Splits the CPU into `count` logical devices (before TensorFlow's first operation)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) >= count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError:
+        raise TransferkitError(
+            f"--devices {count} on a CPU splits it into {count} logical devices, which "
+            "TensorFlow allows only before its first operation; ask for the devices before "
+            "anything else runs (a new process).") from None
+
+
+def _multi_worker(tf, devices, workers, index):
+    """`MultiWorkerMirroredStrategy` for the cluster of `TF_CONFIG`, with a bounded wait."""
+    if devices not in (1, "all"):
+        raise TransferkitError(
+            f"--devices {devices} with TF_CONFIG's {len(workers)} workers: each worker "
+            "trains on its own GPUs (all of them) or its CPU; leave --devices out or give "
+            "all.")
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=TIMEOUT)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    extended = strategy.extended
+    # A worker that dies stops the others: health checks every 10 s, failed
+    # after 10 s without an answer; at the start, each waits TIMEOUT for all.
+    if hasattr(extended, "_check_health_initial_timeout"):
+        extended._check_health_interval = 10
+        extended._check_health_timeout = 10
+        extended._check_health_initial_timeout = TIMEOUT
+    replicas = strategy.num_replicas_in_sync
+    return Placement("multi_worker_mirrored", strategy, extended.worker_devices, replicas,
+                     processes=len(workers), process_index=index)
+
+
+def _jax(devices):
+    import jax
+    import keras
+
+    processes = jax.process_count()
+    available = keras.distribution.list_devices()
+    local = jax.local_device_count()
+    kind = available[0].split(":")[0] if available else "cpu"
+    if processes > 1:
+        if devices not in (1, "all"):
+            raise TransferkitError(
+                f"--devices {devices} with {processes} JAX processes: each trains on all of "
+                "its devices; leave --devices out or give all.")
+        distribution = keras.distribution.DataParallel(devices=available)
+        return Placement("data_parallel", distribution, available, len(available),
+                         processes=processes, process_index=jax.process_index())
+    count = len(available) if devices == "all" else devices
+    if count > local:
+        hint = (f"; on a CPU, start Python with XLA_FLAGS=--xla_force_host_platform_device_count"
+                f"={count} to split it into {count} (for testing: no faster)"
+                if kind == "cpu" else "")
+        raise TransferkitError(f"--devices {devices}: JAX sees {local} {kind.upper()} "
+                               f"device{'s' if local != 1 else ''}{hint}.")
+    if count == 1:
+        return Placement(devices=available[:1])
+    distribution = keras.distribution.DataParallel(devices=available[:count])
+    return Placement("data_parallel", distribution, available[:count], count)
+
+
+def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout=TIMEOUT):
+    """Joins a multi-process JAX run: `keras.distribution.initialize`, with a bounded wait.
+
+    Call it first, in every process, before anything else uses JAX. Without
+    arguments, JAX's own environment settings (or a cluster it detects)
+    decide. TensorFlow's processes find one another through `TF_CONFIG`
+    instead (`placement`).
+
+    Args:
+        coordinator: `"host:port"` of process 0.
+        num_processes: how many processes train together.
+        process_id: this process's index, 0 to `num_processes - 1`.
+        timeout: seconds to wait for every process to join. Defaults to
+            `TIMEOUT`.
+    """
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise TransferkitError("--coordinator, --num-processes and --process-id go together: "
+                               "give all three (the same coordinator in every process).")
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise TransferkitError(
+            f"--coordinator is for the JAX backend; on {backend}, "
+            + ("describe the cluster in TF_CONFIG (README: Training on several devices and "
+               "machines)." if backend == "tensorflow" else "multi-process training is not "
+               "supported yet."))
+    if all(given):
+        if isinstance(num_processes, bool) or not isinstance(num_processes, int) \
+                or num_processes < 1:
+            raise TransferkitError(f"--num-processes must be an int >= 1, got "
+                                   f"{num_processes!r}.")
+        if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+            raise TransferkitError(f"--process-id must be in 0..{num_processes - 1}, got "
+                                   f"{process_id!r}.")
+        host, _, port = str(coordinator).rpartition(":")
+        if not host or not port.isdigit():
+            raise TransferkitError(f"--coordinator takes HOST:PORT, got {coordinator!r}.")
+    import jax
+
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   initialization_timeout=timeout)
+    except Exception as e:  # the engine's own wording, on one line
+        raise TransferkitError(
+            f"Could not join the {num_processes or ''}-process run at {coordinator}: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check that every "
+            f"process started within {timeout} s with the same --coordinator.") from None
