@@ -153,6 +153,83 @@ class Batches(keras.utils.PyDataset):
                                                                 self.y[part])
 
 
+def even_multiple():
+    """How many rows every batch must be a multiple of here: the devices the batch splits over.
+
+    1, unless a `keras.distribution` (JAX's `DataParallel`) is in effect:
+    then this process's share of its batch axis, which must divide every
+    batch evenly (TensorFlow's strategies split uneven batches themselves).
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None or getattr(distribution, "batch_dim_name", None) is None:
+        return 1
+    mesh = distribution.device_mesh
+    devices = mesh.shape[list(mesh.axis_names).index(distribution.batch_dim_name)]
+    return max(devices // max(distribution.num_processes, 1), 1)
+
+
+def pad_rows(batch, multiple):
+    """`batch` with copies of its first row appended up to a multiple of `multiple` rows."""
+    extra = -len(batch) % multiple
+    if not extra:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[:1], extra, axis=0)])
+
+
+class EvenBatches(keras.utils.PyDataset):
+    """Another dataset's `(x, y[, sample_weight])` batches, each a multiple of `multiple` rows.
+
+    For engines that split every batch evenly across devices (JAX's
+    `DataParallel`). A short batch (the last) gets copies of its first row
+    with weight 0, and its real rows' weights are multiplied by
+    padded/real size, so that the loss averaged over the padded batch
+    (Keras' `"sum_over_batch_size"`) and its gradient equal those of the
+    batch as it was, as do weighted metrics such as accuracy. An epoch's
+    mean loss in the history weighs that batch by its padded size: it differs
+    from the unpadded run's in the last digits when the last batch is short.
+    Every batch carries weights (ones where there were none), so that all
+    batches have the same structure.
+
+    Args:
+        data: a `keras.utils.PyDataset` of `(x, y)` or `(x, y, sample_weight)`
+            batches, finite (`num_batches`) or endless (`steps_per_epoch`).
+        multiple: the row count every batch must be a multiple of
+            (`even_multiple()`).
+
+    Example:
+
+    >>> model.fit(EvenBatches(Batches(x, y, batch_size=30), 4))  # doctest: +SKIP
+    """
+
+    def __init__(self, data, multiple):
+        super().__init__(workers=getattr(data, "workers", 1),
+                         max_queue_size=getattr(data, "max_queue_size", 10))
+        self.data, self.multiple = data, int(multiple)
+        if hasattr(data, "steps_per_epoch"):
+            self.steps_per_epoch = data.steps_per_epoch
+
+    @property
+    def num_batches(self):
+        return self.data.num_batches
+
+    def on_epoch_begin(self):
+        self.data.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.data.on_epoch_end()
+
+    def __getitem__(self, index):
+        x, y, *weights = self.data[index]
+        n = len(x)
+        weights = np.ones(n, "float32") if not weights else np.asarray(weights[0], "float32")
+        extra = -n % self.multiple
+        if extra:
+            weights = np.concatenate([weights * ((n + extra) / n),
+                                      np.zeros(extra, "float32")])
+        return pad_rows(np.asarray(x), self.multiple), pad_rows(np.asarray(y),
+                                                                self.multiple), weights
+
+
 def read_ahead(x, batch_size):
     """Yields `(start, x[start:start + batch_size])` over `x`, in order.
 

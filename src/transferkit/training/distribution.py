@@ -98,6 +98,29 @@ class Placement:
             return contextlib.nullcontext()
         return self.strategy.scope()
 
+    @contextlib.contextmanager
+    def synchronized_batchnorm(self, model):
+        """While entered, `model`'s BatchNormalization layers in training use the global batch.
+
+        Under a TensorFlow strategy each replica would otherwise normalize by
+        its own slice's statistics (JAX computes over the global batch
+        already). Layers in inference mode (`batchnorm="frozen"`) are not
+        affected. Afterwards the layers are as they were, so the saved model
+        loads on any backend.
+        """
+        from transferkit._walk import iter_layers
+
+        layers = [layer for _, layer, _ in iter_layers(model)
+                  if isinstance(layer, _batchnorm_class()) and not layer.synchronized] \
+            if self.engine in ("mirrored", "multi_worker_mirrored") else []
+        for layer in layers:
+            layer.synchronized = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.synchronized = False
+
     def check_batch(self, batch_size):
         """Fails in one line unless `batch_size` splits evenly over the replicas."""
         if batch_size % self.replicas:
@@ -118,6 +141,12 @@ class Placement:
     def __repr__(self):
         return (f"Placement(engine={self.engine!r}, replicas={self.replicas}, "
                 f"processes={self.processes}, process_index={self.process_index})")
+
+
+def _batchnorm_class():
+    import keras
+
+    return keras.layers.BatchNormalization
 
 
 _ENGINE_NAMES = {

@@ -34,7 +34,7 @@ from transferkit._compat import inbound_nodes
 from transferkit._walk import iter_layers
 from transferkit.data.buckets import is_token_ids, sorted_batches
 from transferkit.data.sampling import balanced_indices, inverse_frequency
-from transferkit.data.stream import ImageFiles, read_ahead
+from transferkit.data.stream import ImageFiles, even_multiple, pad_rows, read_ahead
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import compute_dtypes
 from transferkit.outputs import atomic_output
@@ -214,11 +214,12 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         bar = Progress(len(x), "Extracting features", unit="inputs",
                        delay=0.0 if verbose else math.inf)
+        multiple = even_multiple()
         if augment is None and is_token_ids(x, extractor):
             # Texts by length, each batch cut to its longest: padding costs little.
             for take, width in sorted_batches(x, batch_size):
-                out[take] = keras.ops.convert_to_numpy(
-                    extractor.predict_on_batch(x[take, :width]))
+                out[take] = keras.ops.convert_to_numpy(extractor.predict_on_batch(
+                    pad_rows(x[take, :width], multiple)))[:len(take)]
                 bar.update(len(take))
             batches = ()
         else:
@@ -234,6 +235,7 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
                 # backbone). The rows are independent in inference mode.
                 batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
                                                         batch.dtype)])
+            batch = pad_rows(batch, multiple)  # split evenly over JAX's devices
             out[start:start + n] = keras.ops.convert_to_numpy(
                 extractor.predict_on_batch(batch))[:n]
             bar.update(n)

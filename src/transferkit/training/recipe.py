@@ -18,7 +18,7 @@ import numpy as np
 
 from transferkit.data.buckets import LengthBuckets, is_token_ids
 from transferkit.data.mixing import MixedBatches, Mixing
-from transferkit.data.stream import Batches, ImageFiles
+from transferkit.data.stream import Batches, EvenBatches, ImageFiles, even_multiple
 from transferkit.errors import TransferkitError
 from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
 from transferkit.models.heads import default_loss, default_metrics, output_head
@@ -268,6 +268,8 @@ class FineTuner:
                     callbacks.append(checkpoint)  # last: it reads what the others decided
                     logs = checkpoint.logs  # the epochs before the interruption, then these
                     data = self.partial.data(data, index, start)
+                data = _evened(data, even_multiple(), None if seed is None
+                               else [int(seed), index])
                 self._tell_phase(index, phase, first=len(history.get("loss", [])))
                 run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
                                   callbacks=callbacks, verbose=self._fit_verbose()) \
@@ -628,6 +630,30 @@ def _streamed(data, seed, model, *, balanced=False, mixing=None, num_classes=Non
         data = {**data, "validation_data": Batches(val[0], val[1], batch_size=size),
                 "validation_batch_size": None}
     return data
+
+
+def _evened(data, multiple, seed):
+    """`fit`'s data arguments with every batch a multiple of `multiple` rows (`EvenBatches`).
+
+    For JAX's `DataParallel`, which splits each batch evenly over the
+    devices; arrays are first served in an order drawn from `seed`
+    (`AugmentedFeatures`), validation arrays in order (`Batches`).
+    """
+    if multiple <= 1:
+        return data
+    x, val = data["x"], data.get("validation_data")
+    if data.get("y") is not None:
+        x = AugmentedFeatures([x], data["y"], sample_weight=data.get("sample_weight"),
+                              batch_size=data["batch_size"], seed=seed)
+    size = data.get("validation_batch_size") or data.get("batch_size") \
+        or getattr(x, "batch_size", 32)
+    if isinstance(val, (tuple, list)):
+        val = Batches(*val[:2], batch_size=size)
+    return {**data, "x": EvenBatches(x, multiple), "y": None, "sample_weight": None,
+            "batch_size": None, "shuffle": False,
+            "steps_per_epoch": data.get("steps_per_epoch") or getattr(x, "steps_per_epoch", None),
+            "validation_data": None if val is None else EvenBatches(val, multiple),
+            "validation_batch_size": None}
 
 
 def _one_hot_labels(validation_data, num_classes):

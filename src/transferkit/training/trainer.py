@@ -279,8 +279,9 @@ class Trainer:
             partial=partial, monitor=self.config.monitor, callbacks=callbacks, loss=loss,
             metrics=["mae"] if task == "regression" else None,
         )
-        tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
-                  sample_weight=sample_weights(weights, y_train))
+        with self.placement.synchronized_batchnorm(model):
+            tuner.fit(model, x_train, y_train, validation_data=(x_val, y_val), features=given,
+                      sample_weight=sample_weights(weights, y_train))
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)  # the model holds the same weights
         if scale is not None:  # the model outputs the target's units
