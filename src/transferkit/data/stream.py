@@ -156,10 +156,17 @@ class Batches(keras.utils.PyDataset):
 def even_multiple():
     """How many rows every batch must be a multiple of here: the devices the batch splits over.
 
-    1, unless a `keras.distribution` (JAX's `DataParallel`) is in effect:
-    then this process's share of its batch axis, which must divide every
-    batch evenly (TensorFlow's strategies split uneven batches themselves).
+    1, unless a `keras.distribution` (JAX's `DataParallel`) or a TensorFlow
+    strategy is in effect: then this process's devices. JAX cannot split an
+    uneven batch at all; TensorFlow can, but would give a device fewer rows
+    (or none) and average the devices' means as if they were alike.
     """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return len(tf.distribute.get_strategy().extended.worker_devices)
+        return 1
     distribution = keras.distribution.distribution()
     if distribution is None or getattr(distribution, "batch_dim_name", None) is None:
         return 1

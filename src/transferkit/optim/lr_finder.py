@@ -16,6 +16,7 @@ import warnings
 import keras
 import numpy as np
 
+from transferkit.data.stream import even_multiple
 from transferkit.errors import TransferkitError
 from transferkit.outputs import output_file
 
@@ -139,7 +140,9 @@ class LRFinder:
         start, end, last = float(self.start), float(self.end), self.steps - 1
         rates = np.array([start * (end / start) ** (i / last) for i in range(self.steps)])
         rng = np.random.default_rng(random.randrange(2**31) if self.seed is None else self.seed)
-        batches = _batches(len(x), min(self.batch_size, len(x)), rng)
+        size = min(self.batch_size, len(x))
+        multiple = even_multiple()  # JAX's DataParallel splits each batch evenly
+        batches = _batches(len(x), max(size - size % multiple, multiple), rng)
         progress = keras.utils.Progbar(self.steps, stateful_metrics=["lr", "loss"]) \
             if self.verbose else None
         saved = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]

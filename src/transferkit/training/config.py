@@ -25,7 +25,7 @@ from transferkit.backbones.shapes import MAX_SEQUENCE_LENGTH
 from transferkit.errors import TransferkitError
 from transferkit.models.precision import PRECISIONS
 from transferkit.training.class_weights import check_class_weight
-from transferkit.training.distribution import check_devices, parse_devices
+from transferkit.training.distribution import check_devices, parse_devices, placement
 from transferkit.runs import jsonable
 
 # The classifier `train` puts on the backbone.
@@ -631,6 +631,8 @@ class TrainingConfig:
                                    "(`transferkit backbones` lists them).")
         if isinstance(self.backbone, os.PathLike):
             object.__setattr__(self, "backbone", os.fspath(self.backbone))
+        if self.devices != 1:  # first: TensorFlow fixes its devices at its first operation
+            placement(check_devices("devices", self.devices))
         backbone = self.backbone_config
         for field in dataclasses.fields(self):
             check = field.metadata.get("check")

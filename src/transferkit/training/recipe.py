@@ -208,6 +208,9 @@ class FineTuner:
             keras.utils.set_random_seed(int(self.seed))
         monitor = self.monitor or ("val_loss" if validation_data is not None else "loss")
         loss, metrics = self._loss_and_metrics(model, monitor)
+        # Batches padded to split evenly over the devices (`_evened`) weigh
+        # their padding 0: the metrics must read the weights.
+        metrics = {"weighted_metrics" if even_multiple() > 1 else "metrics": metrics}
         # Whichever model a phase fits (the head on cached features, or all
         # of it), the checkpoint file holds the whole model.
         best = BestWeights(monitor, filepath=self._checkpoint_path(), full_model=model)
@@ -236,7 +239,7 @@ class FineTuner:
                       f"at learning rate {phase.learning_rate:g}; {summary}.")
             optimizer, scheduled = phase.build_optimizer(model, steps, monitor=monitor,
                                                          blocks=self.blocks)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            model.compile(optimizer=optimizer, loss=loss, **metrics)
             trained, data = model, dict(
                 x=x, y=y, batch_size=None if y is None else self.batch_size,
                 validation_data=validation_data, sample_weight=sample_weight, shuffle=True,
@@ -253,7 +256,7 @@ class FineTuner:
                     data.update(changes)
                     optimizer, scheduled = phase.build_optimizer(model, steps, monitor=monitor,
                                                                  blocks=self.blocks)
-                    trained.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+                    trained.compile(optimizer=optimizer, loss=loss, **metrics)
                 callbacks = [rates, *scheduled, *(self.callbacks or []),
                              *([stopper] if stopper else []), best]
                 logs = {}

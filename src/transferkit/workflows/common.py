@@ -87,13 +87,21 @@ def check_table(table, text):
             check_label_table(path)
 
 
-def modality_of(backbone):
+def modality_of(backbone, devices=1):
     """What `backbone` (a name, a path or a `TrainingConfig`) reads.
 
-    A catalogue name imports no Keras; a path reads its model.
+    A catalogue name imports no Keras; a path reads its model. Several
+    `devices` (a `TrainingConfig`'s own, if it is one) are set up first
+    (`transferkit.training.distribution.placement`): TensorFlow fixes its
+    devices at its first operation, which reading a model is.
     """
     from transferkit.backbones.source import resolve_backbone
 
+    devices = getattr(backbone, "devices", devices)
+    if devices != 1:
+        from transferkit.training.distribution import check_devices, placement
+
+        placement(check_devices("devices", devices))
     name = getattr(backbone, "backbone", backbone)
     return resolve_backbone(name, getattr(backbone, "cut_at", None)).modality
 

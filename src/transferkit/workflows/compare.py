@@ -94,7 +94,7 @@ PRESETS = VARIANT_PRESETS  # the former name
 
 # Options that every variant must share: they decide which arrays are loaded
 # (image size, crop), which model is compared (backbone) or the seed.
-SHARED = ("backbone", "seed", "image_size", "crop", "max_length")
+SHARED = ("backbone", "seed", "image_size", "crop", "max_length", "devices")
 # What a TOML file may set: train's options, less the arguments of `compare`.
 BASE_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in ("backbone", "seed"))
 VARIANT_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in SHARED)
@@ -200,8 +200,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_names(base_options, BASE_OPTIONS, "compare")
-    check_data((data_dir, val), modality_of(backbone))
-    check_table(table, modality_of(backbone) == "text")
+    modality = modality_of(backbone, base_options.get("devices", 1))
+    check_data((data_dir, val), modality)
+    check_table(table, modality == "text")
     inputs = (data_dir, val, config, cache_dir)
     if out is not None:
         check_output_folder(out, "compare", inputs=inputs, overwrite=overwrite)

@@ -100,7 +100,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     # The paths first: that needs no Keras, whose import takes seconds.
-    text = modality_of(backbone) == "text"
+    text = modality_of(backbone, options.get("devices", 1)) == "text"
     check_data((data_dir,), "text" if text else "image")
     check_table(table, text)
     if table is not None and table.val_labels is not None:

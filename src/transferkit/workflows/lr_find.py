@@ -82,15 +82,21 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     y = folder.labels
     if trainer.config.seed is not None:
         keras.utils.set_random_seed(trainer.config.seed)
-    model = trainer.build_model(len(folder.class_names))
-    summary = freeze(model, plan, batchnorm=trainer.config.batchnorm)
-    trainer.say(f"Searching with unfreeze {plan}: {summary}.")
-    target, inputs = model, x
-    if plan.kind == "none" and cache_refusal(model) is None:
-        target = head_model(model)
-        inputs = extract_features(feature_extractor(model), x, batch_size=trainer.config.batch_size,
-                                  verbose=trainer.bar())
-    finder.fit(target, inputs, y)
+    where = trainer.placement
+    if where.distributed:
+        trainer.say(where.describe(trainer.config.batch_size))
+    with where.scope():
+        model = trainer.build_model(len(folder.class_names))
+        summary = freeze(model, plan, batchnorm=trainer.config.batchnorm)
+        trainer.say(f"Searching with unfreeze {plan}: {summary}.")
+        target, inputs = model, x
+        if plan.kind == "none" and cache_refusal(model) is None:
+            target = head_model(model)
+            inputs = extract_features(feature_extractor(model), x,
+                                      batch_size=trainer.config.batch_size,
+                                      verbose=trainer.bar())
+        with where.synchronized_batchnorm(model):
+            finder.fit(target, inputs, y)
     if plot is not None:
         finder.plot(plot, title=f"{trainer.backbone.name} on "
                     f"{os.path.basename(os.path.abspath(data_dir))}, unfreeze {plan}",

@@ -136,7 +136,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # Everything that can be wrong is checked before the first image is read;
     # the output folder is locked for the whole run. The paths first: that
     # needs no Keras, whose import takes seconds.
-    text = modality_of(backbone) == "text"
+    text = modality_of(backbone, options.get("devices", 1)) == "text"
     check_data((data_dir, val), "text" if text else "image")
     check_table(table, text)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)

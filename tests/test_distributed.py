@@ -1,0 +1,235 @@
+"""Data parallelism (`--devices`, `transferkit.training.distribution`) on virtual CPU devices.
+
+A run on 4 devices must train the same model as on 1: the same global
+batches, the penalty added once, BatchNorm over the global batch. TensorFlow
+splits its CPU into 4 logical devices (`MirroredStrategy`), JAX is started
+with `XLA_FLAGS=--xla_force_host_platform_device_count=4` (`DataParallel`).
+Each run is its own process: TensorFlow's devices are fixed at its first
+operation, JAX's when it starts.
+
+Tolerance: the weights agree within 1e-5 (float32 sums taken in another
+order over the devices; measured: 1e-8 to 1e-10) and the history's losses
+within a relative 1e-5.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import make_folder, run
+from transferkit.data.stream import EvenBatches
+from transferkit.errors import TransferkitError
+from transferkit.training import distribution
+from transferkit.training.distribution import Placement, check_devices, initialize, placement
+
+CLI = [sys.executable, "-m", "transferkit.cli"]
+WEIGHTS_TOLERANCE = 1e-5
+LOSS_TOLERANCE = 1e-5
+HAS_JAX = importlib.util.find_spec("jax") is not None
+
+
+# --- Checks in this process -------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "two", None])
+def test_devices_must_be_a_count_or_all(value):
+    with pytest.raises(TransferkitError, match="devices must be an int >= 1 or 'all'"):
+        check_devices("devices", value)
+    assert check_devices("devices", "all") == "all" and check_devices("devices", 3) == 3
+
+
+def test_a_bad_devices_flag_is_one_line(tmp_path, capsys):
+    make_folder(tmp_path / "data", n=3)
+    assert run("train", tmp_path / "data", "--out", tmp_path / "run", "--backbone",
+               "mobilenet_v3_small", "--devices", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "devices must be an int >= 1 or 'all', got 0" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_device_is_no_distribution():
+    where = placement(1)
+    assert where is placement(1)  # set up once per process
+    assert (where.engine, where.replicas, where.is_chief, where.distributed) == \
+        (None, 1, True, False)
+    with where.scope():
+        assert keras.distribution.distribution() is None
+
+
+def test_the_global_batch_must_split_evenly():
+    where = Placement("mirrored", None, ["a", "b", "c", "d"], 4)
+    where.check_batch(8)
+    with pytest.raises(TransferkitError, match=r"--batch-size 30 does not split evenly over 4 "
+                       r"devices.*multiple of 4, like 28 or 32"):
+        where.check_batch(30)
+    assert where.describe(32).endswith("global batch 32, 8 per device.")
+
+
+def test_pytorch_refuses_several_devices_in_one_line(monkeypatch):
+    monkeypatch.setattr(distribution, "_PLACEMENTS", {})
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(TransferkitError) as caught:
+        placement(2)
+    message = str(caught.value)
+    assert "not supported on the torch backend yet" in message and "\n" not in message
+    assert placement("all").engine is None  # one device: no distribution needed
+
+
+def test_too_late_to_split_the_cpu_is_said(monkeypatch):
+    import tensorflow as tf
+
+    tf.constant(1.0)  # TensorFlow has started in this process
+    monkeypatch.setattr(distribution, "_PLACEMENTS", {})
+    if tf.config.list_physical_devices("GPU") or len(tf.config.list_logical_devices("CPU")) > 1:
+        pytest.skip("this process has several devices")
+    with pytest.raises(TransferkitError, match="only before its first operation"):
+        placement(3)
+
+
+def test_a_bad_tf_config_is_one_line(monkeypatch):
+    monkeypatch.setattr(distribution, "_PLACEMENTS", {})
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(TransferkitError, match="TF_CONFIG is not a cluster description"):
+        placement(1)
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}))
+    with pytest.raises(TransferkitError, match="index below 2"):
+        placement(1)
+
+
+def test_initialize_checks_its_arguments():
+    with pytest.raises(TransferkitError, match="go together"):
+        initialize("127.0.0.1:1234", None, 0)
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(TransferkitError, match="describe the cluster in TF_CONFIG"):
+            initialize("127.0.0.1:1234", 2, 0)
+
+
+class _Listed(keras.utils.PyDataset):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    @property
+    def num_batches(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def test_padded_batches_keep_the_loss_and_accuracy_exact():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3)).astype("float32")
+    y = rng.integers(0, 2, 5)
+    weights = rng.uniform(0.5, 2, 5).astype("float32")
+    probabilities = rng.uniform(0.05, 0.95, (5, 1)).astype("float32")
+    padded_x, padded_y, padded_w = EvenBatches(_Listed([(x, y, weights)]), 4)[0]
+    assert padded_x.shape == (8, 3) and padded_w[5:].tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(padded_x[:5], x)
+    np.testing.assert_array_equal(padded_y[:5], y)
+    loss = keras.losses.BinaryCrossentropy()
+    p = np.concatenate([probabilities, probabilities[:3]])
+    padded = float(loss(padded_y[:, None], p, sample_weight=padded_w))
+    # The unpadded batch's weighted loss, averaged over its own 5 rows, by numpy.
+    q = probabilities[:, 0]
+    expected = np.mean(weights * -(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    assert padded == pytest.approx(expected, rel=1e-5)
+    accuracy = keras.metrics.BinaryAccuracy()
+    accuracy.update_state(padded_y[:, None], p, sample_weight=padded_w)
+    hits = (q >= 0.5) == y
+    assert float(accuracy.result()) == pytest.approx(np.sum(weights * hits) / weights.sum())
+    # A full batch passes as it was, with weights of one where there were none.
+    full_x, _, full_w = EvenBatches(_Listed([(x[:4], y[:4])]), 4)[0]
+    np.testing.assert_array_equal(full_x, x[:4])
+    assert full_w.tolist() == [1, 1, 1, 1]
+
+
+# --- One device against four, each in its own process -----------------------
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    """Images (26: the last training batch of 8 is short) and a small CNN with BatchNorm."""
+    root = tmp_path_factory.mktemp("distributed")
+    make_folder(root / "data", n=13)
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x),
+                name="cnn").save(root / "cnn.keras")
+    return root
+
+
+# One epoch of each phase: the head on cached features, then everything with
+# BatchNorm training, an L2 penalty on every kernel.
+RECIPE = ["--epochs", "1,1", "--batch-size", "8", "--no-augment", "--no-report",
+          "--head", "softmax", "--batchnorm", "train", "--kernel", "l2:1e-3", "--seed", "3"]
+
+
+def train(root, name, devices, backend, *extra):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    if backend == "jax":
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    done = subprocess.run(
+        [*CLI, "train", root / "data", "--out", root / name, "--backbone", root / "cnn.keras",
+         *RECIPE, "--devices", str(devices), *extra],
+        capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def assert_same_model(root, one, four):
+    assert sorted(os.listdir(root / four)) == sorted(os.listdir(root / one))
+    histories = [json.loads((root / r / "history.json").read_text())["history"]
+                 for r in (one, four)]
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=LOSS_TOLERANCE)
+    # The run folder loads here, on one device, without the distribution.
+    models = [keras.saving.load_model(root / r / "model.keras", compile=False)
+              for r in (one, four)]
+    for a, b in zip(models[0].weights, models[1].weights, strict=True):
+        assert a.path == b.path
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a),
+                                   atol=WEIGHTS_TOLERANCE, rtol=0, err_msg=a.path)
+    return models
+
+
+def test_four_tensorflow_devices_train_the_same_model_as_one(cnn):
+    one = train(cnn, "tf1", 1, "tensorflow", "--dropout", "0")
+    four = train(cnn, "tf4", 4, "tensorflow", "--dropout", "0", "--scale-lr")
+    assert "Data-parallel" not in one
+    assert ("Data-parallel on 4 devices (CPU:0, CPU:1, CPU:2, CPU:3) through "
+            "tf.distribute.MirroredStrategy: global batch 8, 2 per device. Learning rates x4 "
+            "(--scale-lr).") in four
+    config = json.loads((cnn / "tf4" / "config.json").read_text())
+    assert [p["learning_rate"] for p in config["phases"]] == pytest.approx([4e-3, 4e-4])
+    # Without --scale-lr, the same rates and the same model as on one device.
+    train(cnn, "tf4same", 4, "tensorflow", "--dropout", "0")
+    models = assert_same_model(cnn, "tf1", "tf4same")
+    batchnorm = models[1].get_layer("cnn_classifier") if "cnn_classifier" in [
+        layer.name for layer in models[1].layers] else models[1]
+    assert not any(getattr(layer, "synchronized", False) for layer in batchnorm._flatten_layers())
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(models[1].predict_on_batch(x), models[0].predict_on_batch(x),
+                               atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')")
+def test_four_jax_devices_train_the_same_model_as_one(cnn):
+    # Dropout too: JAX draws the global batch's masks whatever the devices.
+    one = train(cnn, "jax1", 1, "jax", "--dropout", "0.2")
+    four = train(cnn, "jax4", 4, "jax", "--dropout", "0.2")
+    assert "Data-parallel" not in one
+    assert ("through keras.distribution.DataParallel: global batch 8, 2 per device."
+            in four)
+    assert_same_model(cnn, "jax1", "jax4")
