@@ -233,3 +233,20 @@ def test_four_jax_devices_train_the_same_model_as_one(cnn):
     assert ("through keras.distribution.DataParallel: global batch 8, 2 per device."
             in four)
     assert_same_model(cnn, "jax1", "jax4")
+
+
+def test_the_lr_finder_on_four_devices_sees_the_same_losses(cnn):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    said = []
+    for devices in (1, 4):
+        done = subprocess.run(
+            [*CLI, "lr-find", cnn / "data", "--backbone", cnn / "cnn.keras", "--unfreeze", "all",
+             "--steps", "30", "--batch-size", "8", "--no-augment", "--batchnorm", "train",
+             "--kernel", "l2:1e-3", "--devices", str(devices), "--quiet",
+             "--plot", f"lr{devices}.png"],
+            capture_output=True, text=True, env=env, cwd=cnn, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        said.append([line.split(" Plot:")[0] for line in done.stdout.splitlines()
+                     if line.startswith("Suggested learning rate")])
+    assert len(said[0]) == 1 and said[1] == said[0]
