@@ -16,7 +16,13 @@ import warnings
 import transferkit
 from transferkit._quiet import quiet_tensorflow
 from transferkit.progress import quiet
-from transferkit.training.config import LabelTable, TextColumns, add_arguments, from_arguments
+from transferkit.training.config import (
+    Cluster,
+    LabelTable,
+    TextColumns,
+    add_arguments,
+    from_arguments,
+)
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -288,6 +294,7 @@ def _parser():
                      help="stop at an unreadable image instead of skipping it")
     _add_column_arguments(cmp)
     _add_table_arguments(cmp)
+    _add_cluster_arguments(cmp)
     cmp.add_argument("--no-report", dest="report", action="store_false",
                      help="do not write report.html / report.json into --out")
     cmp.add_argument("--save-models", action="store_true",
@@ -405,6 +412,21 @@ def _add_recipe_arguments(parser):
     parser.add_argument("--strict", action="store_true",
                         help="stop at an unreadable image instead of skipping it")
     _add_column_arguments(parser)
+    _add_cluster_arguments(parser)
+
+
+def _add_cluster_arguments(parser):
+    """Several machines training together, from `Cluster`."""
+    add_arguments(parser.add_argument_group(
+        "several machines", "see transferkit.training.config.Cluster and README: Training on "
+        "several devices and machines"), fields_of=Cluster)
+
+
+def _join_cluster(args):
+    """Joins the other processes when the flags of `Cluster` were given."""
+    given = from_arguments(args, fields_of=Cluster)
+    if given:
+        Cluster(**given).join()
 
 
 def _add_table_arguments(parser, exclude=()):
@@ -527,6 +549,7 @@ def _backbones(args):
 
 
 def _train(args):
+    _join_cluster(args)
     from transferkit.workflows.train import train
 
     if not 0 < args.val_split < 1:
@@ -539,6 +562,7 @@ def _train(args):
 
 
 def _lr_find(args):
+    _join_cluster(args)
     _check_paths(folders=[args.data_dir], backbone=args.backbone)
     from transferkit.workflows.lr_find import lr_find
 
@@ -553,6 +577,7 @@ def _lr_find(args):
 
 
 def _cv(args):
+    _join_cluster(args)
     from transferkit.workflows.crossval import cross_validate
 
     _check_positive("--folds", args.folds, minimum=2)
@@ -587,6 +612,7 @@ def _diagnose(args):
 
 
 def _compare(args):
+    _join_cluster(args)
     _check_paths(folders=[args.data_dir, args.val], backbone=args.backbone)
     from transferkit.workflows.compare import compare
 

@@ -987,6 +987,49 @@ class LabelTable:
                 "label_columns": self.label_columns, "skip_bad_rows": skip_bad_rows}
 
 
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """Several processes (one per machine) training one model: JAX's coordinator.
+
+    `join()` is `transferkit.training.distribution.initialize`: call it first
+    in every process. Process 0 writes the run folder; the others write
+    nothing. TensorFlow's processes find one another through `TF_CONFIG`
+    instead, which needs none of these.
+
+    Args:
+        coordinator: `"host:port"` of process 0, the same in every process.
+        num_processes: how many processes train together.
+        process_id: this process's index, `0` to `num_processes - 1`.
+
+    Example:
+
+    >>> Cluster("10.0.0.1:1234", 2, 0).join()  # doctest: +SKIP
+    """
+
+    coordinator: str | None = option(None, Flag(
+        "--coordinator", "several machines (JAX): HOST:PORT of process 0, the same in every "
+        "process; TensorFlow reads TF_CONFIG instead", metavar="HOST:PORT", show="one process"),
+        _text_or_none)
+    num_processes: int | None = option(None, Flag(
+        "--num-processes", "several machines (JAX): how many processes train together",
+        metavar="N", parse=int), _int_at_least(1, none_ok=True))
+    process_id: int | None = option(None, Flag(
+        "--process-id", "several machines (JAX): this process's index, 0 to N-1 (0 writes the "
+        "run folder)", metavar="I", parse=int), _int_at_least(0, none_ok=True))
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name,
+                               field.metadata["check"](field.name, getattr(self, field.name)))
+
+    def join(self):
+        """Joins the other processes (`initialize`); returns `self`."""
+        from transferkit.training.distribution import initialize
+
+        initialize(self.coordinator, self.num_processes, self.process_id)
+        return self
+
+
 def training_config(backbone, options, where):
     """The `TrainingConfig` of a workflow's `backbone` and `**options`.
 

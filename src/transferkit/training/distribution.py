@@ -39,6 +39,8 @@ TIMEOUT = 120
 
 # One placement per (backend, devices) and process: engines are set up once.
 _PLACEMENTS = {}
+# Whether this process joined others (`initialize`).
+_JOINED = {"jax": False}
 
 
 def check_devices(name, value):
@@ -197,6 +199,31 @@ def placement(devices=1):
     return _PLACEMENTS[key]
 
 
+def set_up_early(devices=1):
+    """Sets up the placement now if it needs the engine untouched; returns it, or `None`.
+
+    TensorFlow fixes its devices, and `TF_CONFIG`'s workers must meet, before
+    its first operation (reading a model is one): workflows call this before
+    anything else. One device in one process needs nothing (and imports
+    nothing).
+    """
+    if devices == 1 and not os.environ.get("TF_CONFIG") and not _JOINED["jax"]:
+        return None
+    return placement(devices)
+
+
+def is_follower(devices=1):
+    """Whether this process trains with others but is not process 0: it writes nothing."""
+    where = set_up_early(devices)
+    return where is not None and not where.is_chief
+
+
+def is_multi_process(devices=1):
+    """Whether this process trains together with other processes."""
+    where = set_up_early(devices)
+    return where is not None and where.processes > 1
+
+
 def _workers():
     """The workers `TF_CONFIG` names (an empty list without it), checked."""
     text = os.environ.get("TF_CONFIG")
@@ -351,6 +378,7 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,
                                    initialization_timeout=timeout)
+        _JOINED["jax"] = True
     except Exception as e:  # the engine's own wording, on one line
         raise TransferkitError(
             f"Could not join the {num_processes or ''}-process run at {coordinator}: "

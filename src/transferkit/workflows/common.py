@@ -96,14 +96,32 @@ def modality_of(backbone, devices=1):
     devices at its first operation, which reading a model is.
     """
     from transferkit.backbones.source import resolve_backbone
+    from transferkit.training.distribution import check_devices, set_up_early
 
-    devices = getattr(backbone, "devices", devices)
-    if devices != 1:
-        from transferkit.training.distribution import check_devices, placement
-
-        placement(check_devices("devices", devices))
+    set_up_early(check_devices("devices", getattr(backbone, "devices", devices)))
     name = getattr(backbone, "backbone", backbone)
     return resolve_backbone(name, getattr(backbone, "cut_at", None)).modality
+
+
+def as_follower(run, **arguments):
+    """Runs workflow `run` in a process that trains with others but is not process 0.
+
+    It trains as process 0 does (the engine needs every process), but its
+    files go to a temporary folder, removed afterwards: only process 0
+    writes. The result's `out` is `None`.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="transferkit-follower-") as scratch:
+        if "out" in arguments:
+            arguments["out"] = os.path.join(scratch, "run")
+        if "plot" in arguments:
+            arguments["plot"] = None
+        changed = {"cache_dir": None, "report": False, "overwrite": False}
+        result = run(**{**arguments, **{k: v for k, v in changed.items() if k in arguments}})
+    if isinstance(result, dict) and "out" in result:
+        result["out"] = None
+    return result
 
 
 def check_data(paths, modality):

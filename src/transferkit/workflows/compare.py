@@ -55,9 +55,11 @@ from transferkit.training.config import (
     check_names,
     training_config,
 )
+from transferkit.training.distribution import is_follower
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
+    as_follower,
     backbone_record,
     check_data,
     check_table,
@@ -200,7 +202,14 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_names(base_options, BASE_OPTIONS, "compare")
-    modality = modality_of(backbone, base_options.get("devices", 1))
+    devices = base_options.get("devices", getattr(backbone, "devices", 1))
+    modality = modality_of(backbone, devices)
+    if is_follower(devices):  # trains with process 0, which alone writes
+        return as_follower(compare, data_dir=data_dir, backbone=backbone, out=out,
+                           variants=variants, config=config, val=val, val_split=val_split,
+                           seed=seed, cache_dir=cache_dir, strict=strict, overwrite=overwrite,
+                           save_models=save_models, report=report, columns=columns,
+                           table=table, verbose=verbose, **base_options)
     check_data((data_dir, val), modality)
     check_table(table, modality == "text")
     inputs = (data_dir, val, config, cache_dir)

@@ -18,9 +18,11 @@ from transferkit.data.tables import table_task
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
 from transferkit.training.config import TextColumns, check_log_packages, training_config
+from transferkit.training.distribution import is_follower
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
+    as_follower,
     backbone_record,
     check_data,
     check_table,
@@ -100,7 +102,13 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     # The paths first: that needs no Keras, whose import takes seconds.
-    text = modality_of(backbone, options.get("devices", 1)) == "text"
+    devices = options.get("devices", getattr(backbone, "devices", 1))
+    text = modality_of(backbone, devices) == "text"
+    if is_follower(devices):  # trains with process 0, which alone writes
+        return as_follower(cross_validate, data_dir=data_dir, backbone=backbone, out=out,
+                           folds=folds, seed=seed, cache_dir=cache_dir, report=report,
+                           strict=strict, overwrite=overwrite, columns=columns, table=table,
+                           verbose=verbose, **options)
     check_data((data_dir,), "text" if text else "image")
     check_table(table, text)
     if table is not None and table.val_labels is not None:

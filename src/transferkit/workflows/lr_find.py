@@ -5,7 +5,13 @@ import os
 from transferkit.errors import TransferkitError
 from transferkit.outputs import check_output_file
 from transferkit.training.config import training_config
-from transferkit.workflows.common import input_description, model_inputs, read_labelled
+from transferkit.training.distribution import check_devices, is_follower, set_up_early
+from transferkit.workflows.common import (
+    as_follower,
+    input_description,
+    model_inputs,
+    read_labelled,
+)
 
 
 def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
@@ -48,6 +54,12 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     """
     # The rate of a trained head: "auto" is a softmax head here. An unknown
     # backbone fails before Keras is imported.
+    devices = options.get("devices", getattr(backbone, "devices", 1))
+    set_up_early(check_devices("devices", devices))
+    if is_follower(devices):  # searches with process 0, which alone writes the plot
+        return as_follower(lr_find, data_dir=data_dir, backbone=backbone, plot=plot,
+                           unfreeze=unfreeze, start=start, end=end, steps=steps, strict=strict,
+                           overwrite=overwrite, columns=columns, verbose=verbose, **options)
     config = training_config(backbone, options, "lr_find").for_data(None)
     import keras
 

@@ -24,10 +24,12 @@ from transferkit.training.config import (
     training_config,
 )
 from transferkit.data.tables import table_task
+from transferkit.training.distribution import is_follower, is_multi_process
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
     TASK_OUTPUTS,
+    as_follower,
     backbone_record,
     check_data,
     check_table,
@@ -136,7 +138,17 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # Everything that can be wrong is checked before the first image is read;
     # the output folder is locked for the whole run. The paths first: that
     # needs no Keras, whose import takes seconds.
-    text = modality_of(backbone, options.get("devices", 1)) == "text"
+    devices = options.get("devices", getattr(backbone, "devices", 1))
+    text = modality_of(backbone, devices) == "text"
+    if resume and is_multi_process(devices):
+        raise TransferkitError(
+            "--resume is for runs of one process: the processes of a multi-process run would "
+            "restore their checkpoints apart. Start the run again without it.")
+    if is_follower(devices):  # trains with process 0, which alone writes
+        return as_follower(train, data_dir=data_dir, backbone=backbone, out=out, val=val,
+                           val_split=val_split, cache_dir=cache_dir, report=report,
+                           strict=strict, overwrite=overwrite, columns=columns, table=table,
+                           verbose=verbose, **options)
     check_data((data_dir, val), "text" if text else "image")
     check_table(table, text)
     check_output_folder(out, "train", inputs=(data_dir, val, cache_dir), overwrite=overwrite)
