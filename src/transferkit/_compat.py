@@ -343,3 +343,72 @@ def inbound_nodes(layer):
     on Keras 3.15.1.
     """
     return layer._inbound_nodes
+
+
+def bound_multi_worker_waits(initial, interval, timeout, retries=1):
+    """Makes `MultiWorkerMirroredStrategy`'s waits for its peers end in an error.
+
+    TensorFlow 2.21's coordination service waits without end for a worker
+    that never starts. Without it, the strategy's own health check runs: the
+    first check waits at most `initial` seconds for every worker (then
+    `RuntimeError`), later ones every `interval` seconds fail after
+    `timeout` (an int) and `retries` more tries (`UnavailableError` in the
+    others, within a second of a kill). Class attributes, set before the
+    strategy is made. Checked on TensorFlow 2.21.
+    """
+    from tensorflow.python.distribute import collective_all_reduce_strategy
+    from tensorflow.python.eager import context
+
+    context.context().configure_coordination_service(service_type="")
+    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+    extended._check_health_initial_timeout = float(initial)
+    extended._check_health_interval = float(interval)
+    extended._check_health_timeout = int(timeout)
+    extended._check_health_retry_limit = int(retries)
+
+
+def fix_multi_worker_fit():
+    """Lets Keras 3.15.1's `fit` and `evaluate` run under `MultiWorkerMirroredStrategy`.
+
+    Two bugs (keras-team/keras#20585) stop them with more than one worker:
+    the symbolic build reduces a tuple of per-replica batches, which the
+    collective strategy cannot, and the step's scalar logs are averaged
+    along an axis they do not have. The build needs only shapes (this
+    worker's first replica's batch serves), and the logs are averaged with
+    `axis=None`. Process-wide, once; other strategies behave as before.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_transferkit_multi_worker", False):
+        return
+    reduce_per_replica = trainer.reduce_per_replica
+    symbolic_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def multi_worker(strategy):
+        return strategy is not None and trainer._collective_all_reduce_multi_worker(strategy)
+
+    def reduce(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not multi_worker(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce("MEAN", v, axis=None)
+            if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v) else v, values)
+
+    def build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if not multi_worker(strategy):
+            return symbolic_build(self, iterator=iterator, data_batch=data_batch)
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = next(it)
+                break
+        data_batch = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, data_batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build
+    trainer._transferkit_multi_worker = True

@@ -59,6 +59,10 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"transferkit: error: {e}", file=sys.stderr)
+        if getattr(e, "process_lost", False):  # its engine would wait for the lost process
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(USAGE_ERROR)
         return USAGE_ERROR
     except KeyboardInterrupt as e:
         if args.debug:

@@ -153,26 +153,44 @@ class Batches(keras.utils.PyDataset):
                                                                 self.y[part])
 
 
-def even_multiple():
-    """How many rows every batch must be a multiple of here: the devices the batch splits over.
+def batch_split():
+    """How every batch is split here: `(multiple, part, parts)`.
 
-    1, unless a `keras.distribution` (JAX's `DataParallel`) or a TensorFlow
-    strategy is in effect: then this process's devices. JAX cannot split an
-    uneven batch at all; TensorFlow can, but would give a device fewer rows
-    (or none) and average the devices' means as if they were alike.
+    A batch must be a multiple of `multiple` rows (the devices it splits
+    over, in all processes), and this process serves part `part` of `parts`
+    equal parts of it. `(1, 0, 1)` unless a `keras.distribution` (JAX's
+    `DataParallel`) or a TensorFlow strategy is in effect. JAX cannot split
+    an uneven batch at all, and each of its processes feeds its own part;
+    TensorFlow can, but would give a device fewer rows (or none) and average
+    the devices' means as if they were alike, and each of its workers reads
+    every global batch and keeps its part.
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         if tf.distribute.has_strategy():
-            return len(tf.distribute.get_strategy().extended.worker_devices)
-        return 1
+            return tf.distribute.get_strategy().num_replicas_in_sync, 0, 1
+        return 1, 0, 1
     distribution = keras.distribution.distribution()
     if distribution is None or getattr(distribution, "batch_dim_name", None) is None:
-        return 1
+        return 1, 0, 1
     mesh = distribution.device_mesh
     devices = mesh.shape[list(mesh.axis_names).index(distribution.batch_dim_name)]
-    return max(devices // max(distribution.num_processes, 1), 1)
+    parts = max(distribution.num_processes, 1)
+    if parts == 1:
+        return devices, 0, 1
+    import jax
+
+    return devices, jax.process_index(), parts
+
+
+def even_multiple():
+    """The rows a batch this process feeds whole (for inference) must be a multiple of.
+
+    `batch_split()`'s multiple over its parts: this process's devices.
+    """
+    multiple, _, parts = batch_split()
+    return max(multiple // parts, 1)
 
 
 def pad_rows(batch, multiple):
@@ -201,17 +219,22 @@ class EvenBatches(keras.utils.PyDataset):
         data: a `keras.utils.PyDataset` of `(x, y)` or `(x, y, sample_weight)`
             batches, finite (`num_batches`) or endless (`steps_per_epoch`).
         multiple: the row count every batch must be a multiple of
-            (`even_multiple()`).
+            (`batch_split()`).
+        part: which of `parts` equal parts of each padded batch to serve:
+            this process's, when each process feeds its own (JAX with
+            several processes). Defaults to 0.
+        parts: how many. Defaults to 1: the whole batch.
 
     Example:
 
     >>> model.fit(EvenBatches(Batches(x, y, batch_size=30), 4))  # doctest: +SKIP
     """
 
-    def __init__(self, data, multiple):
+    def __init__(self, data, multiple, part=0, parts=1):
         super().__init__(workers=getattr(data, "workers", 1),
                          max_queue_size=getattr(data, "max_queue_size", 10))
         self.data, self.multiple = data, int(multiple)
+        self.part, self.parts = int(part), int(parts)
         if hasattr(data, "steps_per_epoch"):
             self.steps_per_epoch = data.steps_per_epoch
 
@@ -233,8 +256,14 @@ class EvenBatches(keras.utils.PyDataset):
         if extra:
             weights = np.concatenate([weights * ((n + extra) / n),
                                       np.zeros(extra, "float32")])
-        return pad_rows(np.asarray(x), self.multiple), pad_rows(np.asarray(y),
-                                                                self.multiple), weights
+        # Copies: under TensorFlow's multi-worker strategy, batches that are
+        # views of the caller's arrays were seen written into.
+        x, y = pad_rows(np.array(x), self.multiple), pad_rows(np.array(y), self.multiple)
+        if self.parts > 1:  # this process's rows of the global batch
+            size = len(x) // self.parts
+            mine = slice(self.part * size, (self.part + 1) * size)
+            x, y, weights = x[mine], y[mine], weights[mine]
+        return x, y, weights
 
 
 def read_ahead(x, batch_size):

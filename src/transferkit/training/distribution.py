@@ -36,11 +36,16 @@ from transferkit.errors import TransferkitError
 # start, for every process to join, and then for any collective step (the
 # gradients' all-reduce). A worker that dies stops the others within it.
 TIMEOUT = 120
+# JAX: a process silent this long (seconds) is taken for dead, and a process
+# that stops waits at most this long for the others.
+HEARTBEAT = 10
 
 # One placement per (backend, devices) and process: engines are set up once.
 _PLACEMENTS = {}
-# Whether this process joined others (`initialize`).
+# Whether this process joined others (`initialize`), and whether it is now
+# running a workflow as a follower (`following`).
 _JOINED = {"jax": False}
+_FOLLOWING = {"now": False}
 
 
 def check_devices(name, value):
@@ -94,11 +99,34 @@ class Placement:
     def distributed(self):
         return self.engine is not None
 
+    @contextlib.contextmanager
     def scope(self):
-        """The context in which models are built, compiled, trained and run."""
+        """The context in which models are built, compiled, trained and run.
+
+        With several processes, an engine's error (most often: another
+        process stopped, and the collective steps with it) becomes one line.
+        """
         if self.strategy is None:
-            return contextlib.nullcontext()
-        return self.strategy.scope()
+            yield
+            return
+        try:
+            with self.strategy.scope():
+                yield
+        except (TransferkitError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - the engines raise many kinds
+            if self.processes == 1:
+                raise
+            first = next((line for line in str(e).splitlines() if line.strip()),
+                         type(e).__name__)
+            error = TransferkitError(
+                f"Process {self.process_index} of this {self.processes}-process run stopped: "
+                f"{type(e).__name__}: {first[:300]}. If another process stopped first, see its "
+                "own error; start them all again.")
+            # The engine cannot shut down cleanly without its peers (JAX waits,
+            # then aborts): the command line exits at once after saying so.
+            error.process_lost = True
+            raise error from None
 
     @contextlib.contextmanager
     def synchronized_batchnorm(self, model):
@@ -213,9 +241,22 @@ def set_up_early(devices=1):
 
 
 def is_follower(devices=1):
-    """Whether this process trains with others but is not process 0: it writes nothing."""
+    """Whether this process trains with others but is not process 0: it writes nothing.
+
+    `False` inside `following()`, where the workflow runs as a follower.
+    """
     where = set_up_early(devices)
-    return where is not None and not where.is_chief
+    return where is not None and not where.is_chief and not _FOLLOWING["now"]
+
+
+@contextlib.contextmanager
+def following():
+    """While entered, this process is running a workflow as a follower (`is_follower`)."""
+    before, _FOLLOWING["now"] = _FOLLOWING["now"], True
+    try:
+        yield
+    finally:
+        _FOLLOWING["now"] = before
 
 
 def is_multi_process(devices=1):
@@ -291,15 +332,22 @@ def _multi_worker(tf, devices, workers, index):
             f"--devices {devices} with TF_CONFIG's {len(workers)} workers: each worker "
             "trains on its own GPUs (all of them) or its CPU; leave --devices out or give "
             "all.")
+    from transferkit._compat import bound_multi_worker_waits, fix_multi_worker_fit
+
+    # At the start each worker waits TIMEOUT s for all; then a worker that
+    # dies stops the others within seconds (health checks every 2 s), and a
+    # collective step waits at most TIMEOUT s.
+    bound_multi_worker_waits(initial=TIMEOUT, interval=2, timeout=5, retries=1)
+    fix_multi_worker_fit()
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=TIMEOUT)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as e:
+        raise TransferkitError(
+            f"Worker {index} of TF_CONFIG's {len(workers)} waited {TIMEOUT} s for the others "
+            f"({e}); start every worker within that time, with the same cluster in "
+            "TF_CONFIG.") from None
     extended = strategy.extended
-    # A worker that dies stops the others: health checks every 10 s, failed
-    # after 10 s without an answer; at the start, each waits TIMEOUT for all.
-    if hasattr(extended, "_check_health_initial_timeout"):
-        extended._check_health_interval = 10
-        extended._check_health_timeout = 10
-        extended._check_health_initial_timeout = TIMEOUT
     replicas = strategy.num_replicas_in_sync
     return Placement("multi_worker_mirrored", strategy, extended.worker_devices, replicas,
                      processes=len(workers), process_index=index)
@@ -318,7 +366,11 @@ def _jax(devices):
             raise TransferkitError(
                 f"--devices {devices} with {processes} JAX processes: each trains on all of "
                 "its devices; leave --devices out or give all.")
-        distribution = keras.distribution.DataParallel(devices=available)
+        # Our batches are arrays and PyDatasets, not tf.data: each process
+        # serves its own part of every global batch (`transferkit.data.stream.
+        # EvenBatches`), not Keras' sharding of a dataset.
+        distribution = keras.distribution.DataParallel(devices=available,
+                                                       auto_shard_dataset=False)
         return Placement("data_parallel", distribution, available, len(available),
                          processes=processes, process_index=jax.process_index())
     count = len(available) if devices == "all" else devices
@@ -377,7 +429,9 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout
 
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,
-                                   initialization_timeout=timeout)
+                                   initialization_timeout=timeout,
+                                   heartbeat_timeout_seconds=HEARTBEAT,
+                                   shutdown_timeout_seconds=HEARTBEAT)
         _JOINED["jax"] = True
     except Exception as e:  # the engine's own wording, on one line
         raise TransferkitError(

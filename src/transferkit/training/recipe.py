@@ -18,7 +18,7 @@ import numpy as np
 
 from transferkit.data.buckets import LengthBuckets, is_token_ids
 from transferkit.data.mixing import MixedBatches, Mixing
-from transferkit.data.stream import Batches, EvenBatches, ImageFiles, even_multiple
+from transferkit.data.stream import Batches, EvenBatches, ImageFiles, batch_split
 from transferkit.errors import TransferkitError
 from transferkit.models.freezing import BATCHNORM_MODES, freeze, parse_plan
 from transferkit.models.heads import default_loss, default_metrics, output_head
@@ -210,7 +210,7 @@ class FineTuner:
         loss, metrics = self._loss_and_metrics(model, monitor)
         # Batches padded to split evenly over the devices (`_evened`) weigh
         # their padding 0: the metrics must read the weights.
-        metrics = {"weighted_metrics" if even_multiple() > 1 else "metrics": metrics}
+        metrics = {"weighted_metrics" if batch_split()[0] > 1 else "metrics": metrics}
         # Whichever model a phase fits (the head on cached features, or all
         # of it), the checkpoint file holds the whole model.
         best = BestWeights(monitor, filepath=self._checkpoint_path(), full_model=model)
@@ -271,7 +271,7 @@ class FineTuner:
                     callbacks.append(checkpoint)  # last: it reads what the others decided
                     logs = checkpoint.logs  # the epochs before the interruption, then these
                     data = self.partial.data(data, index, start)
-                data = _evened(data, even_multiple(), None if seed is None
+                data = _evened(data, batch_split(), None if seed is None
                                else [int(seed), index])
                 self._tell_phase(index, phase, first=len(history.get("loss", [])))
                 run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
@@ -635,13 +635,14 @@ def _streamed(data, seed, model, *, balanced=False, mixing=None, num_classes=Non
     return data
 
 
-def _evened(data, multiple, seed):
-    """`fit`'s data arguments with every batch a multiple of `multiple` rows (`EvenBatches`).
+def _evened(data, split, seed):
+    """`fit`'s data arguments with every batch split evenly over the devices (`EvenBatches`).
 
-    For JAX's `DataParallel`, which splits each batch evenly over the
-    devices; arrays are first served in an order drawn from `seed`
-    (`AugmentedFeatures`), validation arrays in order (`Batches`).
+    `split` is `batch_split()`'s `(multiple, part, parts)`. Arrays are first
+    served in an order drawn from `seed` (`AugmentedFeatures`), validation
+    arrays in order (`Batches`).
     """
+    multiple, part, parts = split
     if multiple <= 1:
         return data
     x, val = data["x"], data.get("validation_data")
@@ -652,10 +653,12 @@ def _evened(data, multiple, seed):
         or getattr(x, "batch_size", 32)
     if isinstance(val, (tuple, list)):
         val = Batches(*val[:2], batch_size=size)
-    return {**data, "x": EvenBatches(x, multiple), "y": None, "sample_weight": None,
+    return {**data, "x": EvenBatches(x, multiple, part, parts), "y": None,
+            "sample_weight": None,
             "batch_size": None, "shuffle": False,
             "steps_per_epoch": data.get("steps_per_epoch") or getattr(x, "steps_per_epoch", None),
-            "validation_data": None if val is None else EvenBatches(val, multiple),
+            "validation_data": None if val is None else EvenBatches(val, multiple, part,
+                                                                    parts),
             "validation_batch_size": None}
 
 

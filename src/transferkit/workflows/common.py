@@ -112,7 +112,9 @@ def as_follower(run, **arguments):
     """
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="transferkit-follower-") as scratch:
+    from transferkit.training.distribution import following
+
+    with tempfile.TemporaryDirectory(prefix="transferkit-follower-") as scratch, following():
         if "out" in arguments:
             arguments["out"] = os.path.join(scratch, "run")
         if "plot" in arguments:
