@@ -250,3 +250,120 @@ def test_the_lr_finder_on_four_devices_sees_the_same_losses(cnn):
         said.append([line.split(" Plot:")[0] for line in done.stdout.splitlines()
                      if line.startswith("Suggested learning rate")])
     assert len(said[0]) == 1 and said[1] == said[0]
+
+
+# --- Two processes on this machine ------------------------------------------
+# TensorFlow: MultiWorkerMirroredStrategy, TF_CONFIG naming two local workers.
+# JAX: --coordinator 127.0.0.1:PORT --num-processes 2 --process-id I.
+
+BACKENDS = ["tensorflow", pytest.param("jax", marks=pytest.mark.skipif(
+    not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')"))]
+# How soon the surviving process must fail after the other is killed
+# (measured: 0.5-3 s; TensorFlow's health check runs every 2 s).
+LOST_WITHIN = 60
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_processes(root, name, backend, *extra, logs=None):
+    """Starts the 2 processes of one `train` run on localhost; returns their `Popen`s."""
+    ports = free_ports(2)
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("XLA_FLAGS", None)
+        env.pop("TF_CONFIG", None)
+        cluster = []
+        if backend == "tensorflow":
+            env["TF_CONFIG"] = json.dumps({
+                "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                "task": {"type": "worker", "index": index}})
+        else:
+            cluster = ["--coordinator", f"127.0.0.1:{ports[0]}", "--num-processes", "2",
+                       "--process-id", str(index)]
+        err = open(root / f"{name}-{index}.err", "w") if logs is None else logs[index]  # noqa: SIM115
+        processes.append(subprocess.Popen(
+            [*CLI, "train", root / "data", "--out", root / name, "--backbone",
+             root / "cnn.keras", *RECIPE, "--dropout", "0", *cluster, *extra],
+            stdout=subprocess.PIPE if logs is None else subprocess.DEVNULL, stderr=err,
+            text=True, env=env, cwd=root))
+    return processes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_processes_train_the_same_model_as_one(cnn, backend):
+    train(cnn, f"{backend}-one", 1, backend, "--dropout", "0")
+    before = set(os.listdir(cnn))
+    processes = start_processes(cnn, f"{backend}-two", backend)
+    said = [process.communicate(timeout=600)[0] for process in processes]
+    for process in processes:
+        process.stderr.close()
+    for index, process in enumerate(processes):
+        assert process.returncode == 0, (cnn / f"{backend}-two-{index}.err").read_text()[-3000:]
+    assert "Data-parallel on 2 processes, 2 devices in all" in said[0]
+    # Exactly one run folder: process 1 wrote into a temporary folder, now gone.
+    assert set(os.listdir(cnn)) - before == {f"{backend}-two", f"{backend}-two-0.err",
+                                             f"{backend}-two-1.err"}
+    scratch = [line.split("Wrote ")[1].rsplit(" in ", 1)[0] for line in said[1].splitlines()
+               if line.startswith("Best epoch")]
+    assert len(scratch) == 1 and "transferkit-follower-" in scratch[0]
+    assert not os.path.exists(scratch[0])
+    assert_same_model(cnn, f"{backend}-one", f"{backend}-two")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_killed_process_stops_the_other_with_one_line(cnn, backend, tmp_path):
+    import signal
+    import time
+
+    logs = [open(tmp_path / f"{i}.err", "w") for i in range(2)]  # noqa: SIM115
+    name = f"{backend}-killed"
+    processes = start_processes(cnn, name, backend, "--epochs", "1,200", "--patience", "0",
+                                logs=logs)
+    partial = cnn / f"{name}.partial"
+    deadline = time.monotonic() + 300
+    try:
+        while processes[0].poll() is None and time.monotonic() < deadline and not (
+                partial.is_dir() and any(p.startswith("epoch-") for p in os.listdir(partial))):
+            time.sleep(0.05)
+        assert processes[0].poll() is None, (tmp_path / "0.err").read_text()[-3000:]
+        processes[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        processes[0].wait(timeout=LOST_WITHIN + 30)
+        took = time.monotonic() - killed
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+    err = (tmp_path / "0.err").read_text()
+    assert processes[0].returncode == 2, err[-3000:]
+    assert took < LOST_WITHIN
+    line = [e for e in err.splitlines() if e.startswith("transferkit: error:")]
+    assert len(line) == 1 and "Process 0 of this 2-process run stopped" in line[0]
+    assert not (cnn / name).exists()  # nothing half-written
+
+
+def test_cross_validation_on_two_devices(cnn):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run(
+        [*CLI, "cv", cnn / "data", "--backbone", cnn / "cnn.keras", "--folds", "2", *RECIPE,
+         "--dropout", "0", "--devices", "2", "--out", cnn / "cv2"],
+        capture_output=True, text=True, env=env, cwd=cnn, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Data-parallel on 2 devices") == 2  # once a fold
+    assert (cnn / "cv2" / "metrics.json").is_file()
