@@ -367,3 +367,30 @@ def test_cross_validation_on_two_devices(cnn):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("Data-parallel on 2 devices") == 2  # once a fold
     assert (cnn / "cv2" / "metrics.json").is_file()
+
+
+_LONELY = """
+import sys
+from transferkit.training import distribution
+distribution.TIMEOUT = 10  # the wait for the others, shortened for the test
+from transferkit import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_tensorflow_worker_whose_peer_never_starts_fails_in_one_line(cnn):
+    import time
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps({
+        "cluster": {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]},
+        "task": {"type": "worker", "index": 0}})}
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _LONELY, "train", cnn / "data", "--out", cnn / "lonely",
+         "--backbone", cnn / "cnn.keras", "--no-report"],
+        capture_output=True, text=True, env=env, cwd=cnn, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert time.monotonic() - start < 10 + LOST_WITHIN
+    line = [e for e in done.stderr.splitlines() if e.startswith("transferkit: error:")]
+    assert len(line) == 1 and "Worker 0 of TF_CONFIG's 2 waited 10 s for the others" in line[0]
+    assert not (cnn / "lonely").exists()
