@@ -114,7 +114,7 @@ class Placement:
                 yield
         except (TransferkitError, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001 - the engines raise many kinds
+        except Exception as e:  # the engines raise many kinds
             if self.processes == 1:
                 raise
             first = next((line for line in str(e).splitlines() if line.strip()),
@@ -433,7 +433,7 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout
                                    heartbeat_timeout_seconds=HEARTBEAT,
                                    shutdown_timeout_seconds=HEARTBEAT)
         _JOINED["jax"] = True
-    except Exception as e:  # the engine's own wording, on one line
+    except RuntimeError as e:  # the engine's own wording, on one line
         raise TransferkitError(
             f"Could not join the {num_processes or ''}-process run at {coordinator}: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check that every "
