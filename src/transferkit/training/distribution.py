@@ -36,9 +36,11 @@ from transferkit.errors import TransferkitError
 # start, for every process to join, and then for any collective step (the
 # gradients' all-reduce). A worker that dies stops the others within it.
 TIMEOUT = 120
-# JAX: a process silent this long (seconds) is taken for dead, and a process
-# that stops waits at most this long for the others.
-HEARTBEAT = 10
+# JAX: a process silent this long (seconds) is taken for dead (a killed one
+# is seen at once: its connections close), and one that finishes waits this
+# long for the others at exit (process 0 writes the run folder and report).
+HEARTBEAT = 30
+SHUTDOWN = 600
 
 # One placement per (backend, devices) and process: engines are set up once.
 _PLACEMENTS = {}
@@ -335,9 +337,9 @@ def _multi_worker(tf, devices, workers, index):
     from transferkit._compat import bound_multi_worker_waits, fix_multi_worker_fit
 
     # At the start each worker waits TIMEOUT s for all; then a worker that
-    # dies stops the others within seconds (health checks every 2 s), and a
-    # collective step waits at most TIMEOUT s.
-    bound_multi_worker_waits(initial=TIMEOUT, interval=2, timeout=5, retries=1)
+    # dies stops the others within seconds (health checks every 5 s, an
+    # answer within 10 s, twice), and a collective step waits at most TIMEOUT s.
+    bound_multi_worker_waits(initial=TIMEOUT, interval=5, timeout=10, retries=2)
     fix_multi_worker_fit()
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=TIMEOUT)
     try:
@@ -431,7 +433,7 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout
         jax.distributed.initialize(coordinator, num_processes, process_id,
                                    initialization_timeout=timeout,
                                    heartbeat_timeout_seconds=HEARTBEAT,
-                                   shutdown_timeout_seconds=HEARTBEAT)
+                                   shutdown_timeout_seconds=SHUTDOWN)
         _JOINED["jax"] = True
     except RuntimeError as e:  # the engine's own wording, on one line
         raise TransferkitError(
