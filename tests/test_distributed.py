@@ -171,6 +171,14 @@ def cnn(tmp_path_factory):
     x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
     keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x),
                 name="cnn").save(root / "cnn.keras")
+    # A kernel large enough to split over model-parallel devices (16 x 256).
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(256, activation="relu", name="wide")(x)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x),
+                name="mlp").save(root / "wide.keras")
     return root
 
 
@@ -180,13 +188,13 @@ RECIPE = ["--epochs", "1,1", "--batch-size", "8", "--no-augment", "--no-report",
           "--head", "softmax", "--batchnorm", "train", "--kernel", "l2:1e-3", "--seed", "3"]
 
 
-def train(root, name, devices, backend, *extra):
+def train(root, name, devices, backend, *extra, backbone="cnn.keras"):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
     if backend == "jax":
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     done = subprocess.run(
-        [*CLI, "train", root / "data", "--out", root / name, "--backbone", root / "cnn.keras",
+        [*CLI, "train", root / "data", "--out", root / name, "--backbone", root / backbone,
          *RECIPE, "--devices", str(devices), *extra],
         capture_output=True, text=True, env=env, cwd=root, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -255,6 +263,26 @@ def test_the_lr_finder_on_four_devices_sees_the_same_losses(cnn):
         said.append([line.split(" Plot:")[0] for line in done.stdout.splitlines()
                      if line.startswith("Suggested learning rate")])
     assert len(said[0]) == 1 and said[1] == said[0]
+
+
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')")
+def test_model_parallel_on_jax_trains_the_same_model_as_one_device(cnn):
+    train(cnn, "mp1", 1, "jax", "--dropout", "0.2", backbone="wide.keras")
+    said = train(cnn, "mp4", 4, "jax", "--dropout", "0.2", "--model-parallel", "2",
+                 backbone="wide.keras")
+    assert ("Model-parallel on 4 devices through keras.distribution.ModelParallel: large "
+            "kernels split over 2, data-parallel over 2; global batch 8, 4 per model copy."
+            in said)
+    assert "Split over 2 devices: wide/kernel." in said
+    assert_same_model(cnn, "mp1", "mp4")
+
+
+def test_model_parallel_is_refused_off_jax(monkeypatch):
+    monkeypatch.setattr(distribution, "_PLACEMENTS", {})
+    if keras.backend.backend() == "jax":
+        pytest.skip("the JAX backend supports it")
+    with pytest.raises(TransferkitError, match="--model-parallel is for the JAX backend"):
+        placement(1, 2)
 
 
 # --- Two processes on this machine ------------------------------------------

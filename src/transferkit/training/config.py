@@ -53,7 +53,7 @@ _LOG_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 WATCHING_OPTIONS = ("log", "mlflow_uri")
 # Where a run computes: a resumed run need not match them either (unless the
 # learning rates scale with the devices).
-PLACEMENT_OPTIONS = ("devices",)
+PLACEMENT_OPTIONS = ("devices", "model_parallel")
 # The options only a trained network uses: set any of them and "auto" fine-tunes.
 _NETWORK_OPTIONS = ("epochs", "learning_rate", "fine_tune_factor", "unfreeze", "optimizer",
                     "schedule", "lr_decay", "batchnorm", "kernel", "bias", "dropout",
@@ -577,6 +577,10 @@ class TrainingConfig:
         "into N logical devices, for testing), or all: Keras' own engines "
         "(tf.distribute, keras.distribution)", metavar="N|all", parse=parse_devices),
         check_devices)
+    model_parallel: int | None = option(None, Flag(
+        "--model-parallel", "JAX: split each large kernel over M of the --devices "
+        "(keras.distribution.ModelParallel), data-parallel over the rest: for a model too big "
+        "for one device", metavar="M", parse=int, show="off"), _int_at_least(1, none_ok=True))
     scale_lr: bool = option(False, Flag(
         "--scale-lr", "multiply the learning rates by the number of devices (the linear "
         "scaling rule), for a --batch-size grown with them"), _one_of(False, True))
@@ -631,8 +635,10 @@ class TrainingConfig:
                                    "(`transferkit backbones` lists them).")
         if isinstance(self.backbone, os.PathLike):
             object.__setattr__(self, "backbone", os.fspath(self.backbone))
-        if self.devices != 1:  # first: TensorFlow fixes its devices at its first operation
-            placement(check_devices("devices", self.devices))
+        if self.devices != 1 or self.model_parallel not in (None, 1):
+            # First: TensorFlow fixes its devices at its first operation.
+            placement(check_devices("devices", self.devices),
+                      _int_at_least(1, none_ok=True)("model_parallel", self.model_parallel))
         backbone = self.backbone_config
         for field in dataclasses.fields(self):
             check = field.metadata.get("check")

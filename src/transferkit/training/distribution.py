@@ -27,6 +27,7 @@ Example:
 
 import contextlib
 import json
+import math
 import numbers
 import os
 
@@ -42,7 +43,10 @@ TIMEOUT = 120
 HEARTBEAT = 30
 SHUTDOWN = 600
 
-# One placement per (backend, devices) and process: engines are set up once.
+# A kernel is split over model-parallel devices from this many values on.
+SPLIT_FROM = 4096
+# One placement per (backend, devices, model_parallel) and process: engines
+# are set up once.
 _PLACEMENTS = {}
 # Whether this process joined others (`initialize`), and whether it is now
 # running a workflow as a follower (`following`).
@@ -71,10 +75,10 @@ class Placement:
 
     Attributes:
         engine: `None` (one device, no distribution), `"mirrored"`,
-            `"multi_worker_mirrored"` (TensorFlow) or `"data_parallel"`
-            (JAX).
-        replicas: the devices the global batch is split across, over all
-            processes.
+            `"multi_worker_mirrored"` (TensorFlow), `"data_parallel"` or
+            `"model_parallel"` (JAX).
+        replicas: the devices (copies of the model, with model parallelism)
+            the global batch is split across, over all processes.
         processes: the processes training together (1 on one machine).
         process_index: this process's index; 0 is the chief, which alone
             writes the run folder.
@@ -91,6 +95,7 @@ class Placement:
         self.replicas = replicas
         self.processes = processes
         self.process_index = process_index
+        self.model_parallel = None
 
     @property
     def is_chief(self):
@@ -167,6 +172,11 @@ class Placement:
         where = (f"{self.processes} processes, {self.replicas} devices in all"
                  if self.processes > 1 else
                  f"{self.replicas} devices ({', '.join(_short(d) for d in self.devices)})")
+        if self.engine == "model_parallel":
+            return (f"Model-parallel on {len(self.devices)} devices through "
+                    f"{_ENGINE_NAMES[self.engine]}: large kernels split over "
+                    f"{self.model_parallel}, data-parallel over {self.replicas}; global batch "
+                    f"{batch_size}, {batch_size // self.replicas} per model copy.")
         return (f"Data-parallel on {where} through {_ENGINE_NAMES[self.engine]}: global batch "
                 f"{batch_size}, {batch_size // self.replicas} per device.")
 
@@ -182,6 +192,7 @@ def _batchnorm_class():
 
 
 _ENGINE_NAMES = {
+    "model_parallel": "keras.distribution.ModelParallel",
     "mirrored": "tf.distribute.MirroredStrategy",
     "multi_worker_mirrored": "tf.distribute.MultiWorkerMirroredStrategy",
     "data_parallel": "keras.distribution.DataParallel",
@@ -193,7 +204,7 @@ def _short(name):
     return name.split("device:")[-1]
 
 
-def placement(devices=1):
+def placement(devices=1, model_parallel=None):
     """This process's `Placement` for `devices` (a count, or `"all"`).
 
     The same arguments give the same object for the life of the process:
@@ -203,21 +214,32 @@ def placement(devices=1):
     Args:
         devices: how many devices of this process to train on, or `"all"`.
             Defaults to 1.
+        model_parallel: JAX only: split each large kernel over this many of
+            the devices (`keras.distribution.ModelParallel`), for a model too
+            big for one device; data-parallel over the rest. Defaults to
+            `None` (every device holds the whole model).
 
     Raises:
-        TransferkitError: more devices than there are (with what to do), or
-            several on the PyTorch backend.
+        TransferkitError: more devices than there are (with what to do),
+            several on the PyTorch backend, or model parallelism that does
+            not divide the devices or is asked of TensorFlow.
     """
     import keras
 
     devices = check_devices("devices", devices)
     backend = keras.backend.backend()
-    key = (backend, devices)
+    model_parallel = None if model_parallel in (None, 1) else model_parallel
+    key = (backend, devices, model_parallel)
+    if model_parallel is not None and backend != "jax":
+        raise TransferkitError(
+            f"--model-parallel is for the JAX backend (keras.distribution.ModelParallel); on "
+            f"{backend} every device holds the whole model: leave it out, or use "
+            "KERAS_BACKEND=jax.")
     if key not in _PLACEMENTS:
         if backend == "tensorflow":
             made = _tensorflow(devices)
         elif backend == "jax":
-            made = _jax(devices)
+            made = _jax(devices, model_parallel)
         elif devices not in (1, "all"):
             raise TransferkitError(
                 f"--devices {devices}: training on several devices is not supported on the "
@@ -355,7 +377,7 @@ def _multi_worker(tf, devices, workers, index):
                      processes=len(workers), process_index=index)
 
 
-def _jax(devices):
+def _jax(devices, model_parallel=None):
     import jax
     import keras
 
@@ -376,6 +398,8 @@ def _jax(devices):
         return Placement("data_parallel", distribution, available, len(available),
                          processes=processes, process_index=jax.process_index())
     count = len(available) if devices == "all" else devices
+    if model_parallel is not None:
+        return _model_parallel(available, count, local, model_parallel)
     if count > local:
         hint = (f"; on a CPU, start Python with XLA_FLAGS=--xla_force_host_platform_device_count"
                 f"={count} to split it into {count} (for testing: no faster)"
@@ -386,6 +410,50 @@ def _jax(devices):
         return Placement(devices=available[:1])
     distribution = keras.distribution.DataParallel(devices=available[:count])
     return Placement("data_parallel", distribution, available[:count], count)
+
+
+def _model_parallel(available, count, local, model_parallel):
+    """`ModelParallel` on a (batch, model) mesh of `count` devices, kernels split over "model"."""
+    import keras
+
+    if count > local or count % model_parallel:
+        raise TransferkitError(
+            f"--model-parallel {model_parallel} needs a number of devices it divides, at most "
+            f"the {local} there are; got --devices {count}.")
+    mesh = keras.distribution.DeviceMesh((count // model_parallel, model_parallel),
+                                         ["batch", "model"], available[:count])
+    distribution = _kernels_split(keras)(
+        layout_map=keras.distribution.LayoutMap(mesh), batch_dim_name="batch",
+        auto_shard_dataset=False)
+    made = Placement("model_parallel", distribution, available[:count], count // model_parallel)
+    made.model_parallel = model_parallel
+    return made
+
+
+def _kernels_split(keras):
+    """`ModelParallel` that splits every large 2-D kernel's output axis over the "model" axis.
+
+    Dense kernels and embeddings (the bulk of a transformer's feed-forward
+    layers), by shape: the last axis when the "model" axis divides it and
+    the variable has at least `SPLIT_FROM` values; everything else is
+    replicated. Convolution kernels stay whole: split ones crashed XLA's CPU
+    backend (jax 0.10.2, Keras 3.15.1). `split` lists what was split.
+    """
+
+    class KernelsSplit(keras.distribution.ModelParallel):
+        split = []  # the paths of the variables split so far
+
+        def get_variable_layout(self, variable):
+            shape = tuple(variable.shape)
+            size = self.device_mesh.shape[list(self.device_mesh.axis_names).index("model")]
+            axes = [None] * len(shape)
+            if len(shape) == 2 and shape[-1] % size == 0 and math.prod(shape) >= SPLIT_FROM:
+                axes[-1] = "model"
+                if variable.path not in self.split:
+                    self.split.append(variable.path)
+            return keras.distribution.TensorLayout(axes, self.device_mesh)
+
+    return KernelsSplit
 
 
 def initialize(coordinator=None, num_processes=None, process_id=None, *, timeout=TIMEOUT):

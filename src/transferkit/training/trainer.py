@@ -58,7 +58,7 @@ class Trainer:
             self.size = config.image_size or self.backbone.input_size(linear=config.linear)
             self.augmentation = augment.parse(config.augment)
             self.augmentation_description = augment.describe(config.augment)
-        self.placement = placement(config.devices)
+        self.placement = placement(config.devices, config.model_parallel)
         self.placement.check_batch(config.batch_size)
         self.recipe = config.phases()
         if config.scale_lr and self.placement.replicas > 1:  # the linear scaling rule
@@ -259,6 +259,12 @@ class Trainer:
         )
 
         model = self.build_model(num_classes, task)
+        split = getattr(self.placement.strategy, "split", None)
+        if split is not None:
+            names = [v.path for v in model.weights if v.path in split]
+            self.say(f"Split over {self.placement.model_parallel} devices: "
+                     + (", ".join(names) if names else
+                        "no kernel (none is 2-D, divisible and large enough)") + ".")
         mixing = None if self.augmentation is None else self.augmentation.mixing()
         loss, scale = None, None
         if task == "regression":  # trained on standardized targets

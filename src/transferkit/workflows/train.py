@@ -18,6 +18,7 @@ from transferkit.runs import (
     write_json,
 )
 from transferkit.training.config import (
+    PLACEMENT_OPTIONS,
     WATCHING_OPTIONS,
     TextColumns,
     check_log_packages,
@@ -211,7 +212,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             # Where the run is watched (--log) is no part of what a resume must match.
             partial = PartialRun(partial_dir, {
                 "training": {k: v for k, v in config.to_dict().items()
-                             if k not in WATCHING_OPTIONS},
+                             if k not in WATCHING_OPTIONS + placement_options(config)},
                 "class_names": list(train_set.class_names), **identity}, seed=config.seed)
             resumed = resume and partial.load()
             if resumed:
@@ -321,6 +322,12 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
                     f"{metrics['seconds']:.0f} s.")
     return {"model": model, "tuner": fitted["tuner"], "linear": fitted["linear"],
             "metrics": metrics, "config": run_config, "out": os.fspath(out)}
+
+
+def placement_options(config):
+    """What a resume need not match of where a run computes: its devices, unless rates scale."""
+    return tuple(name for name in PLACEMENT_OPTIONS
+                 if not (config.scale_lr and name == "devices"))
 
 
 def _logged(kinds):
