@@ -337,3 +337,26 @@ def test_inbound_nodes_lead_back_to_the_calling_layers():
     (node,) = compat.inbound_nodes(model.get_layer("b"))
     assert [p.operation for p in node.parent_nodes] == [model.get_layer("a")], CHANGED.format(
         "Layer._inbound_nodes / Node.parent_nodes")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's internals")
+def test_the_multi_worker_internals_are_where_the_fixes_expect_them():
+    # fix_multi_worker_fit replaces these two; tests/test_distributed.py runs them.
+    from keras.src.backend.tensorflow import trainer
+    from tensorflow.python.distribute import collective_all_reduce_strategy
+    from tensorflow.python.eager import context
+
+    assert callable(getattr(trainer, "reduce_per_replica", None)), \
+        CHANGED.format("keras.src.backend.tensorflow.trainer.reduce_per_replica")
+    assert callable(getattr(trainer, "_collective_all_reduce_multi_worker", None)), \
+        CHANGED.format("trainer._collective_all_reduce_multi_worker")
+    assert callable(getattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build", None)), \
+        CHANGED.format("TensorFlowTrainer._maybe_symbolic_build")
+    assert callable(getattr(keras.Model, "_symbolic_build", None)), \
+        CHANGED.format("Trainer._symbolic_build")
+    # bound_multi_worker_waits sets these class attributes before a strategy is made.
+    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+    for name in ("_check_health_initial_timeout", "_check_health_interval",
+                 "_check_health_timeout", "_check_health_retry_limit"):
+        assert hasattr(extended, name), CHANGED.format(f"TensorFlow: {name}")
+    assert callable(context.context().configure_coordination_service)

@@ -290,8 +290,9 @@ def test_model_parallel_is_refused_off_jax(monkeypatch):
 # TensorFlow: MultiWorkerMirroredStrategy, TF_CONFIG naming two local workers.
 # JAX: --coordinator 127.0.0.1:PORT --num-processes 2 --process-id I.
 
-BACKENDS = ["tensorflow", pytest.param("jax", marks=pytest.mark.skipif(
-    not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')"))]
+# JAX's pair runs with -m slow (the default suite keeps to ~10 minutes).
+BACKENDS = ["tensorflow", pytest.param("jax", marks=[pytest.mark.slow, pytest.mark.skipif(
+    not HAS_JAX, reason="jax is not installed (pip install 'transferkit[jax]')")])]
 # How soon the surviving process must fail after the other is killed
 # (measured: 0.5-3 s; TensorFlow's health check runs every 2 s).
 LOST_WITHIN = 60
@@ -398,6 +399,7 @@ def test_a_killed_process_stops_the_other_with_one_line(cnn, backend, tmp_path):
     assert not (cnn / name).exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_cross_validation_on_two_devices(cnn):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
@@ -479,3 +481,35 @@ def test_text_on_four_jax_devices_trains_the_same_model_as_one(minilm, tmp_path)
     import transferkit  # noqa: F401 - registers the text backbone's classes for loading
 
     assert_same_model(tmp_path, "text1", "text4")
+
+
+_GIVEN_ENGINE = """
+import json, sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+from transferkit import train
+from transferkit.errors import TransferkitError
+try:
+    train(sys.argv[1], sys.argv[2], "never", devices=2, distribution=strategy)
+except TransferkitError as e:
+    print("refused:", e)
+run = train(sys.argv[1], sys.argv[2], sys.argv[3], distribution=strategy, head="softmax",
+            epochs=(1, 1), batch_size=8, augment=False, report=False, verbose=0)
+print(json.dumps(run["metrics"]["epochs_run"]))
+"""
+
+
+def test_train_takes_a_strategy_you_made(cnn):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _GIVEN_ENGINE, cnn / "data", cnn / "cnn.keras", cnn / "given"],
+        capture_output=True, text=True, env=env, cwd=cnn, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: Give devices (and model_parallel) or distribution=, not both." in done.stdout
+    assert "Data-parallel on 2 devices (CPU:0, CPU:1) through " \
+        "tf.distribute.MirroredStrategy" not in done.stdout  # verbose=0 says nothing
+    assert done.stdout.strip().splitlines()[-1] == "2"
+    assert (cnn / "given" / "model.keras").is_file()

@@ -48,10 +48,12 @@ SPLIT_FROM = 4096
 # One placement per (backend, devices, model_parallel) and process: engines
 # are set up once.
 _PLACEMENTS = {}
-# Whether this process joined others (`initialize`), and whether it is now
-# running a workflow as a follower (`following`).
+# Whether this process joined others (`initialize`), whether it is now
+# running a workflow as a follower (`following`), and the placement of an
+# engine the caller made (`using`).
 _JOINED = {"jax": False}
 _FOLLOWING = {"now": False}
+_GIVEN = {"placement": None}
 
 
 def check_devices(name, value):
@@ -227,8 +229,13 @@ def placement(devices=1, model_parallel=None):
     import keras
 
     devices = check_devices("devices", devices)
-    backend = keras.backend.backend()
     model_parallel = None if model_parallel in (None, 1) else model_parallel
+    given = _GIVEN["placement"]
+    if given is not None:
+        if devices != 1 or model_parallel is not None:
+            raise TransferkitError("Give devices (and model_parallel) or distribution=, not both.")
+        return given
+    backend = keras.backend.backend()
     key = (backend, devices, model_parallel)
     if model_parallel is not None and backend != "jax":
         raise TransferkitError(
@@ -251,6 +258,79 @@ def placement(devices=1, model_parallel=None):
     return _PLACEMENTS[key]
 
 
+@contextlib.contextmanager
+def using(engine):
+    """While entered, every model trains on `engine`, a strategy or distribution you made.
+
+    `engine` is a `tf.distribute.Strategy` (TensorFlow) or a
+    `keras.distribution.Distribution` (JAX): `placement()` returns its
+    `Placement` instead of making one from a device count. The workflows'
+    `distribution=` argument enters it. `None` changes nothing.
+
+    Example:
+
+    >>> strategy = tf.distribute.MirroredStrategy(["GPU:0", "GPU:1"])  # doctest: +SKIP
+    >>> with using(strategy):  # doctest: +SKIP
+    ...     train("photos", "efficientnet_lite0", "runs/two")
+    """
+    if engine is None:
+        yield
+        return
+    before, _GIVEN["placement"] = _GIVEN["placement"], placement_of(engine)
+    try:
+        yield
+    finally:
+        _GIVEN["placement"] = before
+
+
+def placement_of(engine):
+    """The `Placement` of a `tf.distribute.Strategy` or `keras.distribution.Distribution`."""
+    if hasattr(engine, "device_mesh") and hasattr(engine, "get_data_layout"):  # Keras'
+
+        mesh = engine.device_mesh
+        batch = getattr(engine, "batch_dim_name", None) or mesh.axis_names[0]
+        replicas = mesh.shape[list(mesh.axis_names).index(batch)]
+        devices = [str(d) for d in mesh.devices.flatten()]
+        processes = max(engine.num_processes, 1)
+        index = 0
+        if processes > 1:
+            import jax
+
+            index = jax.process_index()
+        kind = "model_parallel" if len(devices) > replicas else "data_parallel"
+        made = Placement(kind, engine, devices, replicas, processes=processes,
+                         process_index=index)
+        made.model_parallel = len(devices) // replicas if kind == "model_parallel" else None
+        return made
+    if hasattr(engine, "num_replicas_in_sync") and hasattr(engine, "extended"):
+        resolver = getattr(engine, "cluster_resolver", None)
+        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        processes = max(len(spec.get("worker", [])), 1)
+        kind = "multi_worker_mirrored" if processes > 1 else "mirrored"
+        index = int(resolver.task_id or 0) if processes > 1 else 0
+        if processes > 1:
+            from transferkit._compat import fix_multi_worker_fit
+
+            fix_multi_worker_fit()
+        return Placement(kind, engine, engine.extended.worker_devices,
+                         engine.num_replicas_in_sync, processes=processes, process_index=index)
+    raise TransferkitError(
+        f"distribution= takes a tf.distribute.Strategy or a keras.distribution.Distribution; "
+        f"got {type(engine).__name__}.")
+
+
+def accepts_distribution(workflow):
+    """Gives `workflow` a `distribution=` argument: runs it inside `using(distribution)`."""
+    import functools
+
+    @functools.wraps(workflow)
+    def run(*args, distribution=None, **kwargs):
+        with using(distribution):
+            return workflow(*args, **kwargs)
+
+    return run
+
+
 def set_up_early(devices=1):
     """Sets up the placement now if it needs the engine untouched; returns it, or `None`.
 
@@ -259,6 +339,8 @@ def set_up_early(devices=1):
     anything else. One device in one process needs nothing (and imports
     nothing).
     """
+    if _GIVEN["placement"] is not None:
+        return _GIVEN["placement"]
     if devices == 1 and not os.environ.get("TF_CONFIG") and not _JOINED["jax"]:
         return None
     return placement(devices)
@@ -441,7 +523,9 @@ def _kernels_split(keras):
     """
 
     class KernelsSplit(keras.distribution.ModelParallel):
-        split = []  # the paths of the variables split so far
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.split = []  # the paths of the variables split so far
 
         def get_variable_layout(self, variable):
             shape = tuple(variable.shape)

@@ -55,7 +55,7 @@ from transferkit.training.config import (
     check_names,
     training_config,
 )
-from transferkit.training.distribution import is_follower
+from transferkit.training.distribution import accepts_distribution, is_follower
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
@@ -103,6 +103,7 @@ VARIANT_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in SHARED)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
+@accepts_distribution
 def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=None,
             val_split=0.2, seed=0, cache_dir=None, strict=False, overwrite=False,
             save_models=False, report=True, columns=None, table=None, verbose="auto",
@@ -178,6 +179,9 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
             for multi-label and numeric targets the rows then hold their
             validation figures (mAP and F1, or RMSE, MAE and R²), the
             accuracy columns none.
+        distribution: a `tf.distribute.Strategy` or `keras.distribution.Distribution` you made,
+            used instead of `devices` (`transferkit.training.distribution.using`). Defaults
+            to `None`.
         verbose: Keras' verbosity; `0` also silences the table. Defaults to
             `"auto"`.
         **base_options: `train`'s model and training options shared by all

@@ -18,7 +18,7 @@ from transferkit.data.tables import table_task
 from transferkit.errors import TransferkitError
 from transferkit.runs import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, jsonable
 from transferkit.training.config import TextColumns, check_log_packages, training_config
-from transferkit.training.distribution import is_follower
+from transferkit.training.distribution import accepts_distribution, is_follower
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
@@ -47,6 +47,7 @@ TARGET_SCORES = {
 }
 
 
+@accepts_distribution
 def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=None,
                    report=True, strict=False, overwrite=False, columns=None, table=None,
                    verbose="auto", **options):
@@ -82,6 +83,9 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
             Multi-label folds come from iterative stratification, numeric
             targets' folds are stratified on quantile bins
             (`transferkit.data.splits`).
+        distribution: a `tf.distribute.Strategy` or `keras.distribution.Distribution` you made,
+            used instead of `devices` (`transferkit.training.distribution.using`). Defaults
+            to `None`.
         verbose: Keras' verbosity. Defaults to `"auto"`.
         **options: `train`'s model and training options (`head`, `epochs`,
             `learning_rate`, `unfreeze`, `augment`, `image_size`, `crop`, ...).

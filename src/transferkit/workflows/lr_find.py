@@ -5,7 +5,12 @@ import os
 from transferkit.errors import TransferkitError
 from transferkit.outputs import check_output_file
 from transferkit.training.config import training_config
-from transferkit.training.distribution import check_devices, is_follower, set_up_early
+from transferkit.training.distribution import (
+    accepts_distribution,
+    check_devices,
+    is_follower,
+    set_up_early,
+)
 from transferkit.workflows.common import (
     as_follower,
     input_description,
@@ -14,6 +19,7 @@ from transferkit.workflows.common import (
 )
 
 
+@accepts_distribution
 def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=10.0,
             steps=200, strict=False, overwrite=False, columns=None, verbose="auto",
             **options):
@@ -39,6 +45,9 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
             `LRFinder`).
         strict: a file that does not decode is an error instead of skipped.
         overwrite: replace an existing `plot` file. Defaults to `False`.
+        distribution: a `tf.distribute.Strategy` or `keras.distribution.Distribution` you made,
+            used instead of `devices` (`transferkit.training.distribution.using`). Defaults
+            to `None`.
         verbose: `"auto"` shows progress. Defaults to `"auto"`.
         **options: `train`'s model options (`image_size`, `crop`, `augment`,
             `dropout`, `optimizer`, `batch_size`, `seed`, `weights`, ...).

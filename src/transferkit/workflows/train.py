@@ -25,7 +25,11 @@ from transferkit.training.config import (
     training_config,
 )
 from transferkit.data.tables import table_task
-from transferkit.training.distribution import is_follower, is_multi_process
+from transferkit.training.distribution import (
+    accepts_distribution,
+    is_follower,
+    is_multi_process,
+)
 from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
@@ -48,6 +52,7 @@ from transferkit.workflows.common import (
 )
 
 
+@accepts_distribution
 def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, report=True,
           strict=False, overwrite=False, resume=False, columns=None, table=None,
           verbose="auto", **options):
@@ -117,6 +122,9 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
             per label, thresholds tuned on validation) or a number
             (regression). Bad rows are skipped with `columns.skip_bad_rows`.
             Defaults to `None`: class subfolders.
+        distribution: a `tf.distribute.Strategy` or `keras.distribution.Distribution` you made,
+            used instead of `devices` (`transferkit.training.distribution.using`). Defaults
+            to `None`.
         verbose: Keras' verbosity. Defaults to `"auto"` (progress bars).
         **options: how the model is built and trained: the fields of
             `TrainingConfig` (`head`, `epochs`, `learning_rate`, `unfreeze`,
