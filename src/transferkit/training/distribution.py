@@ -8,8 +8,12 @@ engine of the Keras backend, never through code of ours:
   `tf.distribute.MultiWorkerMirroredStrategy` when `TF_CONFIG` names several
   workers (one process per machine);
 - JAX: `keras.distribution.DataParallel` over the process's devices, or over
-  every process's after `initialize` (`jax.distributed`);
+  every process's after `initialize` (`jax.distributed`); `ModelParallel`
+  (large kernels split) with `model_parallel`;
 - PyTorch: one device (`devices > 1` is refused in one line).
+
+A strategy or distribution made by the caller serves instead inside
+`using(engine)`: the workflows' `distribution=` argument.
 
 A machine without GPUs has one CPU device. Asked for more, TensorFlow splits
 its CPU into that many logical devices; JAX needs

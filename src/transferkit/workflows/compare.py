@@ -96,7 +96,8 @@ PRESETS = VARIANT_PRESETS  # the former name
 
 # Options that every variant must share: they decide which arrays are loaded
 # (image size, crop), which model is compared (backbone) or the seed.
-SHARED = ("backbone", "seed", "image_size", "crop", "max_length", "devices")
+SHARED = ("backbone", "seed", "image_size", "crop", "max_length", "devices",
+          "model_parallel")
 # What a TOML file may set: train's options, less the arguments of `compare`.
 BASE_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in ("backbone", "seed"))
 VARIANT_OPTIONS = tuple(a for a in TrainingConfig.names() if a not in SHARED)
