@@ -193,9 +193,10 @@ def even_multiple():
     return max(multiple // parts, 1)
 
 
-def pad_rows(batch, multiple):
-    """`batch` with copies of its first row appended up to a multiple of `multiple` rows."""
-    extra = -len(batch) % multiple
+def pad_rows(batch, multiple, at_least=0):
+    """`batch` and copies of its first row: at least `at_least` rows, a multiple of `multiple`."""
+    rows = max(len(batch), at_least)
+    extra = rows + -rows % multiple - len(batch)
     if not extra:
         return batch
     return np.concatenate([batch, np.repeat(batch[:1], extra, axis=0)])

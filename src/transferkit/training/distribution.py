@@ -94,14 +94,14 @@ class Placement:
     """
 
     def __init__(self, engine=None, strategy=None, devices=("default",), replicas=1,
-                 processes=1, process_index=0):
+                 processes=1, process_index=0, model_parallel=None):
         self.engine = engine
         self.strategy = strategy
         self.devices = tuple(devices)
         self.replicas = replicas
         self.processes = processes
         self.process_index = process_index
-        self.model_parallel = None
+        self.model_parallel = model_parallel
 
     @property
     def is_chief(self):
@@ -301,11 +301,10 @@ def placement_of(engine):
             import jax
 
             index = jax.process_index()
-        kind = "model_parallel" if len(devices) > replicas else "data_parallel"
-        made = Placement(kind, engine, devices, replicas, processes=processes,
-                         process_index=index)
-        made.model_parallel = len(devices) // replicas if kind == "model_parallel" else None
-        return made
+        split = len(devices) // replicas
+        return Placement("model_parallel" if split > 1 else "data_parallel", engine, devices,
+                         replicas, processes=processes, process_index=index,
+                         model_parallel=split if split > 1 else None)
     if hasattr(engine, "num_replicas_in_sync") and hasattr(engine, "extended"):
         resolver = getattr(engine, "cluster_resolver", None)
         spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
@@ -511,9 +510,8 @@ def _model_parallel(available, count, local, model_parallel):
     distribution = _kernels_split(keras)(
         layout_map=keras.distribution.LayoutMap(mesh), batch_dim_name="batch",
         auto_shard_dataset=False)
-    made = Placement("model_parallel", distribution, available[:count], count // model_parallel)
-    made.model_parallel = model_parallel
-    return made
+    return Placement("model_parallel", distribution, available[:count], count // model_parallel,
+                     model_parallel=model_parallel)
 
 
 def _kernels_split(keras):

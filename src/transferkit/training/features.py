@@ -229,13 +229,11 @@ def extract_features(extractor, x, *, batch_size=32, path=None, verbose=0, augme
                 batch = keras.ops.convert_to_numpy(augment(
                     keras.ops.convert_to_tensor(batch, dtype=source), training=True))
             n = len(batch)
-            if start and n < batch_size:
-                # The last, partial batch of several, padded to the full size:
-                # one traced shape, not a second trace (~0.7 s for a
-                # backbone). The rows are independent in inference mode.
-                batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
-                                                        batch.dtype)])
-            batch = pad_rows(batch, multiple)  # split evenly over JAX's devices
+            # The last, partial batch of several, padded to the full size: one
+            # traced shape, not a second trace (~0.7 s for a backbone); and
+            # every batch split evenly over the devices. The rows are
+            # independent in inference mode.
+            batch = pad_rows(batch, multiple, at_least=batch_size if start else 0)
             out[start:start + n] = keras.ops.convert_to_numpy(
                 extractor.predict_on_batch(batch))[:n]
             bar.update(n)

@@ -210,7 +210,8 @@ class FineTuner:
         loss, metrics = self._loss_and_metrics(model, monitor)
         # Batches padded to split evenly over the devices (`_evened`) weigh
         # their padding 0: the metrics must read the weights.
-        metrics = {"weighted_metrics" if batch_split()[0] > 1 else "metrics": metrics}
+        split = batch_split()
+        metrics = {"weighted_metrics" if split[0] > 1 else "metrics": metrics}
         # Whichever model a phase fits (the head on cached features, or all
         # of it), the checkpoint file holds the whole model.
         best = BestWeights(monitor, filepath=self._checkpoint_path(), full_model=model)
@@ -271,8 +272,7 @@ class FineTuner:
                     callbacks.append(checkpoint)  # last: it reads what the others decided
                     logs = checkpoint.logs  # the epochs before the interruption, then these
                     data = self.partial.data(data, index, start)
-                data = _evened(data, batch_split(), None if seed is None
-                               else [int(seed), index])
+                data = _evened(data, split, None if seed is None else [int(seed), index])
                 self._tell_phase(index, phase, first=len(history.get("loss", [])))
                 run = trained.fit(**data, epochs=phase.epochs, initial_epoch=start,
                                   callbacks=callbacks, verbose=self._fit_verbose()) \

@@ -103,24 +103,23 @@ class Trainer:
             self.config.class_weight, y_train,
             class_names or [str(c) for c in range(num_classes)])
         with self.placement.scope():
-            return self._fit(x_train, y_train, x_val, y_val, num_classes, features, checkpoint,
-                             partial, weights, callbacks, task, class_names)
+            self.say_placement()
+            if self.config.linear:
+                fitted = self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features,
+                                          weights, task)
+            else:
+                fitted = self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
+                                           checkpoint, partial, weights, callbacks, task)
+        if task != "classes":
+            return _with_target_metrics(fitted, y_val, task, class_names)
+        return self._with_imbalance_metrics(fitted, y_val, weights)
 
-    def _fit(self, x_train, y_train, x_val, y_val, num_classes, features, checkpoint, partial,
-             weights, callbacks, task, class_names):
+    def say_placement(self):
+        """Says where the models train, when on several devices (`Placement.describe`)."""
         if self.placement.distributed:
             scaled = (f" Learning rates x{self.placement.replicas} (--scale-lr)."
                       if self.config.scale_lr else "")
             self.say(self.placement.describe(self.config.batch_size) + scaled)
-        if self.config.linear:
-            fitted = self._fit_linear(x_train, y_train, x_val, y_val, num_classes, features,
-                                      weights, task)
-        else:
-            fitted = self._fit_network(x_train, y_train, x_val, y_val, num_classes, features,
-                                       checkpoint, partial, weights, callbacks, task)
-        if task != "classes":
-            return _with_target_metrics(fitted, y_val, task, class_names)
-        return self._with_imbalance_metrics(fitted, y_val, weights)
 
     @staticmethod
     def _with_imbalance_metrics(fitted, y_val, weights):

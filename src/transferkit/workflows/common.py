@@ -87,18 +87,23 @@ def check_table(table, text):
             check_label_table(path)
 
 
+def devices_of(backbone, options):
+    """The `devices` a workflow trains on: given in `options`, else its `TrainingConfig`'s."""
+    return options.get("devices", getattr(backbone, "devices", 1))
+
+
 def modality_of(backbone, devices=1):
     """What `backbone` (a name, a path or a `TrainingConfig`) reads.
 
     A catalogue name imports no Keras; a path reads its model. Several
-    `devices` (a `TrainingConfig`'s own, if it is one) are set up first
-    (`transferkit.training.distribution.placement`): TensorFlow fixes its
-    devices at its first operation, which reading a model is.
+    `devices` (`devices_of`) are set up first (`transferkit.training.
+    distribution.set_up_early`): TensorFlow fixes its devices at its first
+    operation, which reading a model is.
     """
     from transferkit.backbones.source import resolve_backbone
-    from transferkit.training.distribution import check_devices, set_up_early
+    from transferkit.training.distribution import set_up_early
 
-    set_up_early(check_devices("devices", getattr(backbone, "devices", devices)))
+    set_up_early(devices)
     name = getattr(backbone, "backbone", backbone)
     return resolve_backbone(name, getattr(backbone, "cut_at", None)).modality
 

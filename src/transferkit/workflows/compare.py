@@ -60,6 +60,7 @@ from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
     as_follower,
+    devices_of,
     backbone_record,
     check_data,
     check_table,
@@ -207,7 +208,7 @@ def compare(data_dir, backbone, out=None, *, variants=None, config=None, val=Non
     start = time.perf_counter()
     # Everything that can be wrong is checked before the first image is read.
     check_names(base_options, BASE_OPTIONS, "compare")
-    devices = base_options.get("devices", getattr(backbone, "devices", 1))
+    devices = devices_of(backbone, base_options)
     modality = modality_of(backbone, devices)
     if is_follower(devices):  # trains with process 0, which alone writes
         return as_follower(compare, data_dir=data_dir, backbone=backbone, out=out,

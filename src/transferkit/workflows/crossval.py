@@ -23,6 +23,7 @@ from transferkit.workflows.common import (
     FEATURES_DIR,
     TARGET_NOUNS,
     as_follower,
+    devices_of,
     backbone_record,
     check_data,
     check_table,
@@ -106,7 +107,7 @@ def cross_validate(data_dir, backbone, out=None, *, folds=5, seed=0, cache_dir=N
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise TransferkitError(f"folds must be an int >= 2, got {folds!r}.")
     # The paths first: that needs no Keras, whose import takes seconds.
-    devices = options.get("devices", getattr(backbone, "devices", 1))
+    devices = devices_of(backbone, options)
     text = modality_of(backbone, devices) == "text"
     if is_follower(devices):  # trains with process 0, which alone writes
         return as_follower(cross_validate, data_dir=data_dir, backbone=backbone, out=out,

@@ -5,14 +5,10 @@ import os
 from transferkit.errors import TransferkitError
 from transferkit.outputs import check_output_file
 from transferkit.training.config import training_config
-from transferkit.training.distribution import (
-    accepts_distribution,
-    check_devices,
-    is_follower,
-    set_up_early,
-)
+from transferkit.training.distribution import accepts_distribution, is_follower
 from transferkit.workflows.common import (
     as_follower,
+    devices_of,
     input_description,
     model_inputs,
     read_labelled,
@@ -63,8 +59,7 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     """
     # The rate of a trained head: "auto" is a softmax head here. An unknown
     # backbone fails before Keras is imported.
-    devices = options.get("devices", getattr(backbone, "devices", 1))
-    set_up_early(check_devices("devices", devices))
+    devices = devices_of(backbone, options)
     if is_follower(devices):  # searches with process 0, which alone writes the plot
         return as_follower(lr_find, data_dir=data_dir, backbone=backbone, plot=plot,
                            unfreeze=unfreeze, start=start, end=end, steps=steps, strict=strict,
@@ -104,9 +99,8 @@ def lr_find(data_dir, backbone, plot=None, *, unfreeze="none", start=1e-7, end=1
     if trainer.config.seed is not None:
         keras.utils.set_random_seed(trainer.config.seed)
     where = trainer.placement
-    if where.distributed:
-        trainer.say(where.describe(trainer.config.batch_size))
     with where.scope():
+        trainer.say_placement()
         model = trainer.build_model(len(folder.class_names))
         summary = freeze(model, plan, batchnorm=trainer.config.batchnorm)
         trainer.say(f"Searching with unfreeze {plan}: {summary}.")

@@ -35,6 +35,7 @@ from transferkit.workflows.common import (
     TARGET_NOUNS,
     TASK_OUTPUTS,
     as_follower,
+    devices_of,
     backbone_record,
     check_data,
     check_table,
@@ -147,7 +148,7 @@ def train(data_dir, backbone, out, *, val=None, val_split=0.2, cache_dir=None, r
     # Everything that can be wrong is checked before the first image is read;
     # the output folder is locked for the whole run. The paths first: that
     # needs no Keras, whose import takes seconds.
-    devices = options.get("devices", getattr(backbone, "devices", 1))
+    devices = devices_of(backbone, options)
     text = modality_of(backbone, devices) == "text"
     if resume and is_multi_process(devices):
         raise TransferkitError(
